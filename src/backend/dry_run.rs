@@ -1,0 +1,37 @@
+//! The dry-run backend: prints, for each host, the exact commands in order; runs nothing.
+
+use std::time::Duration;
+
+use super::{Outcome, StepResult};
+use crate::command::Command;
+use crate::output::{Event, Reporter};
+
+#[derive(Debug, Default)]
+pub struct DryRun;
+
+impl DryRun {
+    pub fn run(&self, host: &str, batch: &[Command], reporter: &Reporter) -> Vec<StepResult> {
+        batch
+            .iter()
+            .map(|command| {
+                let mut shown = command.shell();
+                if let Some(condition) = &command.condition {
+                    shown = format!("if {}; then {shown}; fi", condition.trim());
+                }
+                if let Some(stdin) = &command.stdin {
+                    shown = format!("{shown}  # with {} bytes on stdin", stdin.len());
+                }
+                reporter.emit(Event::DryRun { host, task: &command.task, command: &shown });
+                StepResult {
+                    task: command.task.clone(),
+                    command: shown,
+                    outcome: Outcome::Ok,
+                    duration: Duration::ZERO,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    tolerated: false,
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,458 @@
+//! The command line: arguments (clap), and each subcommand turned into engine calls. The only
+//! place that decides what is printed at the end and which exit code dep returns.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use futures::future::join_all;
+
+use crate::command::Command;
+use crate::engine::{Engine, Options};
+use crate::error::{exit, Error, Result};
+use crate::output::{Format, Reporter};
+use crate::plan::TaskSet;
+use crate::project::Project;
+use crate::release::HostState;
+use crate::selector::Selector;
+use crate::vars::Var;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dep",
+    version,
+    about = "Deploy over SSH: every host prepared, then switched at once.",
+    allow_external_subcommands = true,
+    after_help = "Any task is a command too: `dep artisan:migrate staging`.\n\
+                  Exit codes: 0 ok, 1 a task failed, 2 usage or configuration error, 3 lock held,\n\
+                  4 health check failed and rolled back, 5 rollback incomplete (fleet inconsistent)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+struct Global {
+    /// The Deployfile (default: Deployfile.toml here or in a parent directory)
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Set a variable, above every other layer (repeatable)
+    #[arg(short = 'o', long = "option", global = true, value_name = "NAME=VALUE")]
+    options: Vec<String>,
+    /// Show each command (-v) and its output (-vv)
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Print only errors
+    #[arg(short = 'q', long = "quiet", global = true)]
+    quiet: bool,
+    /// Print one JSON event per line
+    #[arg(long, global = true)]
+    json: bool,
+    /// How many hosts work at once
+    #[arg(long, global = true, value_name = "N", default_value_t = 64)]
+    parallel: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Deploy a new release to the selected hosts
+    Deploy {
+        /// A stage, a host, or terms like `role=web`, `stage=production&role=db`
+        selector: Option<String>,
+        /// Deploy this branch
+        #[arg(long, conflicts_with_all = ["tag", "revision"])]
+        branch: Option<String>,
+        /// Deploy this tag
+        #[arg(long, conflicts_with = "revision")]
+        tag: Option<String>,
+        /// Deploy this exact revision
+        #[arg(long)]
+        revision: Option<String>,
+        /// Print each host's commands in order; run nothing on the hosts
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Point `current` back at the previous live release
+    Rollback {
+        selector: Option<String>,
+        /// Go back to this release instead
+        #[arg(long, value_name = "RELEASE")]
+        to: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List each host's releases, marking current and previous
+    Releases { selector: Option<String> },
+    /// Run a command in `current` on each selected host
+    Run {
+        selector: Option<String>,
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// List the tasks
+    List,
+    /// Show a task's steps and hooks as a tree
+    Tree { task: String },
+    /// List the hosts a selector picks (all without one)
+    Hosts { selector: Option<String> },
+    /// Show each variable's value and the layer it came from
+    Config {
+        selector: Option<String>,
+        /// Only this host
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Remove the deploy lock (after a crashed deploy)
+    Unlock { selector: Option<String> },
+    #[command(external_subcommand)]
+    Task(Vec<String>),
+}
+
+/// `dep TASK [SELECTOR] [--dry-run]`, parsed after the task name.
+#[derive(Debug, Parser)]
+#[command(name = "dep TASK", no_binary_name = true)]
+struct TaskArgs {
+    selector: Option<String>,
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    global: Global,
+}
+
+pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() { exit::USAGE } else { exit::OK };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return exit::TASK_FAILED;
+        }
+    };
+    let mut secrets = Vec::new();
+    let result = runtime.block_on(dispatch(cli, &mut secrets));
+    match result {
+        Ok(()) => exit::OK,
+        Err(error) => {
+            let reporter = Reporter::new(Format::Plain, 0, secrets);
+            let _ = writeln!(std::io::stderr(), "error: {}", reporter.mask(&error.to_string()));
+            error.exit_code()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
+    let mut global = cli.global;
+    let command = match cli.command {
+        Commands::Task(args) => {
+            let (task, rest) = args.split_first().ok_or_else(|| Error::Usage("no task given".into()))?;
+            let parsed = TaskArgs::try_parse_from(rest).map_err(|e| Error::Usage(e.to_string().trim().to_string()))?;
+            global.file = parsed.global.file.or(global.file);
+            global.options.extend(parsed.global.options);
+            global.verbose += parsed.global.verbose;
+            global.quiet |= parsed.global.quiet;
+            global.json |= parsed.global.json;
+            Invocation::Task { name: task.clone(), selector: parsed.selector, dry_run: parsed.dry_run }
+        }
+        other => Invocation::Builtin(other),
+    };
+    let project = Project::discover(global.file.as_deref())?;
+    *secrets = project.secrets.iter().filter_map(|name| std::env::var(name).ok()).filter(|v| !v.is_empty()).collect();
+    let reporter = Reporter::new(
+        if global.json { Format::Json } else { Format::Plain },
+        if global.quiet { -1 } else { global.verbose as i8 },
+        secrets.clone(),
+    );
+    let tasks = TaskSet::compile(&project)?;
+    let mut options = Options { parallel: global.parallel, overrides: global.options.clone(), ..Options::default() };
+    match command {
+        Invocation::Task { name, selector, dry_run } => {
+            tasks.get(&name)?;
+            options.dry_run = dry_run;
+            let hosts = select(&project, selector.as_deref(), true)?;
+            let mut engine = Engine::new(&project, &tasks, &reporter, &options, hosts)?;
+            match name.as_str() {
+                "deploy" => engine.deploy().await,
+                "rollback" => engine.rollback().await,
+                _ => engine.run_task(&name).await,
+            }
+        }
+        Invocation::Builtin(command) => match command {
+            Commands::Deploy { selector, branch, tag, revision, dry_run } => {
+                options = Options { dry_run, branch, tag, revision, ..options };
+                let hosts = select(&project, selector.as_deref(), true)?;
+                Engine::new(&project, &tasks, &reporter, &options, hosts)?.deploy().await
+            }
+            Commands::Rollback { selector, to, dry_run } => {
+                options = Options { dry_run, rollback_to: to, ..options };
+                let hosts = select(&project, selector.as_deref(), true)?;
+                Engine::new(&project, &tasks, &reporter, &options, hosts)?.rollback().await
+            }
+            Commands::Releases { selector } => releases(&project, &tasks, &reporter, &options, selector).await,
+            Commands::Run { selector, command } => run(&project, &tasks, &reporter, &options, selector, command).await,
+            Commands::List => {
+                list(&tasks);
+                Ok(())
+            }
+            Commands::Tree { task } => {
+                print!("{}", tasks.tree(&task)?);
+                Ok(())
+            }
+            Commands::Hosts { selector } => {
+                hosts(&project, selector)?;
+                Ok(())
+            }
+            Commands::Config { selector, host } => config(&project, &reporter, &options, selector, host),
+            Commands::Unlock { selector } => unlock(&project, &tasks, &reporter, &options, selector).await,
+            Commands::Task(_) => unreachable!("handled above"),
+        },
+    }
+}
+
+enum Invocation {
+    Builtin(Commands),
+    Task { name: String, selector: Option<String>, dry_run: bool },
+}
+
+/// The hosts a selector picks. Commands that change hosts need one; the others default to all.
+fn select<'a>(project: &'a Project, selector: Option<&str>, required: bool) -> Result<Vec<&'a crate::host::Host>> {
+    match selector {
+        Some(text) => Selector::parse(text)?.select(&project.hosts),
+        None if !required => Ok(project.hosts.iter().collect()),
+        None => {
+            let mut stages: Vec<&str> = project.stages.keys().map(String::as_str).collect();
+            stages.sort();
+            Err(Error::Usage(format!(
+                "name the hosts to work on: a stage ({}), a host, or `role=NAME`",
+                if stages.is_empty() { "none defined".to_string() } else { stages.join(", ") }
+            )))
+        }
+    }
+}
+
+async fn releases(project: &Project, tasks: &TaskSet, reporter: &Reporter, options: &Options, selector: Option<String>) -> Result<()> {
+    let hosts = select(project, selector.as_deref(), true)?;
+    let mut engine = Engine::new(project, tasks, reporter, options, hosts)?;
+    engine.read_states().await?;
+    let mut out = String::new();
+    for host in engine.hosts() {
+        out.push_str(&format!("{} ({})\n", host.host.name, host.deploy_path));
+        out.push_str(&releases_table(&host.state));
+    }
+    print!("{}", reporter.mask(&out));
+    Ok(())
+}
+
+/// The releases of one host as an aligned table, newest first.
+pub fn releases_table(state: &HostState) -> String {
+    if state.releases.is_empty() {
+        return "  (no releases)\n".to_string();
+    }
+    let statuses = state.statuses();
+    let mut rows = vec![["RELEASE", "STATUS", "REVISION", "WHO", "WHEN", ""].map(String::from)];
+    for release in state.releases.iter().rev() {
+        let entry = statuses.get(release.as_str());
+        let mark = if state.current.as_deref() == Some(release) {
+            "current"
+        } else if state.previous.as_deref() == Some(release) {
+            "previous"
+        } else {
+            ""
+        };
+        rows.push([
+            release.clone(),
+            entry.map_or("unknown", |e| e.status.as_str()).to_string(),
+            entry.and_then(|e| e.revision.clone()).map(|r| r.chars().take(10).collect()).unwrap_or_default(),
+            entry.map(|e| e.user.clone()).unwrap_or_default(),
+            entry.map(|e| e.finished_at.clone().unwrap_or_else(|| e.started_at.clone())).unwrap_or_default(),
+            mark.to_string(),
+        ]);
+    }
+    table(&rows, "  ")
+}
+
+fn table<const N: usize>(rows: &[[String; N]], indent: &str) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::from(indent);
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < N {
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+async fn run(
+    project: &Project,
+    tasks: &TaskSet,
+    reporter: &Reporter,
+    options: &Options,
+    selector: Option<String>,
+    command: Vec<String>,
+) -> Result<()> {
+    let hosts = select(project, selector.as_deref(), true)?;
+    let engine = Engine::new(project, tasks, reporter, options, hosts)?;
+    let script = command.join(" ");
+    let quiet = Reporter::new(Format::Plain, -1, Vec::new());
+    let results = join_all(engine.hosts().iter().map(|h| {
+        let mut cmd = Command::new("run", script.clone());
+        cmd.cwd = h.vars.value_string("current_path").ok();
+        let quiet = &quiet;
+        async move { (h.host.name.clone(), h.backend.run(&h.host.name, &[cmd], quiet).await) }
+    }))
+    .await;
+    let mut failures = Vec::new();
+    let mut out = String::new();
+    for (host, results) in results {
+        let Some(result) = results.into_iter().next() else { continue };
+        for line in result.stdout.lines().chain(result.stderr.lines()) {
+            out.push_str(&format!("[{host}] {line}\n"));
+        }
+        if result.failed() {
+            failures.push(crate::error::StepFailure {
+                host: host.clone(),
+                task: "run".into(),
+                command: result.command.clone(),
+                status: match result.outcome {
+                    crate::backend::Outcome::Failed { status, .. } => status,
+                    _ => None,
+                },
+                reason: match &result.outcome {
+                    crate::backend::Outcome::Failed { reason, .. } => reason.clone(),
+                    _ => None,
+                },
+                stderr_tail: String::new(),
+            });
+        }
+    }
+    print!("{}", reporter.mask(&out));
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Fleet(failures))
+    }
+}
+
+fn list(tasks: &TaskSet) {
+    let mut rows = vec![];
+    for task in tasks.all() {
+        rows.push([task.name.clone(), task.desc.clone()]);
+    }
+    rows.sort();
+    print!("{}", table(&rows, ""));
+}
+
+fn hosts(project: &Project, selector: Option<String>) -> Result<()> {
+    let hosts = select(project, selector.as_deref(), false)?;
+    let mut rows = vec![["HOST", "ADDRESS", "USER", "STAGE", "ROLES"].map(String::from)];
+    for host in hosts {
+        let address = if host.local {
+            "local".to_string()
+        } else {
+            match host.port {
+                Some(port) => format!("{}:{port}", host.hostname),
+                None => host.hostname.clone(),
+            }
+        };
+        rows.push([
+            host.name.clone(),
+            address,
+            host.login_user(),
+            host.stage.clone().unwrap_or_default(),
+            host.roles.join(","),
+        ]);
+    }
+    print!("{}", table(&rows, ""));
+    Ok(())
+}
+
+fn config(project: &Project, reporter: &Reporter, options: &Options, selector: Option<String>, only: Option<String>) -> Result<()> {
+    let mut hosts = select(project, selector.as_deref(), false)?;
+    if let Some(only) = &only {
+        hosts.retain(|h| &h.name == only);
+        if hosts.is_empty() {
+            return Err(Error::NoHostMatches {
+                selector: only.clone(),
+                hosts: project.hosts.iter().map(|h| h.name.clone()).collect(),
+                stages: project.stages.keys().cloned().collect(),
+            });
+        }
+    }
+    let mut out = String::new();
+    for host in hosts {
+        let mut vars = crate::engine::host_vars(project, host, options)?;
+        vars.set_placeholders(true);
+        out.push_str(&format!("{}\n", host.name));
+        let mut rows = vec![["NAME", "VALUE", "FROM"].map(String::from)];
+        let names: Vec<String> = vars.names().cloned().collect();
+        for name in names {
+            let value = match vars.get(&name) {
+                Some(Var::Dynamic(command)) => format!("{{ run = {command:?} }}"),
+                _ => match vars.value_json(&name) {
+                    Ok(serde_json::Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(error) => format!("<error: {error}>"),
+                },
+            };
+            rows.push([name.clone(), value, vars.origin(&name).to_string()]);
+        }
+        out.push_str(&table(&rows, "  "));
+    }
+    print!("{}", reporter.mask(&out));
+    Ok(())
+}
+
+async fn unlock(project: &Project, tasks: &TaskSet, reporter: &Reporter, options: &Options, selector: Option<String>) -> Result<()> {
+    let hosts = select(project, selector.as_deref(), true)?;
+    let mut engine = Engine::new(project, tasks, reporter, options, hosts)?;
+    engine.read_states().await?;
+    let outputs = join_all(engine.hosts().iter().map(|h| async move {
+        let output = h.backend.capture(&crate::lock::LockInfo::force_release_command(&h.deploy_path)).await;
+        (h, output)
+    }))
+    .await;
+    let mut failures = Vec::new();
+    for (h, output) in outputs {
+        if !output.success() {
+            failures.push(crate::error::StepFailure {
+                host: h.host.name.clone(),
+                task: "unlock".into(),
+                command: String::new(),
+                status: output.status,
+                reason: output.reason.clone(),
+                stderr_tail: output.stderr.clone(),
+            });
+            continue;
+        }
+        let message = match &h.state.lock {
+            Some(record) => format!("[{}] unlocked (was {})", h.host.name, crate::lock::describe_holder(record)),
+            None => format!("[{}] was not locked", h.host.name),
+        };
+        println!("{}", reporter.mask(&message));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Fleet(failures))
+    }
+}

@@ -1,0 +1,249 @@
+//! The raw shape of a Deployfile or recipe file, as written: parsed strictly, pointed errors.
+//!
+//! These types stay at the edge: `project` turns them into resolved hosts, tasks and variables.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Variables as written: any TOML value; a table `{ run = "..." }` is a dynamic variable.
+pub type RawConfig = IndexMap<String, serde_json::Value>;
+
+/// One Deployfile or recipe file. Recipes and the Deployfile share this shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    #[serde(default)]
+    pub import: Vec<String>,
+    #[serde(default)]
+    pub config: RawConfig,
+    /// Names of environment variables whose values are masked in every output.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub hosts: IndexMap<String, RawHost>,
+    #[serde(default)]
+    pub stages: IndexMap<String, RawStage>,
+    #[serde(default)]
+    pub tasks: IndexMap<String, RawTask>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<String>,
+    pub known_hosts_file: Option<String>,
+    pub host_key_check: Option<HostKeyCheck>,
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Run this host's commands on this machine, without SSH.
+    #[serde(default)]
+    pub local: bool,
+    #[serde(default)]
+    pub config: RawConfig,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyCheck {
+    #[default]
+    Strict,
+    AcceptNew,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStage {
+    #[serde(default)]
+    pub config: RawConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub desc: Option<String>,
+    pub run: Option<OneOrMany>,
+    pub steps: Option<Vec<String>>,
+    pub upload: Option<RawUpload>,
+    pub template: Option<RawTemplate>,
+    /// A step of the release lifecycle implemented natively (built-in recipes only).
+    pub builtin: Option<String>,
+    #[serde(default)]
+    pub once: bool,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub local: bool,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    pub timeout: Option<RawDuration>,
+    #[serde(default)]
+    pub retries: u32,
+    #[serde(rename = "if")]
+    pub condition: Option<String>,
+    #[serde(default)]
+    pub barrier: bool,
+    pub before: Option<OneOrMany>,
+    pub after: Option<OneOrMany>,
+    pub on_failure: Option<OnFailure>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpload {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub src: String,
+    pub dest: String,
+    pub mode: Option<String>,
+}
+
+/// A duration as seconds (`30`) or with a unit (`"30s"`, `"5m"`, `"1h"`, `"500ms"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    pub fn parse(&self) -> Result<std::time::Duration, String> {
+        use std::time::Duration;
+        match self {
+            RawDuration::Seconds(s) => Ok(Duration::from_secs(*s)),
+            RawDuration::Text(text) => parse_duration(text),
+        }
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. \"30s\", \"5m\")"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("`{text}` is not a duration (e.g. \"30s\", \"5m\")")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    Abort,
+    Continue,
+}
+
+/// Parse `text` (read from `path`) strictly; errors point at file:line:col with the line and carets.
+pub fn parse(path: &Path, text: &str) -> Result<RawFile> {
+    toml::from_str(text).map_err(|error| {
+        let (line, column, snippet) = match error.span() {
+            Some(span) => pointed_snippet(text, span),
+            None => (1, 1, String::new()),
+        };
+        Error::Toml {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: error.message().trim().to_string(),
+            snippet,
+        }
+    })
+}
+
+/// Line and column (1-based) of `span.start`, and the source line in a gutter with carets.
+pub fn pointed_snippet(text: &str, span: std::ops::Range<usize>) -> (usize, usize, String) {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let source_line = &text[line_start..line_end];
+    let width = text[start..span.end.min(line_end).max(start)].chars().count().max(1);
+    let gutter = " ".repeat(line.to_string().len());
+    let snippet = format!(
+        "{gutter} |\n{line} | {source_line}\n{gutter} | {}{}",
+        " ".repeat(column - 1),
+        "^".repeat(width)
+    );
+    (line, column, snippet)
+}
+
+/// Find `Deployfile.toml` in `start` or its parents.
+pub fn find(start: &Path) -> Result<PathBuf> {
+    let mut dir = Some(start);
+    while let Some(current) = dir {
+        let candidate = current.join("Deployfile.toml");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = current.parent();
+    }
+    Err(Error::DeployfileNotFound(start.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_error_points_at_line_and_column() {
+        let text = "[config]\napplication = \"x\"\ndeploy_path = /var/www\n";
+        let error = parse(Path::new("Deployfile.toml"), text).unwrap_err();
+        let Error::Toml { line, column, snippet, .. } = error else { panic!("{error}") };
+        assert_eq!((line, column), (3, 15));
+        assert!(snippet.contains("3 | deploy_path = /var/www"), "{snippet}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_place() {
+        let text = "[hosts.web1]\nhostname = \"a\"\nrole = [\"web\"]\n";
+        let error = parse(Path::new("Deployfile.toml"), text).unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("Deployfile.toml:3:1: unknown field `role`"), "{message}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,985 @@
+//! The runner: executes a compiled plan on the selected hosts. Each host runs its consecutive
+//! steps back to back as one unit on its backend; every host meets the others only at barriers
+//! (lock, `once`, `local` and `barrier` tasks, the switch). Nothing switches unless every host is
+//! ready; on any failure before the switch the release is marked failed and every lock released.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use futures::future::join_all;
+use tokio::sync::Semaphore;
+
+use crate::backend::{self, Backend, Outcome, Payload, StepResult};
+use crate::command::Command;
+use crate::error::{Error, Result, StepFailure};
+use crate::host::Host;
+use crate::lock::{self, LockInfo};
+use crate::output::{Event, Reporter};
+use crate::plan::TaskSet;
+use crate::project::{local_machine, local_user, Project};
+use crate::quote::quote;
+use crate::release::{self, HostState, LogEntry, Status};
+use crate::task::{Action, Builtin, Task};
+use crate::vars::{environment_layer, override_layer, Layer, Vars};
+
+/// What the command line asked for, beyond the selector.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    pub parallel: usize,
+    pub overrides: Vec<String>,
+    pub branch: Option<String>,
+    pub tag: Option<String>,
+    pub revision: Option<String>,
+    pub rollback_to: Option<String>,
+}
+
+/// One selected host during a run.
+pub struct HostRun {
+    pub host: Host,
+    pub vars: Vars,
+    pub backend: Backend,
+    pub deploy_path: String,
+    pub state: HostState,
+    pub locked: bool,
+    pub failure: Option<StepFailure>,
+    /// Where `current` and `previous` pointed before this run switched the host.
+    pub switched_from: Option<(Option<String>, Option<String>)>,
+}
+
+/// What every host's work shares: read-only while hosts run concurrently.
+struct Shared<'p> {
+    project: &'p Project,
+    tasks: &'p TaskSet,
+    reporter: &'p Reporter,
+    options: &'p Options,
+    release: String,
+    revision: String,
+    branch: String,
+    started_at: String,
+    who: String,
+    lock: LockInfo,
+    /// Packed uploads by local path, packed once for all hosts.
+    payloads: HashMap<PathBuf, Payload>,
+    parallel: Semaphore,
+}
+
+pub struct Engine<'p> {
+    shared: Shared<'p>,
+    hosts: Vec<HostRun>,
+    controller: Backend,
+    controller_failure: Option<StepFailure>,
+    switched: bool,
+}
+
+/// Build each selected host's variables: SPEC's layers, then the values dep provides.
+pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Vars> {
+    let mut layers: Vec<Layer> = project.file_layers.clone();
+    if let Some(stage) = &host.stage {
+        if let Some(config) = project.stages.get(stage) {
+            layers.push(Layer::new(format!("stage {stage}"), config.clone()));
+        }
+    }
+    layers.push(Layer::new(format!("host {}", host.name), host.config.clone()));
+    layers.push(environment_layer(std::env::vars()));
+    layers.push(override_layer(&options.overrides).map_err(Error::Usage)?);
+    let mut vars = Vars::layered(&layers).map_err(|message| Error::Config { path: project.deployfile.clone(), message })?;
+    vars.set("host", host.name.clone());
+    vars.set("hostname", host.hostname.clone());
+    vars.set("user", host.login_user());
+    vars.set("stage", host.stage.clone().unwrap_or_default());
+    vars.set("roles", host.roles.clone());
+    vars.set("local_user", local_user());
+    vars.set("deployfile_dir", project.root.display().to_string());
+    vars.set("release_name", "");
+    vars.set("previous_release", "");
+    vars.set("revision", "");
+    if let Some(branch) = &options.branch {
+        vars.set("branch", branch.clone());
+    }
+    Ok(vars)
+}
+
+/// Render and check `deploy_path`: absolute, not `/`, no `..`.
+fn deploy_path(host: &Host, vars: &Vars) -> Result<String> {
+    let invalid = |message: String| Error::InvalidHost { host: host.name.clone(), message };
+    let path = vars.value_string("deploy_path").map_err(|e| invalid(format!("`deploy_path`: {e}")))?;
+    let trimmed = path.trim_end_matches('/');
+    if !path.starts_with('/') {
+        return Err(invalid(format!("`deploy_path` must be an absolute path, not `{path}`")));
+    }
+    if trimmed.is_empty() || trimmed.split('/').any(|p| p == "..") {
+        return Err(invalid(format!("`deploy_path` must not be `/` or contain `..` (got `{path}`)")));
+    }
+    Ok(trimmed.to_string())
+}
+
+impl<'p> Engine<'p> {
+    pub fn new(
+        project: &'p Project,
+        tasks: &'p TaskSet,
+        reporter: &'p Reporter,
+        options: &'p Options,
+        hosts: Vec<&Host>,
+    ) -> Result<Engine<'p>> {
+        let mut runs = Vec::new();
+        for host in hosts {
+            let mut vars = host_vars(project, host, options)?;
+            let deploy_path = deploy_path(host, &vars)?;
+            if options.dry_run {
+                vars.set_placeholders(true);
+            }
+            let backend = if options.dry_run {
+                Backend::DryRun(backend::dry_run::DryRun)
+            } else if host.local {
+                Backend::Local(backend::local::Local)
+            } else {
+                return Err(Error::InvalidHost {
+                    host: host.name.clone(),
+                    message: "SSH hosts are not supported by this build yet; mark the host `local = true`".into(),
+                });
+            };
+            runs.push(HostRun {
+                host: host.clone(),
+                vars,
+                backend,
+                deploy_path,
+                state: HostState::default(),
+                locked: false,
+                failure: None,
+                switched_from: None,
+            });
+        }
+        let now = now();
+        let release = now.format(release::NAME_FORMAT).to_string();
+        let who = format!("{}@{}", local_user(), local_machine());
+        let lock = LockInfo {
+            who: who.clone(),
+            pid: std::process::id(),
+            release: release.clone(),
+            since: release::now_rfc3339(),
+            id: crate::script::token(),
+        };
+        let controller =
+            if options.dry_run { Backend::DryRun(backend::dry_run::DryRun) } else { Backend::Local(backend::local::Local) };
+        Ok(Engine {
+            shared: Shared {
+                project,
+                tasks,
+                reporter,
+                options,
+                release,
+                revision: String::new(),
+                branch: String::new(),
+                started_at: release::now_rfc3339(),
+                who,
+                lock,
+                payloads: HashMap::new(),
+                parallel: Semaphore::new(options.parallel.max(1)),
+            },
+            hosts: runs,
+            controller,
+            controller_failure: None,
+            switched: false,
+        })
+    }
+
+    pub fn hosts(&self) -> &[HostRun] {
+        &self.hosts
+    }
+
+    /// `dep deploy`: resolve the code, check every step renders, then run the deploy plan.
+    pub async fn deploy(&mut self) -> Result<()> {
+        let plan = self.shared.tasks.expand("deploy")?;
+        if !plan.iter().any(|t| t.action == Action::Builtin(Builtin::Lock)) {
+            return Err(Error::Usage("the `deploy` task must include `deploy:lock`".into()));
+        }
+        let started = Instant::now();
+        self.resolve_code().await?;
+        self.prepare(&plan)?;
+        let names: Vec<String> = self.hosts.iter().map(|h| h.host.name.clone()).collect();
+        self.shared.reporter.emit(Event::DeployStarted { release: &self.shared.release, hosts: &names });
+        let result = tokio::select! {
+            result = self.execute(&plan) => result,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        };
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(error) if !self.switched => {
+                self.abort().await;
+                Err(error)
+            }
+            Err(error) => {
+                let message = format!(
+                    "release {} is live on every host, but a step after the switch failed (`dep rollback` puts the previous release back)",
+                    self.shared.release
+                );
+                self.shared.reporter.emit(Event::Note { message: &message });
+                Err(error)
+            }
+        };
+        self.unlock_remaining().await;
+        let release = self.shared.release.clone();
+        self.shared.reporter.emit(Event::DeployFinished { release: &release, ok: result.is_ok(), duration: started.elapsed() });
+        result
+    }
+
+    /// `dep rollback`: under the lock, every host back to the same older live release.
+    pub async fn rollback(&mut self) -> Result<()> {
+        let mut plan = Vec::new();
+        let post_switch = self.shared.tasks.post_switch()?;
+        for task in self.shared.tasks.expand("rollback")? {
+            let is_rollback = task.action == Action::Builtin(Builtin::Rollback);
+            plan.push(task);
+            if is_rollback {
+                plan.extend(post_switch.iter().cloned());
+            }
+        }
+        self.prepare(&plan)?;
+        let result = async {
+            self.lock_all("deploy:lock").await?;
+            self.execute(&plan).await
+        }
+        .await;
+        self.unlock_remaining().await;
+        result
+    }
+
+    /// `dep TASK`: run any task, with `release_path` at the current release.
+    pub async fn run_task(&mut self, name: &str) -> Result<()> {
+        let plan = self.shared.tasks.expand(name)?;
+        for task in &plan {
+            if let Action::Builtin(builtin) = task.action {
+                if !matches!(builtin, Builtin::Cleanup | Builtin::Unlock) {
+                    return Err(Error::Usage(format!(
+                        "task `{}` is a step of the deploy; run `dep deploy` (or `dep rollback`)",
+                        task.name
+                    )));
+                }
+            }
+        }
+        self.read_states().await?;
+        for host in &mut self.hosts {
+            let current = host.state.current.clone().unwrap_or_default();
+            host.vars.set("release_name", current);
+            host.vars.set("previous_release", host.state.previous.clone().unwrap_or_default());
+        }
+        self.prepare(&plan)?;
+        self.execute(&plan).await
+    }
+
+    /// Read every host's state (releases, links, log, lock) concurrently.
+    pub async fn read_states(&mut self) -> Result<()> {
+        let outputs = join_all(self.hosts.iter().map(|h| async {
+            let command = release::state_command(&h.deploy_path);
+            (h.backend.capture(&command).await, command)
+        }))
+        .await;
+        let mut failures = Vec::new();
+        for (host, (output, command)) in self.hosts.iter_mut().zip(outputs) {
+            if output.success() {
+                host.state = HostState::parse(&output.stdout);
+            } else {
+                failures.push(capture_failure(&host.host.name, "read state", &command, &output));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Fleet(failures))
+        }
+    }
+
+    /// Resolve the one revision every host deploys, and pack the upload strategy's code once.
+    async fn resolve_code(&mut self) -> Result<()> {
+        let Some(first) = self.hosts.first() else { return Ok(()) };
+        let vars = &first.vars;
+        let config_error = |message: String| Error::Config { path: self.shared.project.deployfile.clone(), message };
+        let strategy = vars.value_string("strategy").map_err(config_error)?;
+        self.shared.branch = vars.value_string("branch").unwrap_or_default();
+        match strategy.as_str() {
+            "git" => {
+                let repository = vars.value_string("repository").map_err(config_error)?;
+                if repository.is_empty() {
+                    return Err(config_error("`repository` is empty: set it, or use `strategy = \"upload\"`".into()));
+                }
+                let options = self.shared.options;
+                let (reference, label) = if let Some(revision) = &options.revision {
+                    (None, format!("revision `{revision}`"))
+                } else if let Some(tag) = &options.tag {
+                    self.shared.branch = String::new();
+                    (Some(format!("refs/tags/{tag}")), format!("tag `{tag}`"))
+                } else if self.shared.branch.is_empty() {
+                    (Some("HEAD".to_string()), "HEAD".to_string())
+                } else {
+                    let branch = &self.shared.branch;
+                    (Some(format!("refs/heads/{branch}")), format!("branch `{branch}`"))
+                };
+                self.shared.revision = match (reference, &options.revision) {
+                    (_, Some(revision)) => {
+                        if !revision.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)) {
+                            return Err(Error::Usage(format!("`--revision {revision}` is not a revision name")));
+                        }
+                        revision.clone()
+                    }
+                    (Some(reference), None) => {
+                        let command = format!("git ls-remote -- {} {}", quote(&repository), quote(&reference));
+                        let output = backend::local::Local.capture(&command).await;
+                        if !output.success() {
+                            return Err(Error::Local(format!(
+                                "cannot read `{repository}` with `{command}`:\n{}",
+                                output.stderr.trim()
+                            )));
+                        }
+                        let revision = output.stdout.split_whitespace().next().unwrap_or_default().to_string();
+                        if revision.is_empty() {
+                            return Err(Error::Local(format!("{label} not found in `{repository}`")));
+                        }
+                        revision
+                    }
+                    (None, None) => unreachable!("a reference or a revision is always chosen"),
+                };
+            }
+            "upload" => {
+                let from = vars.value_string("upload_from").map_err(config_error)?;
+                let exclude: Vec<String> = match vars.value_json("upload_exclude").map_err(config_error)? {
+                    serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+                    _ => Vec::new(),
+                };
+                let dir = self.shared.project.root.join(&from);
+                let packed = crate::archive::pack(&dir, &exclude).map_err(|e| config_error(format!("`upload_from`: {e}")))?;
+                self.shared.payloads.insert(PathBuf::from("<code>"), Arc::new(packed));
+                let head = backend::local::Local
+                    .capture(&format!("git -C {} rev-parse HEAD 2>/dev/null", quote(&dir.display().to_string())))
+                    .await;
+                self.shared.revision = if head.success() { head.stdout.trim().to_string() } else { String::new() };
+            }
+            other => {
+                return Err(config_error(format!("unknown `strategy = \"{other}\"` (use \"git\" or \"upload\")")));
+            }
+        }
+        let revision = self.shared.revision.clone();
+        let branch = self.shared.branch.clone();
+        for host in &mut self.hosts {
+            host.vars.set("revision", revision.clone());
+            host.vars.set("branch", branch.clone());
+        }
+        Ok(())
+    }
+
+    /// Before anything runs: pack uploads and render every step for every host, so a bad
+    /// template or an undefined variable is reported before the first command.
+    fn prepare(&mut self, plan: &[Arc<Task>]) -> Result<()> {
+        for host in &mut self.hosts {
+            host.vars.set("release_name", host.vars.value_string("release_name").ok().filter(|r| !r.is_empty()).unwrap_or_else(|| self.shared.release.clone()));
+            let was = self.shared.options.dry_run;
+            host.vars.set_placeholders(true);
+            for task in plan.iter().filter(|t| t.applies_to(&host.host.roles)) {
+                if let Action::Upload { from, .. } = &task.action {
+                    let from = host.vars.render(&task.name, from).map_err(|m| template_error(task, &host.host, m))?;
+                    let path = self.shared.project.root.join(from);
+                    if !self.shared.payloads.contains_key(&path) {
+                        let packed = crate::archive::pack(&path, &[]).map_err(|m| template_error(task, &host.host, m))?;
+                        self.shared.payloads.insert(path, Arc::new(packed));
+                    }
+                }
+                if matches!(task.action, Action::Builtin(_)) {
+                    continue;
+                }
+                commands_for(&self.shared, task, host).map_err(|m| template_error(task, &host.host, m))?;
+            }
+            host.vars.set_placeholders(was);
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, plan: &[Arc<Task>]) -> Result<()> {
+        let mut index = 0;
+        while index < plan.len() {
+            let task = &plan[index];
+            if task.is_barrier() {
+                self.check()?;
+                self.barrier(task).await?;
+                index += 1;
+            } else {
+                let end = plan[index..].iter().position(|t| t.is_barrier()).map_or(plan.len(), |p| index + p);
+                self.segment(&plan[index..end]).await;
+                index = end;
+            }
+        }
+        self.check()
+    }
+
+    /// Every host runs `tasks` back to back, concurrently with the others.
+    async fn segment(&mut self, tasks: &[Arc<Task>]) {
+        let shared = &self.shared;
+        join_all(self.hosts.iter_mut().filter(|h| h.failure.is_none()).map(|host| async move {
+            let _permit = shared.parallel.acquire().await;
+            run_on_host(shared, host, tasks).await;
+        }))
+        .await;
+    }
+
+    async fn barrier(&mut self, task: &Arc<Task>) -> Result<()> {
+        match task.action {
+            Action::Builtin(Builtin::Lock) => self.lock_all(&task.name).await,
+            Action::Builtin(Builtin::Symlink) => self.switch_all(task).await,
+            Action::Builtin(Builtin::Rollback) => self.rollback_all(task).await,
+            _ if task.local => {
+                let Some(first) = self.hosts.first_mut() else { return Ok(()) };
+                let commands = match commands_for(&self.shared, task, first) {
+                    Ok(commands) => commands,
+                    Err(message) => return Err(template_error(task, &first.host, message)),
+                };
+                let results = self.controller.run("local", &commands, self.shared.reporter).await;
+                if let Some(failed) = results.iter().find(|r| r.failed()) {
+                    self.controller_failure = Some(step_failure("local", failed));
+                }
+                Ok(())
+            }
+            _ if task.once => {
+                let shared = &self.shared;
+                if let Some(host) = self.hosts.iter_mut().find(|h| task.applies_to(&h.host.roles)) {
+                    run_on_host(shared, host, std::slice::from_ref(task)).await;
+                }
+                Ok(())
+            }
+            _ => {
+                self.segment(std::slice::from_ref(task)).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// All failures so far, as one error, or Ok if every host is fine.
+    fn check(&self) -> Result<()> {
+        let mut failures: Vec<StepFailure> = self.hosts.iter().filter_map(|h| h.failure.clone()).collect();
+        failures.extend(self.controller_failure.clone());
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Fleet(failures))
+        }
+    }
+
+    /// Take the lock on every host at once; read each host's state under it. If any host is
+    /// locked already, release what was taken and report the holders.
+    async fn lock_all(&mut self, task: &str) -> Result<()> {
+        let shared = &self.shared;
+        let outputs = join_all(self.hosts.iter().map(|h| async move {
+            let command = format!("{}\n{}", shared.lock.acquire_command(&h.deploy_path), release::state_command(&h.deploy_path));
+            if h.backend.is_dry_run() {
+                shared.reporter.emit(Event::DryRun { host: &h.host.name, task, command: &shared.lock.acquire_command(&h.deploy_path) });
+            }
+            let started = Instant::now();
+            (h.backend.capture(&command).await, command, started.elapsed())
+        }))
+        .await;
+        let mut held = Vec::new();
+        for (host, (output, command, duration)) in self.hosts.iter_mut().zip(outputs) {
+            let first = output.stdout.lines().next().unwrap_or_default();
+            if host.backend.is_dry_run() || (output.success() && first == lock::TAKEN) {
+                host.locked = true;
+                host.state = HostState::parse(&output.stdout);
+                if !host.backend.is_dry_run() {
+                    self.shared.reporter.emit(Event::TaskFinished { host: &host.host.name, result: &ok_result(task, &command, duration) });
+                }
+            } else if output.success() && first == lock::HELD {
+                let record: String = output.stdout.lines().skip(1).collect::<Vec<_>>().join("\n");
+                held.push((host.host.name.clone(), lock::describe_holder(&record)));
+            } else {
+                let failure = capture_failure(&host.host.name, task, &command, &output);
+                self.shared.reporter.emit(Event::HostFailed { host: &host.host.name, task, message: &failure.reason.clone().unwrap_or_default() });
+                host.failure = Some(failure);
+            }
+        }
+        if !held.is_empty() {
+            self.unlock_remaining().await;
+            return Err(Error::LockHeld(held));
+        }
+        self.check()?;
+        // One release name for every host, later than any release already there.
+        let existing: Vec<&str> = self.hosts.iter().flat_map(|h| h.state.releases.iter().map(String::as_str)).collect();
+        self.shared.release = release::next_name(now(), &existing);
+        for host in &mut self.hosts {
+            host.vars.set("release_name", self.shared.release.clone());
+            host.vars.set("previous_release", host.state.current.clone().unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// The fleet barrier: switch every host to the new release at once.
+    async fn switch_all(&mut self, task: &Task) -> Result<()> {
+        let targets: Vec<(String, Vec<LogEntry>)> = self
+            .hosts
+            .iter()
+            .map(|_| (self.shared.release.clone(), vec![self.log_entry(Status::Live, true)]))
+            .collect();
+        self.switch_fleet(&task.name, targets).await
+    }
+
+    /// Switch each host to its target (and append its log entries); if any host fails, switch
+    /// the others back. Exit 5 if even that fails.
+    async fn switch_fleet(&mut self, task: &str, targets: Vec<(String, Vec<LogEntry>)>) -> Result<()> {
+        let reporter = self.shared.reporter;
+        let results = join_all(self.hosts.iter().zip(&targets).map(|(h, (target, log))| async move {
+            let mut script = switch_command(&h.deploy_path, target, h.state.current.as_deref());
+            for entry in log {
+                script.push_str(&format!(" && {}", entry.append_command(&h.deploy_path)));
+            }
+            h.backend.run(&h.host.name, &[Command::new(task, script)], reporter).await
+        }))
+        .await;
+        let mut failed = false;
+        for ((host, (target, _)), results) in self.hosts.iter_mut().zip(&targets).zip(results) {
+            match results.iter().find(|r| r.failed()) {
+                Some(result) => {
+                    host.failure = Some(step_failure(&host.host.name, result));
+                    failed = true;
+                }
+                None => {
+                    host.switched_from = Some((host.state.current.clone(), host.state.previous.clone()));
+                    reporter.emit(Event::Switched { host: &host.host.name, release: target });
+                }
+            }
+        }
+        if !failed {
+            self.switched = true;
+            return Ok(());
+        }
+        // Put the hosts that switched back where they were: the fleet must not stay half-switched.
+        let reverts = join_all(self.hosts.iter().filter(|h| h.switched_from.is_some()).map(|h| async move {
+            let (current, previous) = h.switched_from.clone().unwrap_or_default();
+            let command = revert_command(&h.deploy_path, current.as_deref(), previous.as_deref());
+            (h.host.name.clone(), h.backend.capture(&command).await, current)
+        }))
+        .await;
+        let mut stuck = Vec::new();
+        for (name, output, current) in reverts {
+            if output.success() {
+                let to = current.unwrap_or_else(|| "(none)".into());
+                reporter.emit(Event::RolledBack { host: &name, from: &self.shared.release, to: &to });
+                if let Some(h) = self.hosts.iter_mut().find(|h| h.host.name == name) {
+                    h.switched_from = None;
+                }
+            } else {
+                stuck.push(name);
+            }
+        }
+        if !stuck.is_empty() {
+            return Err(self.inconsistent(&stuck).await);
+        }
+        self.check()
+    }
+
+    /// Exit 5: say exactly where each host's `current` points.
+    async fn inconsistent(&self, stuck: &[String]) -> Error {
+        let mut lines = Vec::new();
+        for h in &self.hosts {
+            let output = h.backend.capture(&format!("readlink {}/current", quote(&h.deploy_path))).await;
+            let points = if output.success() { output.stdout.trim().to_string() } else { "unknown (unreachable)".into() };
+            lines.push((h.host.name.clone(), points));
+        }
+        Error::Inconsistent { stuck: stuck.to_vec(), current: lines }
+    }
+
+    /// The rollback barrier: all hosts to one older live release (or `--to`), or nothing changes.
+    async fn rollback_all(&mut self, task: &Task) -> Result<()> {
+        let to = self.shared.options.rollback_to.as_deref();
+        let mut problems = Vec::new();
+        let mut chosen: Vec<String> = Vec::new();
+        for h in &self.hosts {
+            match h.state.rollback_target(to) {
+                Ok(target) => chosen.push(target),
+                Err(reason) => problems.push(format!("host `{}`: {reason}", h.host.name)),
+            }
+        }
+        if problems.is_empty() {
+            let mut distinct = chosen.clone();
+            distinct.sort();
+            distinct.dedup();
+            if distinct.len() > 1 {
+                for (h, target) in self.hosts.iter().zip(&chosen) {
+                    problems.push(format!("host `{}` would go to {target}", h.host.name));
+                }
+                problems.push("hosts disagree on the release to go back to; choose one with `--to RELEASE`".into());
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Refused(format!("rollback refused, nothing was changed:\n  {}", problems.join("\n  "))));
+        }
+        let target = chosen[0].clone();
+        let targets: Vec<(String, Vec<LogEntry>)> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let abandoned = h.state.current.clone().unwrap_or_default();
+                let statuses = h.state.statuses();
+                let mut entry = statuses.get(abandoned.as_str()).map(|e| (*e).clone()).unwrap_or_else(|| LogEntry {
+                    release: abandoned.clone(),
+                    status: Status::RolledBack,
+                    revision: None,
+                    branch: None,
+                    user: self.shared.who.clone(),
+                    started_at: String::new(),
+                    finished_at: None,
+                });
+                entry.status = Status::RolledBack;
+                entry.finished_at = Some(release::now_rfc3339());
+                (target.clone(), vec![entry])
+            })
+            .collect();
+        self.switch_fleet(&task.name, targets).await?;
+        for h in &mut self.hosts {
+            let from = h.state.current.clone().unwrap_or_default();
+            self.shared.reporter.emit(Event::RolledBack { host: &h.host.name, from: &from, to: &target });
+            h.vars.set("release_name", target.clone());
+            h.vars.set("previous_release", from);
+        }
+        self.shared.release = target;
+        Ok(())
+    }
+
+    /// After a failure before the switch: mark the release failed where it was created, unlock.
+    async fn abort(&mut self) {
+        let failed = self.log_entry(Status::Failed, true);
+        let release = self.shared.release.clone();
+        join_all(self.hosts.iter().filter(|h| h.locked).map(|h| {
+            let mark = format!(
+                "if [ -d {dp}/releases/{r} ]; then {append}; fi",
+                dp = quote(&h.deploy_path),
+                r = quote(&release),
+                append = failed.append_command(&h.deploy_path)
+            );
+            async move { h.backend.capture(&mark).await }
+        }))
+        .await;
+    }
+
+    /// Release every lock this run still holds (after success, failure or Ctrl-C).
+    async fn unlock_remaining(&mut self) {
+        let lock = &self.shared.lock;
+        let reporter = self.shared.reporter;
+        let outputs = join_all(self.hosts.iter().filter(|h| h.locked).map(|h| async move {
+            let command = lock.release_command(&h.deploy_path);
+            if h.backend.is_dry_run() {
+                reporter.emit(Event::DryRun { host: &h.host.name, task: "deploy:unlock", command: &command });
+            }
+            (h.host.name.clone(), h.backend.capture(&command).await)
+        }))
+        .await;
+        for (name, output) in outputs {
+            if output.success() {
+                if let Some(h) = self.hosts.iter_mut().find(|h| h.host.name == name) {
+                    h.locked = false;
+                }
+            } else {
+                let message = format!("could not release the lock: {}", output.reason.unwrap_or(output.stderr));
+                reporter.emit(Event::HostFailed { host: &name, task: "deploy:unlock", message: &message });
+            }
+        }
+    }
+
+    fn log_entry(&self, status: Status, finished: bool) -> LogEntry {
+        LogEntry {
+            release: self.shared.release.clone(),
+            status,
+            revision: Some(self.shared.revision.clone()).filter(|r| !r.is_empty()),
+            branch: Some(self.shared.branch.clone()).filter(|b| !b.is_empty()),
+            user: self.shared.who.clone(),
+            started_at: self.shared.started_at.clone(),
+            finished_at: finished.then(release::now_rfc3339),
+        }
+    }
+}
+
+/// Run `tasks` on one host: commands travel in as few scripts as possible, split only where a
+/// dynamic variable must be evaluated first (it may depend on what earlier steps did).
+async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>]) {
+    let mut pending: Vec<Command> = Vec::new();
+    let mut pending_unlock = false;
+    let tasks: Vec<Arc<Task>> = tasks.iter().filter(|t| t.applies_to(&host.host.roles)).cloned().collect();
+    for task in &tasks {
+        let needed = match dynamic_needed(task, &host.vars) {
+            Ok(needed) => needed,
+            Err(message) => {
+                host.failure = Some(render_failure(host, task, message));
+                break;
+            }
+        };
+        if !needed.is_empty() && !host.backend.is_dry_run() {
+            if !flush(shared, host, &mut pending, &mut pending_unlock).await {
+                return;
+            }
+            for name in needed {
+                let command = match host.vars.dynamic_command(&name) {
+                    Ok(command) => command,
+                    Err(message) => {
+                        host.failure = Some(render_failure(host, task, message));
+                        return;
+                    }
+                };
+                let output = host.backend.capture(&command).await;
+                if !output.success() {
+                    let mut failure = capture_failure(&host.host.name, &task.name, &command, &output);
+                    failure.reason = Some(format!("dynamic variable `{name}` failed: {}", failure.reason.unwrap_or_else(|| format!("exit status {}", output.status.unwrap_or(-1)))));
+                    host.failure = Some(failure);
+                    return;
+                }
+                host.vars.set_dynamic(&name, output.stdout.trim_end_matches(['\n', '\r']).to_string());
+            }
+        }
+        match commands_for(shared, task, host) {
+            Ok(commands) => pending.extend(commands),
+            Err(message) => {
+                host.failure = Some(render_failure(host, task, message));
+                break;
+            }
+        }
+        pending_unlock |= task.action == Action::Builtin(Builtin::Unlock);
+    }
+    flush(shared, host, &mut pending, &mut pending_unlock).await;
+}
+
+/// Send the pending commands; false if one failed (the failure is recorded on the host).
+async fn flush(shared: &Shared<'_>, host: &mut HostRun, pending: &mut Vec<Command>, unlock: &mut bool) -> bool {
+    if pending.is_empty() || host.failure.is_some() {
+        return host.failure.is_none();
+    }
+    let results = host.backend.run(&host.host.name, pending, shared.reporter).await;
+    pending.clear();
+    if let Some(failed) = results.iter().find(|r| r.failed()) {
+        host.failure = Some(step_failure(&host.host.name, failed));
+        return false;
+    }
+    if std::mem::take(unlock) {
+        host.locked = false;
+    }
+    true
+}
+
+fn dynamic_needed(task: &Task, vars: &Vars) -> Result<Vec<String>, String> {
+    let mut sources: Vec<&str> = Vec::new();
+    match &task.action {
+        Action::Run(commands) => sources.extend(commands.iter().map(String::as_str)),
+        Action::Upload { from, to } => sources.extend([from.as_str(), to.as_str()]),
+        Action::Template { dest, .. } => sources.push(dest),
+        Action::Steps(_) => {}
+        // Builtins use the layout variables, which may themselves be dynamic.
+        Action::Builtin(_) => sources.extend(["{{ deploy_path }}", "{{ release_path }}"]),
+    }
+    sources.extend(task.cwd.as_deref());
+    sources.extend(task.condition.as_deref());
+    sources.extend(task.env.iter().map(|(_, v)| v.as_str()));
+    let mut needed = Vec::new();
+    for source in sources {
+        for name in vars.dynamic_needed(source)? {
+            if !needed.contains(&name) {
+                needed.push(name);
+            }
+        }
+    }
+    Ok(needed)
+}
+
+/// The commands `task` runs on `host`, rendered.
+fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<Command>, String> {
+    let vars = &host.vars;
+    let render = |text: &str| vars.render(&task.name, text);
+    let dp = &host.deploy_path;
+    let release = vars.value_string("release_name")?;
+    let release_path = vars.value_string("release_path")?;
+    let script = match &task.action {
+        Action::Run(commands) => {
+            let rendered: Vec<String> = commands.iter().map(|c| render(c)).collect::<Result<_, _>>()?;
+            if rendered.len() == 1 {
+                rendered.into_iter().next().unwrap_or_default()
+            } else {
+                rendered.iter().map(|c| format!("{{\n{}\n}}", c.trim_end())).collect::<Vec<_>>().join(" &&\n")
+            }
+        }
+        Action::Upload { from, to } => {
+            let path = shared.project.root.join(render(from)?);
+            let payload = shared.payloads.get(&path).cloned().unwrap_or_default();
+            let to = render(to)?;
+            let mut command = Command::new(&task.name, format!("mkdir -p {to} && tar -xzf - -C {to}", to = quote(&to)));
+            command.stdin = Some(payload);
+            return Ok(vec![finish(command, task, vars)?]);
+        }
+        Action::Template { src, dest, mode } => {
+            let path = shared.project.root.join("templates").join(render(src)?);
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read template `{}`: {e}", path.display()))?;
+            let content = vars.render(&path.display().to_string(), &text)?;
+            let dest = render(dest)?;
+            let tmp = format!("{dest}.dep-tmp");
+            format!(
+                "mkdir -p \"$(dirname {d})\" && (umask 077 && printf '%s' {c} > {t}) && chmod {m} {t} && mv -f {t} {d}",
+                d = quote(&dest),
+                t = quote(&tmp),
+                c = quote(&content),
+                m = quote(mode.as_deref().unwrap_or("0644")),
+            )
+        }
+        Action::Steps(_) => return Ok(Vec::new()),
+        Action::Builtin(Builtin::Release) => {
+            let entry = LogEntry {
+                release: release.clone(),
+                status: Status::Prepared,
+                revision: Some(shared.revision.clone()).filter(|r| !r.is_empty()),
+                branch: Some(shared.branch.clone()).filter(|b| !b.is_empty()),
+                user: shared.who.clone(),
+                started_at: shared.started_at.clone(),
+                finished_at: None,
+            };
+            format!("mkdir {} && {}", quote(&release_path), entry.append_command(dp))
+        }
+        Action::Builtin(Builtin::UpdateCode) => match vars.value_string("strategy")?.as_str() {
+            "upload" => {
+                let mut command = Command::new(&task.name, format!("tar -xzf - -C {}", quote(&release_path)));
+                command.stdin = shared.payloads.get(&PathBuf::from("<code>")).cloned();
+                return Ok(vec![finish(command, task, vars)?]);
+            }
+            _ => {
+                let repository = vars.value_string("repository")?;
+                format!(
+                    "set -e\ncd {dp}/.dep\n\
+                     if [ -d repo ]; then git -C repo remote set-url origin {repo} && git -C repo remote update --prune >/dev/null; \
+                     else git clone --mirror --quiet {repo} repo; fi\n\
+                     git -C repo archive {rev} | tar -x -f - -C {rp}\n\
+                     printf '%s\\n' {rev} > {rp}/REVISION",
+                    dp = quote(dp),
+                    repo = quote(&repository),
+                    rev = quote(&shared.revision),
+                    rp = quote(&release_path),
+                )
+            }
+        },
+        Action::Builtin(Builtin::Cleanup) => {
+            let keep: usize = vars.value_string("keep_releases")?.parse().map_err(|_| "`keep_releases` must be a number".to_string())?;
+            let mut state = host.state.clone();
+            if !release.is_empty() && !state.releases.contains(&release) {
+                state.releases.push(release.clone());
+                state.releases.sort();
+            }
+            if let Some((old_current, _)) = &host.switched_from {
+                state.previous = old_current.clone();
+                state.current = Some(release.clone());
+            }
+            let remove = release::to_remove(&state, keep, &[release.as_str()]);
+            if remove.is_empty() {
+                "true".to_string()
+            } else {
+                let names: Vec<String> = remove.iter().map(|r| quote(r)).collect();
+                format!("cd {}/releases && rm -rf -- {}", quote(dp), names.join(" "))
+            }
+        }
+        Action::Builtin(Builtin::Unlock) => shared.lock.release_command(dp),
+        Action::Builtin(other) => return Err(format!("`{other:?}` runs only as a fleet barrier")),
+    };
+    Ok(vec![finish(Command::new(&task.name, script), task, vars)?])
+}
+
+/// Apply a task's cwd, env, condition, retries and timeout to its command.
+fn finish(mut command: Command, task: &Task, vars: &Vars) -> Result<Command, String> {
+    let render = |text: &str| vars.render(&task.name, text);
+    command.cwd = task.cwd.as_deref().map(render).transpose()?;
+    command.env = task.env.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect::<Result<_, String>>()?;
+    command.condition = task.condition.as_deref().map(render).transpose()?;
+    command.retries = task.retries;
+    command.timeout = task.timeout;
+    command.continue_on_failure = task.continue_on_failure;
+    Ok(command)
+}
+
+/// Point `current` at `releases/NEW` by renaming a temporary symlink over it; `previous` at the
+/// release that was current. Both links are relative, so the deploy path can move.
+fn switch_command(deploy_path: &str, new: &str, old: Option<&str>) -> String {
+    let mut script = format!(
+        "cd {dp} && [ -d releases/{new} ] && ",
+        dp = quote(deploy_path),
+        new = quote(new)
+    );
+    if let Some(old) = old.filter(|o| *o != new) {
+        script.push_str(&format!("ln -sfn releases/{o} previous.dep-tmp && mv -fT previous.dep-tmp previous && ", o = quote(old)));
+    }
+    script.push_str(&format!("ln -sfn releases/{n} current.dep-tmp && mv -fT current.dep-tmp current", n = quote(new)));
+    script
+}
+
+fn revert_command(deploy_path: &str, current: Option<&str>, previous: Option<&str>) -> String {
+    let link = |name: &str, target: Option<&str>| match target {
+        Some(t) => format!("ln -sfn releases/{t} {name}.dep-tmp && mv -fT {name}.dep-tmp {name}", t = quote(t)),
+        None => format!("rm -f {name}"),
+    };
+    format!("cd {} && {} && {}", quote(deploy_path), link("current", current), link("previous", previous))
+}
+
+fn now() -> chrono::NaiveDateTime {
+    // DEP_NOW (YYYYMMDDHHMMSS) pins the clock for reproducible release names in tests.
+    std::env::var("DEP_NOW")
+        .ok()
+        .and_then(|n| chrono::NaiveDateTime::parse_from_str(&n, release::NAME_FORMAT).ok())
+        .unwrap_or_else(|| Utc::now().naive_utc())
+}
+
+fn template_error(task: &Task, host: &Host, message: String) -> Error {
+    Error::Template { file: task.file.clone(), task: task.name.clone(), message: format!("host `{}`: {message}", host.name) }
+}
+
+fn render_failure(host: &HostRun, task: &Task, message: String) -> StepFailure {
+    StepFailure {
+        host: host.host.name.clone(),
+        task: task.name.clone(),
+        command: String::new(),
+        status: None,
+        reason: Some(message),
+        stderr_tail: String::new(),
+    }
+}
+
+fn step_failure(host: &str, result: &StepResult) -> StepFailure {
+    let (status, reason) = match &result.outcome {
+        Outcome::Failed { status, reason } => (*status, reason.clone()),
+        _ => (None, None),
+    };
+    let tail = if result.stderr.trim().is_empty() { &result.stdout } else { &result.stderr };
+    StepFailure {
+        host: host.to_string(),
+        task: result.task.clone(),
+        command: result.command.clone(),
+        status,
+        reason,
+        stderr_tail: last_lines(tail, 10),
+    }
+}
+
+fn capture_failure(host: &str, task: &str, command: &str, output: &backend::Output) -> StepFailure {
+    StepFailure {
+        host: host.to_string(),
+        task: task.to_string(),
+        command: command.to_string(),
+        status: output.status,
+        reason: output.reason.clone(),
+        stderr_tail: last_lines(&output.stderr, 10),
+    }
+}
+
+fn ok_result(task: &str, command: &str, duration: std::time::Duration) -> StepResult {
+    StepResult {
+        task: task.to_string(),
+        command: command.to_string(),
+        outcome: Outcome::Ok,
+        duration,
+        stdout: String::new(),
+        stderr: String::new(),
+        tolerated: false,
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

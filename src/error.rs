@@ -1,0 +1,188 @@
+//! Every error dep reports, worded in one place, and the exit code each one maps to.
+
+use std::fmt::{self, Display, Formatter};
+use std::path::PathBuf;
+
+/// Exit codes of SPEC's CLI section.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const TASK_FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const LOCKED: i32 = 3;
+    pub const ROLLED_BACK: i32 = 4;
+    pub const INCONSISTENT: i32 = 5;
+}
+
+/// A task that failed on one host: the host, the task, the command, its status and stderr tail.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    pub host: String,
+    pub task: String,
+    pub command: String,
+    /// The command's exit status; None when it never finished (timeout, lost connection).
+    pub status: Option<i32>,
+    /// Why it failed when there is no exit status to speak of.
+    pub reason: Option<String>,
+    pub stderr_tail: String,
+}
+
+impl Display for StepFailure {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "host `{}`, task `{}`: ", self.host, self.task)?;
+        match (self.status, &self.reason) {
+            (_, Some(reason)) => write!(f, "{reason}")?,
+            (Some(code), None) => write!(f, "command exited with status {code}")?,
+            (None, None) => write!(f, "command did not finish")?,
+        }
+        if !self.command.is_empty() {
+            write!(f, "\n  command: {}", first_lines(&self.command, 6))?;
+        }
+        let tail = self.stderr_tail.trim_end();
+        if !tail.is_empty() {
+            write!(f, "\n  stderr:")?;
+            for line in tail.lines() {
+                write!(f, "\n  │ {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.trim().lines().collect();
+    if lines.len() <= n {
+        lines.join("\n           ")
+    } else {
+        format!("{}\n           … ({} more lines)", lines[..n].join("\n           "), lines.len() - n)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no `Deployfile.toml` found in `{}` or any parent directory (use `-f FILE` or `dep init`)", .0.display())]
+    DeployfileNotFound(PathBuf),
+
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+
+    /// A TOML syntax or shape error, pointed at with file:line:col and carets.
+    #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
+    Toml { path: PathBuf, line: usize, column: usize, message: String, snippet: String },
+
+    #[error("{}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
+
+    #[error("{}: unknown recipe `{name}` in `import`{}", file.display(), did_you_mean(.suggestion))]
+    UnknownImport { file: PathBuf, name: String, suggestion: Option<String> },
+
+    #[error("recipes import each other in a circle: {}", .0.join(" -> "))]
+    ImportCycle(Vec<String>),
+
+    #[error("unknown task `{name}`{}{}", referenced_by_text(.referenced_by), did_you_mean(.suggestion))]
+    UnknownTask { name: String, referenced_by: Option<(String, PathBuf)>, suggestion: Option<String> },
+
+    #[error("tasks form a cycle: {}", .0.join(" -> "))]
+    TaskCycle(Vec<String>),
+
+    #[error("{}: task `{task}`: {message}", file.display())]
+    InvalidTask { file: PathBuf, task: String, message: String },
+
+    #[error("{}: task `{task}`: {message}", file.display())]
+    Template { file: PathBuf, task: String, message: String },
+
+    #[error("host `{host}`: {message}")]
+    InvalidHost { host: String, message: String },
+
+    #[error("no host matches `{selector}`\n  hosts: {}\n  stages: {}", list_or_none(hosts), list_or_none(stages))]
+    NoHostMatches { selector: String, hosts: Vec<String>, stages: Vec<String> },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("{}", locked_message(.0))]
+    LockHeld(Vec<(String, String)>),
+
+    #[error("{0}")]
+    Step(StepFailure),
+
+    #[error("{}", fleet_message(.0))]
+    Fleet(Vec<StepFailure>),
+
+    #[error("{0}")]
+    Refused(String),
+
+    #[error("{}", inconsistent_message(stuck, current))]
+    Inconsistent { stuck: Vec<String>, current: Vec<(String, String)> },
+
+    #[error("deploy interrupted before the switch: nothing was switched")]
+    Interrupted,
+
+    #[error("{0}")]
+    Local(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::LockHeld(_) => exit::LOCKED,
+            Error::Inconsistent { .. } => exit::INCONSISTENT,
+            Error::Refused(_) => exit::TASK_FAILED,
+            Error::Step(_) | Error::Fleet(_) | Error::Interrupted | Error::Local(_) => exit::TASK_FAILED,
+            _ => exit::USAGE,
+        }
+    }
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!("\n  did you mean `{s}`?"),
+        None => String::new(),
+    }
+}
+
+fn referenced_by_text(by: &Option<(String, PathBuf)>) -> String {
+    match by {
+        Some((task, file)) => format!(" (referenced by task `{task}` in {})", file.display()),
+        None => String::new(),
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn locked_message(holders: &[(String, String)]) -> String {
+    let mut message = String::from("deploy is locked; nothing was changed");
+    for (host, holder) in holders {
+        message.push_str(&format!("\n  host `{host}`: {holder}"));
+    }
+    message.push_str("\n  if no deploy is running, clear it with `dep unlock`");
+    message
+}
+
+fn inconsistent_message(stuck: &[String], current: &[(String, String)]) -> String {
+    let mut message = format!(
+        "the fleet is inconsistent: could not switch back {}",
+        stuck.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+    );
+    for (host, points) in current {
+        message.push_str(&format!("\n  host `{host}`: current -> {points}"));
+    }
+    message
+}
+
+fn fleet_message(failures: &[StepFailure]) -> String {
+    let hosts = failures.len();
+    let mut message = format!("failed on {hosts} host{}", if hosts == 1 { "" } else { "s" });
+    for failure in failures {
+        message.push_str("\n\n");
+        message.push_str(&failure.to_string());
+    }
+    message
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,30 @@
+//! A host as the rest of dep sees it: where it is, how to reach it, its stage, roles and config.
+
+use std::path::PathBuf;
+
+use crate::deployfile::{HostKeyCheck, RawConfig};
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The key under `[hosts]`: how the user names it.
+    pub name: String,
+    /// The address to connect to (default: the name; ~/.ssh/config aliases resolve later).
+    pub hostname: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    pub host_key_check: HostKeyCheck,
+    pub stage: Option<String>,
+    pub roles: Vec<String>,
+    /// Commands run on this machine, without SSH.
+    pub local: bool,
+    pub config: RawConfig,
+}
+
+impl Host {
+    /// The login user: the configured one, else the local user name (as ssh does).
+    pub fn login_user(&self) -> String {
+        self.user.clone().unwrap_or_else(crate::project::local_user)
+    }
+}

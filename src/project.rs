@@ -1,0 +1,141 @@
+//! A loaded project: the Deployfile and its recipes merged into hosts, stages, tasks and the
+//! configuration layers variables are resolved from.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+use crate::deployfile::{RawConfig, RawTask};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::recipe;
+use crate::vars::Layer;
+
+/// A task as written, with the file that defined it (the last definition wins).
+#[derive(Debug, Clone)]
+pub struct TaskSource {
+    pub raw: RawTask,
+    pub file: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Project {
+    pub deployfile: PathBuf,
+    /// The directory of the Deployfile: relative paths (uploads, templates) start here.
+    pub root: PathBuf,
+    pub hosts: Vec<Host>,
+    pub stages: IndexMap<String, RawConfig>,
+    pub tasks: IndexMap<String, TaskSource>,
+    /// `[config]` of each loaded file, lowest precedence first.
+    pub file_layers: Vec<Layer>,
+    /// Names of environment variables whose values are masked in all output.
+    pub secrets: Vec<String>,
+}
+
+impl Project {
+    pub fn load(deployfile: &Path) -> Result<Project> {
+        let deployfile = if deployfile.is_absolute() {
+            deployfile.to_path_buf()
+        } else {
+            std::env::current_dir().map(|d| d.join(deployfile)).unwrap_or_else(|_| deployfile.to_path_buf())
+        };
+        let sources = recipe::load(&deployfile)?;
+        let mut hosts: IndexMap<String, Host> = IndexMap::new();
+        let mut stages: IndexMap<String, RawConfig> = IndexMap::new();
+        let mut tasks: IndexMap<String, TaskSource> = IndexMap::new();
+        let mut file_layers = Vec::new();
+        let mut secrets = Vec::new();
+        for source in sources {
+            let file = source.file;
+            file_layers.push(Layer::new(source.label.clone(), file.config));
+            for secret in file.secrets {
+                if !secrets.contains(&secret) {
+                    secrets.push(secret);
+                }
+            }
+            for (name, raw) in file.hosts {
+                let base = source.path.parent().unwrap_or(Path::new("."));
+                let resolve = |p: String| {
+                    let p = expand_home(&p);
+                    if p.is_absolute() { p } else { base.join(p) }
+                };
+                let host = Host {
+                    hostname: raw.hostname.unwrap_or_else(|| name.clone()),
+                    user: raw.user,
+                    port: raw.port,
+                    identity_file: raw.identity_file.map(resolve),
+                    known_hosts_file: raw.known_hosts_file.map(resolve),
+                    host_key_check: raw.host_key_check.unwrap_or_default(),
+                    stage: raw.stage,
+                    roles: raw.roles,
+                    local: raw.local,
+                    config: raw.config,
+                    name: name.clone(),
+                };
+                hosts.insert(name, host);
+            }
+            for (name, stage) in file.stages {
+                stages.entry(name).or_default().extend(stage.config);
+            }
+            for (name, raw) in file.tasks {
+                // A task defined again replaces the earlier one, keeping its place in listings.
+                tasks.insert(name, TaskSource { raw, file: source.path.clone() });
+            }
+        }
+        for host in hosts.values() {
+            if let Some(stage) = &host.stage {
+                stages.entry(stage.clone()).or_default();
+            }
+        }
+        let root = deployfile.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Ok(Project { deployfile, root, hosts: hosts.into_values().collect(), stages, tasks, file_layers, secrets })
+    }
+
+    /// Locate and load the Deployfile: `-f FILE`, else the current directory or its parents.
+    pub fn discover(file: Option<&Path>) -> Result<Project> {
+        let path = match file {
+            Some(file) => {
+                if !file.is_file() {
+                    return Err(Error::Read {
+                        path: file.to_path_buf(),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                    });
+                }
+                file.to_path_buf()
+            }
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
+                crate::deployfile::find(&cwd)?
+            }
+        };
+        Project::load(&path)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+/// `~/x` becomes `$HOME/x`.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
+/// The user running dep on this machine.
+pub fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            if uid == 0 { "root".to_string() } else { format!("uid{uid}") }
+        })
+}
+
+/// This machine's name, for lock holders and the releases log.
+pub fn local_machine() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
