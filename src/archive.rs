@@ -15,11 +15,20 @@ pub fn pack(dir: &Path, exclude: &[String]) -> Result<Vec<u8>, String> {
     let mut builder = tar::Builder::new(encoder);
     builder.follow_symlinks(false);
     add_dir(&mut builder, dir, Path::new(""), exclude)?;
-    let encoder = builder.into_inner().map_err(|e| format!("cannot pack `{}`: {e}", dir.display()))?;
-    encoder.finish().map_err(|e| format!("cannot pack `{}`: {e}", dir.display()))
+    let encoder = builder
+        .into_inner()
+        .map_err(|e| format!("cannot pack `{}`: {e}", dir.display()))?;
+    encoder
+        .finish()
+        .map_err(|e| format!("cannot pack `{}`: {e}", dir.display()))
 }
 
-fn add_dir<W: std::io::Write>(builder: &mut tar::Builder<W>, root: &Path, relative: &Path, exclude: &[String]) -> Result<(), String> {
+fn add_dir<W: std::io::Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    relative: &Path,
+    exclude: &[String],
+) -> Result<(), String> {
     let dir = root.join(relative);
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?
@@ -32,7 +41,9 @@ fn add_dir<W: std::io::Write>(builder: &mut tar::Builder<W>, root: &Path, relati
             continue;
         }
         let path = relative.join(&name);
-        let file_type = entry.file_type().map_err(|e| format!("cannot read `{}`: {e}", entry.path().display()))?;
+        let file_type = entry
+            .file_type()
+            .map_err(|e| format!("cannot read `{}`: {e}", entry.path().display()))?;
         builder
             .append_path_with_name(entry.path(), &path)
             .map_err(|e| format!("cannot pack `{}`: {e}", entry.path().display()))?;
@@ -55,10 +66,17 @@ mod tests {
         std::fs::write(dir.path().join("app/node_modules/x/a.js"), "x").unwrap();
         std::os::unix::fs::symlink("index.php", dir.path().join("app/link.php")).unwrap();
         let bytes = pack(&dir.path().join("app"), &["node_modules".into()]).unwrap();
-        assert_eq!(bytes, pack(&dir.path().join("app"), &["node_modules".into()]).unwrap(), "deterministic");
+        assert_eq!(
+            bytes,
+            pack(&dir.path().join("app"), &["node_modules".into()]).unwrap(),
+            "deterministic"
+        );
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-        let names: Vec<String> =
-            archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
         assert_eq!(names, vec!["index.php", "link.php"]);
         assert!(pack(&dir.path().join("missing"), &[]).is_err());
     }

@@ -128,10 +128,18 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return if error.use_stderr() { exit::USAGE } else { exit::OK };
+            return if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -144,7 +152,11 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         Ok(()) => exit::OK,
         Err(error) => {
             let reporter = Reporter::new(Format::Plain, 0, secrets);
-            let _ = writeln!(std::io::stderr(), "error: {}", reporter.mask(&error.to_string()));
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                reporter.mask(&error.to_string())
+            );
             error.exit_code()
         }
     }
@@ -154,28 +166,56 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
     let mut global = cli.global;
     let command = match cli.command {
         Commands::Task(args) => {
-            let (task, rest) = args.split_first().ok_or_else(|| Error::Usage("no task given".into()))?;
-            let parsed = TaskArgs::try_parse_from(rest).map_err(|e| Error::Usage(e.to_string().trim().to_string()))?;
+            let (task, rest) = args
+                .split_first()
+                .ok_or_else(|| Error::Usage("no task given".into()))?;
+            let parsed = TaskArgs::try_parse_from(rest)
+                .map_err(|e| Error::Usage(e.to_string().trim().to_string()))?;
             global.file = parsed.global.file.or(global.file);
             global.options.extend(parsed.global.options);
             global.verbose += parsed.global.verbose;
             global.quiet |= parsed.global.quiet;
             global.json |= parsed.global.json;
-            Invocation::Task { name: task.clone(), selector: parsed.selector, dry_run: parsed.dry_run }
+            Invocation::Task {
+                name: task.clone(),
+                selector: parsed.selector,
+                dry_run: parsed.dry_run,
+            }
         }
         other => Invocation::Builtin(other),
     };
     let project = Project::discover(global.file.as_deref())?;
-    *secrets = project.secrets.iter().filter_map(|name| std::env::var(name).ok()).filter(|v| !v.is_empty()).collect();
+    *secrets = project
+        .secrets
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .filter(|v| !v.is_empty())
+        .collect();
     let reporter = Reporter::new(
-        if global.json { Format::Json } else { Format::Plain },
-        if global.quiet { -1 } else { global.verbose as i8 },
+        if global.json {
+            Format::Json
+        } else {
+            Format::Plain
+        },
+        if global.quiet {
+            -1
+        } else {
+            global.verbose as i8
+        },
         secrets.clone(),
     );
     let tasks = TaskSet::compile(&project)?;
-    let mut options = Options { parallel: global.parallel, overrides: global.options.clone(), ..Options::default() };
+    let mut options = Options {
+        parallel: global.parallel,
+        overrides: global.options.clone(),
+        ..Options::default()
+    };
     match command {
-        Invocation::Task { name, selector, dry_run } => {
+        Invocation::Task {
+            name,
+            selector,
+            dry_run,
+        } => {
             tasks.get(&name)?;
             options.dry_run = dry_run;
             let hosts = select(&project, selector.as_deref(), true)?;
@@ -187,18 +227,46 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
             }
         }
         Invocation::Builtin(command) => match command {
-            Commands::Deploy { selector, branch, tag, revision, dry_run } => {
-                options = Options { dry_run, branch, tag, revision, ..options };
+            Commands::Deploy {
+                selector,
+                branch,
+                tag,
+                revision,
+                dry_run,
+            } => {
+                options = Options {
+                    dry_run,
+                    branch,
+                    tag,
+                    revision,
+                    ..options
+                };
                 let hosts = select(&project, selector.as_deref(), true)?;
-                Engine::new(&project, &tasks, &reporter, &options, hosts)?.deploy().await
+                Engine::new(&project, &tasks, &reporter, &options, hosts)?
+                    .deploy()
+                    .await
             }
-            Commands::Rollback { selector, to, dry_run } => {
-                options = Options { dry_run, rollback_to: to, ..options };
+            Commands::Rollback {
+                selector,
+                to,
+                dry_run,
+            } => {
+                options = Options {
+                    dry_run,
+                    rollback_to: to,
+                    ..options
+                };
                 let hosts = select(&project, selector.as_deref(), true)?;
-                Engine::new(&project, &tasks, &reporter, &options, hosts)?.rollback().await
+                Engine::new(&project, &tasks, &reporter, &options, hosts)?
+                    .rollback()
+                    .await
             }
-            Commands::Releases { selector } => releases(&project, &tasks, &reporter, &options, selector).await,
-            Commands::Run { selector, command } => run(&project, &tasks, &reporter, &options, selector, command).await,
+            Commands::Releases { selector } => {
+                releases(&project, &tasks, &reporter, &options, selector).await
+            }
+            Commands::Run { selector, command } => {
+                run(&project, &tasks, &reporter, &options, selector, command).await
+            }
             Commands::List => {
                 list(&tasks);
                 Ok(())
@@ -211,8 +279,12 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
                 hosts(&project, selector)?;
                 Ok(())
             }
-            Commands::Config { selector, host } => config(&project, &reporter, &options, selector, host),
-            Commands::Unlock { selector } => unlock(&project, &tasks, &reporter, &options, selector).await,
+            Commands::Config { selector, host } => {
+                config(&project, &reporter, &options, selector, host)
+            }
+            Commands::Unlock { selector } => {
+                unlock(&project, &tasks, &reporter, &options, selector).await
+            }
             Commands::Task(_) => unreachable!("handled above"),
         },
     }
@@ -220,11 +292,19 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
 
 enum Invocation {
     Builtin(Commands),
-    Task { name: String, selector: Option<String>, dry_run: bool },
+    Task {
+        name: String,
+        selector: Option<String>,
+        dry_run: bool,
+    },
 }
 
 /// The hosts a selector picks. Commands that change hosts need one; the others default to all.
-fn select<'a>(project: &'a Project, selector: Option<&str>, required: bool) -> Result<Vec<&'a crate::host::Host>> {
+fn select<'a>(
+    project: &'a Project,
+    selector: Option<&str>,
+    required: bool,
+) -> Result<Vec<&'a crate::host::Host>> {
     match selector {
         Some(text) => Selector::parse(text)?.select(&project.hosts),
         None if !required => Ok(project.hosts.iter().collect()),
@@ -233,13 +313,23 @@ fn select<'a>(project: &'a Project, selector: Option<&str>, required: bool) -> R
             stages.sort();
             Err(Error::Usage(format!(
                 "name the hosts to work on: a stage ({}), a host, or `role=NAME`",
-                if stages.is_empty() { "none defined".to_string() } else { stages.join(", ") }
+                if stages.is_empty() {
+                    "none defined".to_string()
+                } else {
+                    stages.join(", ")
+                }
             )))
         }
     }
 }
 
-async fn releases(project: &Project, tasks: &TaskSet, reporter: &Reporter, options: &Options, selector: Option<String>) -> Result<()> {
+async fn releases(
+    project: &Project,
+    tasks: &TaskSet,
+    reporter: &Reporter,
+    options: &Options,
+    selector: Option<String>,
+) -> Result<()> {
     let hosts = select(project, selector.as_deref(), true)?;
     let mut engine = Engine::new(project, tasks, reporter, options, hosts)?;
     engine.read_states().await?;
@@ -271,9 +361,18 @@ pub fn releases_table(state: &HostState) -> String {
         rows.push([
             release.clone(),
             entry.map_or("unknown", |e| e.status.as_str()).to_string(),
-            entry.and_then(|e| e.revision.clone()).map(|r| r.chars().take(10).collect()).unwrap_or_default(),
+            entry
+                .and_then(|e| e.revision.clone())
+                .map(|r| r.chars().take(10).collect())
+                .unwrap_or_default(),
             entry.map(|e| e.user.clone()).unwrap_or_default(),
-            entry.map(|e| e.finished_at.clone().unwrap_or_else(|| e.started_at.clone())).unwrap_or_default(),
+            entry
+                .map(|e| {
+                    e.finished_at
+                        .clone()
+                        .unwrap_or_else(|| e.started_at.clone())
+                })
+                .unwrap_or_default(),
             mark.to_string(),
         ]);
     }
@@ -318,13 +417,20 @@ async fn run(
         let mut cmd = Command::new("run", script.clone());
         cmd.cwd = h.vars.value_string("current_path").ok();
         let quiet = &quiet;
-        async move { (h.host.name.clone(), h.backend.run(&h.host.name, &[cmd], quiet).await) }
+        async move {
+            (
+                h.host.name.clone(),
+                h.backend.run(&h.host.name, &[cmd], quiet).await,
+            )
+        }
     }))
     .await;
     let mut failures = Vec::new();
     let mut out = String::new();
     for (host, results) in results {
-        let Some(result) = results.into_iter().next() else { continue };
+        let Some(result) = results.into_iter().next() else {
+            continue;
+        };
         for line in result.stdout.lines().chain(result.stderr.lines()) {
             out.push_str(&format!("[{host}] {line}\n"));
         }
@@ -386,7 +492,13 @@ fn hosts(project: &Project, selector: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn config(project: &Project, reporter: &Reporter, options: &Options, selector: Option<String>, only: Option<String>) -> Result<()> {
+fn config(
+    project: &Project,
+    reporter: &Reporter,
+    options: &Options,
+    selector: Option<String>,
+    only: Option<String>,
+) -> Result<()> {
     let mut hosts = select(project, selector.as_deref(), false)?;
     if let Some(only) = &only {
         hosts.retain(|h| &h.name == only);
@@ -422,12 +534,23 @@ fn config(project: &Project, reporter: &Reporter, options: &Options, selector: O
     Ok(())
 }
 
-async fn unlock(project: &Project, tasks: &TaskSet, reporter: &Reporter, options: &Options, selector: Option<String>) -> Result<()> {
+async fn unlock(
+    project: &Project,
+    tasks: &TaskSet,
+    reporter: &Reporter,
+    options: &Options,
+    selector: Option<String>,
+) -> Result<()> {
     let hosts = select(project, selector.as_deref(), true)?;
     let mut engine = Engine::new(project, tasks, reporter, options, hosts)?;
     engine.read_states().await?;
     let outputs = join_all(engine.hosts().iter().map(|h| async move {
-        let output = h.backend.capture(&crate::lock::LockInfo::force_release_command(&h.deploy_path)).await;
+        let output = h
+            .backend
+            .capture(&crate::lock::LockInfo::force_release_command(
+                &h.deploy_path,
+            ))
+            .await;
         (h, output)
     }))
     .await;
@@ -445,7 +568,11 @@ async fn unlock(project: &Project, tasks: &TaskSet, reporter: &Reporter, options
             continue;
         }
         let message = match &h.state.lock {
-            Some(record) => format!("[{}] unlocked (was {})", h.host.name, crate::lock::describe_holder(record)),
+            Some(record) => format!(
+                "[{}] unlocked (was {})",
+                h.host.name,
+                crate::lock::describe_holder(record)
+            ),
             None => format!("[{}] was not locked", h.host.name),
         };
         println!("{}", reporter.mask(&message));

@@ -148,7 +148,9 @@ impl RawDuration {
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
@@ -195,7 +197,10 @@ pub fn pointed_snippet(text: &str, span: std::ops::Range<usize>) -> (usize, usiz
     let line = text[..start].matches('\n').count() + 1;
     let column = text[line_start..start].chars().count() + 1;
     let source_line = &text[line_start..line_end];
-    let width = text[start..span.end.min(line_end).max(start)].chars().count().max(1);
+    let width = text[start..span.end.min(line_end).max(start)]
+        .chars()
+        .count()
+        .max(1);
     let gutter = " ".repeat(line.to_string().len());
     let snippet = format!(
         "{gutter} |\n{line} | {source_line}\n{gutter} | {}{}",
@@ -226,7 +231,15 @@ mod tests {
     fn syntax_error_points_at_line_and_column() {
         let text = "[config]\napplication = \"x\"\ndeploy_path = /var/www\n";
         let error = parse(Path::new("Deployfile.toml"), text).unwrap_err();
-        let Error::Toml { line, column, snippet, .. } = error else { panic!("{error}") };
+        let Error::Toml {
+            line,
+            column,
+            snippet,
+            ..
+        } = error
+        else {
+            panic!("{error}")
+        };
         assert_eq!((line, column), (3, 15));
         assert!(snippet.contains("3 | deploy_path = /var/www"), "{snippet}");
     }
@@ -236,7 +249,10 @@ mod tests {
         let text = "[hosts.web1]\nhostname = \"a\"\nrole = [\"web\"]\n";
         let error = parse(Path::new("Deployfile.toml"), text).unwrap_err();
         let message = error.to_string();
-        assert!(message.starts_with("Deployfile.toml:3:1: unknown field `role`"), "{message}");
+        assert!(
+            message.starts_with("Deployfile.toml:3:1: unknown field `role`"),
+            "{message}"
+        );
     }
 
     #[test]

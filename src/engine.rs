@@ -83,10 +83,16 @@ pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Va
             layers.push(Layer::new(format!("stage {stage}"), config.clone()));
         }
     }
-    layers.push(Layer::new(format!("host {}", host.name), host.config.clone()));
+    layers.push(Layer::new(
+        format!("host {}", host.name),
+        host.config.clone(),
+    ));
     layers.push(environment_layer(std::env::vars()));
     layers.push(override_layer(&options.overrides).map_err(Error::Usage)?);
-    let mut vars = Vars::layered(&layers).map_err(|message| Error::Config { path: project.deployfile.clone(), message })?;
+    let mut vars = Vars::layered(&layers).map_err(|message| Error::Config {
+        path: project.deployfile.clone(),
+        message,
+    })?;
     vars.set("host", host.name.clone());
     vars.set("hostname", host.hostname.clone());
     vars.set("user", host.login_user());
@@ -105,14 +111,23 @@ pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Va
 
 /// Render and check `deploy_path`: absolute, not `/`, no `..`.
 fn deploy_path(host: &Host, vars: &Vars) -> Result<String> {
-    let invalid = |message: String| Error::InvalidHost { host: host.name.clone(), message };
-    let path = vars.value_string("deploy_path").map_err(|e| invalid(format!("`deploy_path`: {e}")))?;
+    let invalid = |message: String| Error::InvalidHost {
+        host: host.name.clone(),
+        message,
+    };
+    let path = vars
+        .value_string("deploy_path")
+        .map_err(|e| invalid(format!("`deploy_path`: {e}")))?;
     let trimmed = path.trim_end_matches('/');
     if !path.starts_with('/') {
-        return Err(invalid(format!("`deploy_path` must be an absolute path, not `{path}`")));
+        return Err(invalid(format!(
+            "`deploy_path` must be an absolute path, not `{path}`"
+        )));
     }
     if trimmed.is_empty() || trimmed.split('/').any(|p| p == "..") {
-        return Err(invalid(format!("`deploy_path` must not be `/` or contain `..` (got `{path}`)")));
+        return Err(invalid(format!(
+            "`deploy_path` must not be `/` or contain `..` (got `{path}`)"
+        )));
     }
     Ok(trimmed.to_string())
 }
@@ -163,8 +178,11 @@ impl<'p> Engine<'p> {
             since: release::now_rfc3339(),
             id: crate::script::token(),
         };
-        let controller =
-            if options.dry_run { Backend::DryRun(backend::dry_run::DryRun) } else { Backend::Local(backend::local::Local) };
+        let controller = if options.dry_run {
+            Backend::DryRun(backend::dry_run::DryRun)
+        } else {
+            Backend::Local(backend::local::Local)
+        };
         Ok(Engine {
             shared: Shared {
                 project,
@@ -194,14 +212,22 @@ impl<'p> Engine<'p> {
     /// `dep deploy`: resolve the code, check every step renders, then run the deploy plan.
     pub async fn deploy(&mut self) -> Result<()> {
         let plan = self.shared.tasks.expand("deploy")?;
-        if !plan.iter().any(|t| t.action == Action::Builtin(Builtin::Lock)) {
-            return Err(Error::Usage("the `deploy` task must include `deploy:lock`".into()));
+        if !plan
+            .iter()
+            .any(|t| t.action == Action::Builtin(Builtin::Lock))
+        {
+            return Err(Error::Usage(
+                "the `deploy` task must include `deploy:lock`".into(),
+            ));
         }
         let started = Instant::now();
         self.resolve_code().await?;
         self.prepare(&plan)?;
         let names: Vec<String> = self.hosts.iter().map(|h| h.host.name.clone()).collect();
-        self.shared.reporter.emit(Event::DeployStarted { release: &self.shared.release, hosts: &names });
+        self.shared.reporter.emit(Event::DeployStarted {
+            release: &self.shared.release,
+            hosts: &names,
+        });
         let result = tokio::select! {
             result = self.execute(&plan) => result,
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
@@ -223,7 +249,11 @@ impl<'p> Engine<'p> {
         };
         self.unlock_remaining().await;
         let release = self.shared.release.clone();
-        self.shared.reporter.emit(Event::DeployFinished { release: &release, ok: result.is_ok(), duration: started.elapsed() });
+        self.shared.reporter.emit(Event::DeployFinished {
+            release: &release,
+            ok: result.is_ok(),
+            duration: started.elapsed(),
+        });
         result
     }
 
@@ -265,7 +295,10 @@ impl<'p> Engine<'p> {
         for host in &mut self.hosts {
             let current = host.state.current.clone().unwrap_or_default();
             host.vars.set("release_name", current);
-            host.vars.set("previous_release", host.state.previous.clone().unwrap_or_default());
+            host.vars.set(
+                "previous_release",
+                host.state.previous.clone().unwrap_or_default(),
+            );
         }
         self.prepare(&plan)?;
         self.execute(&plan).await
@@ -283,7 +316,12 @@ impl<'p> Engine<'p> {
             if output.success() {
                 host.state = HostState::parse(&output.stdout);
             } else {
-                failures.push(capture_failure(&host.host.name, "read state", &command, &output));
+                failures.push(capture_failure(
+                    &host.host.name,
+                    "read state",
+                    &command,
+                    &output,
+                ));
             }
         }
         if failures.is_empty() {
@@ -295,16 +333,23 @@ impl<'p> Engine<'p> {
 
     /// Resolve the one revision every host deploys, and pack the upload strategy's code once.
     async fn resolve_code(&mut self) -> Result<()> {
-        let Some(first) = self.hosts.first() else { return Ok(()) };
+        let Some(first) = self.hosts.first() else {
+            return Ok(());
+        };
         let vars = &first.vars;
-        let config_error = |message: String| Error::Config { path: self.shared.project.deployfile.clone(), message };
+        let config_error = |message: String| Error::Config {
+            path: self.shared.project.deployfile.clone(),
+            message,
+        };
         let strategy = vars.value_string("strategy").map_err(config_error)?;
         self.shared.branch = vars.value_string("branch").unwrap_or_default();
         match strategy.as_str() {
             "git" => {
                 let repository = vars.value_string("repository").map_err(config_error)?;
                 if repository.is_empty() {
-                    return Err(config_error("`repository` is empty: set it, or use `strategy = \"upload\"`".into()));
+                    return Err(config_error(
+                        "`repository` is empty: set it, or use `strategy = \"upload\"`".into(),
+                    ));
                 }
                 let options = self.shared.options;
                 let (reference, label) = if let Some(revision) = &options.revision {
@@ -316,17 +361,29 @@ impl<'p> Engine<'p> {
                     (Some("HEAD".to_string()), "HEAD".to_string())
                 } else {
                     let branch = &self.shared.branch;
-                    (Some(format!("refs/heads/{branch}")), format!("branch `{branch}`"))
+                    (
+                        Some(format!("refs/heads/{branch}")),
+                        format!("branch `{branch}`"),
+                    )
                 };
                 self.shared.revision = match (reference, &options.revision) {
                     (_, Some(revision)) => {
-                        if !revision.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)) {
-                            return Err(Error::Usage(format!("`--revision {revision}` is not a revision name")));
+                        if !revision
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+                        {
+                            return Err(Error::Usage(format!(
+                                "`--revision {revision}` is not a revision name"
+                            )));
                         }
                         revision.clone()
                     }
                     (Some(reference), None) => {
-                        let command = format!("git ls-remote -- {} {}", quote(&repository), quote(&reference));
+                        let command = format!(
+                            "git ls-remote -- {} {}",
+                            quote(&repository),
+                            quote(&reference)
+                        );
                         let output = backend::local::Local.capture(&command).await;
                         if !output.success() {
                             return Err(Error::Local(format!(
@@ -334,9 +391,16 @@ impl<'p> Engine<'p> {
                                 output.stderr.trim()
                             )));
                         }
-                        let revision = output.stdout.split_whitespace().next().unwrap_or_default().to_string();
+                        let revision = output
+                            .stdout
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
                         if revision.is_empty() {
-                            return Err(Error::Local(format!("{label} not found in `{repository}`")));
+                            return Err(Error::Local(format!(
+                                "{label} not found in `{repository}`"
+                            )));
                         }
                         revision
                     }
@@ -345,20 +409,36 @@ impl<'p> Engine<'p> {
             }
             "upload" => {
                 let from = vars.value_string("upload_from").map_err(config_error)?;
-                let exclude: Vec<String> = match vars.value_json("upload_exclude").map_err(config_error)? {
-                    serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
-                    _ => Vec::new(),
-                };
+                let exclude: Vec<String> =
+                    match vars.value_json("upload_exclude").map_err(config_error)? {
+                        serde_json::Value::Array(items) => items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_string))
+                            .collect(),
+                        _ => Vec::new(),
+                    };
                 let dir = self.shared.project.root.join(&from);
-                let packed = crate::archive::pack(&dir, &exclude).map_err(|e| config_error(format!("`upload_from`: {e}")))?;
-                self.shared.payloads.insert(PathBuf::from("<code>"), Arc::new(packed));
+                let packed = crate::archive::pack(&dir, &exclude)
+                    .map_err(|e| config_error(format!("`upload_from`: {e}")))?;
+                self.shared
+                    .payloads
+                    .insert(PathBuf::from("<code>"), Arc::new(packed));
                 let head = backend::local::Local
-                    .capture(&format!("git -C {} rev-parse HEAD 2>/dev/null", quote(&dir.display().to_string())))
+                    .capture(&format!(
+                        "git -C {} rev-parse HEAD 2>/dev/null",
+                        quote(&dir.display().to_string())
+                    ))
                     .await;
-                self.shared.revision = if head.success() { head.stdout.trim().to_string() } else { String::new() };
+                self.shared.revision = if head.success() {
+                    head.stdout.trim().to_string()
+                } else {
+                    String::new()
+                };
             }
             other => {
-                return Err(config_error(format!("unknown `strategy = \"{other}\"` (use \"git\" or \"upload\")")));
+                return Err(config_error(format!(
+                    "unknown `strategy = \"{other}\"` (use \"git\" or \"upload\")"
+                )));
             }
         }
         let revision = self.shared.revision.clone();
@@ -374,22 +454,36 @@ impl<'p> Engine<'p> {
     /// template or an undefined variable is reported before the first command.
     fn prepare(&mut self, plan: &[Arc<Task>]) -> Result<()> {
         for host in &mut self.hosts {
-            host.vars.set("release_name", host.vars.value_string("release_name").ok().filter(|r| !r.is_empty()).unwrap_or_else(|| self.shared.release.clone()));
+            host.vars.set(
+                "release_name",
+                host.vars
+                    .value_string("release_name")
+                    .ok()
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| self.shared.release.clone()),
+            );
             let was = self.shared.options.dry_run;
             host.vars.set_placeholders(true);
             for task in plan.iter().filter(|t| t.applies_to(&host.host.roles)) {
                 if let Action::Upload { from, .. } = &task.action {
-                    let from = host.vars.render(&task.name, from).map_err(|m| template_error(task, &host.host, m))?;
+                    let from = host
+                        .vars
+                        .render(&task.name, from)
+                        .map_err(|m| template_error(task, &host.host, m))?;
                     let path = self.shared.project.root.join(from);
-                    if !self.shared.payloads.contains_key(&path) {
-                        let packed = crate::archive::pack(&path, &[]).map_err(|m| template_error(task, &host.host, m))?;
-                        self.shared.payloads.insert(path, Arc::new(packed));
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        self.shared.payloads.entry(path)
+                    {
+                        let packed = crate::archive::pack(slot.key(), &[])
+                            .map_err(|m| template_error(task, &host.host, m))?;
+                        slot.insert(Arc::new(packed));
                     }
                 }
                 if matches!(task.action, Action::Builtin(_)) {
                     continue;
                 }
-                commands_for(&self.shared, task, host).map_err(|m| template_error(task, &host.host, m))?;
+                commands_for(&self.shared, task, host)
+                    .map_err(|m| template_error(task, &host.host, m))?;
             }
             host.vars.set_placeholders(was);
         }
@@ -405,7 +499,10 @@ impl<'p> Engine<'p> {
                 self.barrier(task).await?;
                 index += 1;
             } else {
-                let end = plan[index..].iter().position(|t| t.is_barrier()).map_or(plan.len(), |p| index + p);
+                let end = plan[index..]
+                    .iter()
+                    .position(|t| t.is_barrier())
+                    .map_or(plan.len(), |p| index + p);
                 self.segment(&plan[index..end]).await;
                 index = end;
             }
@@ -416,10 +513,15 @@ impl<'p> Engine<'p> {
     /// Every host runs `tasks` back to back, concurrently with the others.
     async fn segment(&mut self, tasks: &[Arc<Task>]) {
         let shared = &self.shared;
-        join_all(self.hosts.iter_mut().filter(|h| h.failure.is_none()).map(|host| async move {
-            let _permit = shared.parallel.acquire().await;
-            run_on_host(shared, host, tasks).await;
-        }))
+        join_all(
+            self.hosts
+                .iter_mut()
+                .filter(|h| h.failure.is_none())
+                .map(|host| async move {
+                    let _permit = shared.parallel.acquire().await;
+                    run_on_host(shared, host, tasks).await;
+                }),
+        )
         .await;
     }
 
@@ -429,12 +531,17 @@ impl<'p> Engine<'p> {
             Action::Builtin(Builtin::Symlink) => self.switch_all(task).await,
             Action::Builtin(Builtin::Rollback) => self.rollback_all(task).await,
             _ if task.local => {
-                let Some(first) = self.hosts.first_mut() else { return Ok(()) };
+                let Some(first) = self.hosts.first_mut() else {
+                    return Ok(());
+                };
                 let commands = match commands_for(&self.shared, task, first) {
                     Ok(commands) => commands,
                     Err(message) => return Err(template_error(task, &first.host, message)),
                 };
-                let results = self.controller.run("local", &commands, self.shared.reporter).await;
+                let results = self
+                    .controller
+                    .run("local", &commands, self.shared.reporter)
+                    .await;
                 if let Some(failed) = results.iter().find(|r| r.failed()) {
                     self.controller_failure = Some(step_failure("local", failed));
                 }
@@ -442,7 +549,11 @@ impl<'p> Engine<'p> {
             }
             _ if task.once => {
                 let shared = &self.shared;
-                if let Some(host) = self.hosts.iter_mut().find(|h| task.applies_to(&h.host.roles)) {
+                if let Some(host) = self
+                    .hosts
+                    .iter_mut()
+                    .find(|h| task.applies_to(&h.host.roles))
+                {
                     run_on_host(shared, host, std::slice::from_ref(task)).await;
                 }
                 Ok(())
@@ -456,7 +567,11 @@ impl<'p> Engine<'p> {
 
     /// All failures so far, as one error, or Ok if every host is fine.
     fn check(&self) -> Result<()> {
-        let mut failures: Vec<StepFailure> = self.hosts.iter().filter_map(|h| h.failure.clone()).collect();
+        let mut failures: Vec<StepFailure> = self
+            .hosts
+            .iter()
+            .filter_map(|h| h.failure.clone())
+            .collect();
         failures.extend(self.controller_failure.clone());
         if failures.is_empty() {
             Ok(())
@@ -470,12 +585,24 @@ impl<'p> Engine<'p> {
     async fn lock_all(&mut self, task: &str) -> Result<()> {
         let shared = &self.shared;
         let outputs = join_all(self.hosts.iter().map(|h| async move {
-            let command = format!("{}\n{}", shared.lock.acquire_command(&h.deploy_path), release::state_command(&h.deploy_path));
+            let command = format!(
+                "{}\n{}",
+                shared.lock.acquire_command(&h.deploy_path),
+                release::state_command(&h.deploy_path)
+            );
             if h.backend.is_dry_run() {
-                shared.reporter.emit(Event::DryRun { host: &h.host.name, task, command: &shared.lock.acquire_command(&h.deploy_path) });
+                shared.reporter.emit(Event::DryRun {
+                    host: &h.host.name,
+                    task,
+                    command: &shared.lock.acquire_command(&h.deploy_path),
+                });
             }
             let started = Instant::now();
-            (h.backend.capture(&command).await, command, started.elapsed())
+            (
+                h.backend.capture(&command).await,
+                command,
+                started.elapsed(),
+            )
         }))
         .await;
         let mut held = Vec::new();
@@ -485,14 +612,21 @@ impl<'p> Engine<'p> {
                 host.locked = true;
                 host.state = HostState::parse(&output.stdout);
                 if !host.backend.is_dry_run() {
-                    self.shared.reporter.emit(Event::TaskFinished { host: &host.host.name, result: &ok_result(task, &command, duration) });
+                    self.shared.reporter.emit(Event::TaskFinished {
+                        host: &host.host.name,
+                        result: &ok_result(task, &command, duration),
+                    });
                 }
             } else if output.success() && first == lock::HELD {
                 let record: String = output.stdout.lines().skip(1).collect::<Vec<_>>().join("\n");
                 held.push((host.host.name.clone(), lock::describe_holder(&record)));
             } else {
                 let failure = capture_failure(&host.host.name, task, &command, &output);
-                self.shared.reporter.emit(Event::HostFailed { host: &host.host.name, task, message: &failure.reason.clone().unwrap_or_default() });
+                self.shared.reporter.emit(Event::HostFailed {
+                    host: &host.host.name,
+                    task,
+                    message: &failure.reason.clone().unwrap_or_default(),
+                });
                 host.failure = Some(failure);
             }
         }
@@ -502,11 +636,18 @@ impl<'p> Engine<'p> {
         }
         self.check()?;
         // One release name for every host, later than any release already there.
-        let existing: Vec<&str> = self.hosts.iter().flat_map(|h| h.state.releases.iter().map(String::as_str)).collect();
+        let existing: Vec<&str> = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.state.releases.iter().map(String::as_str))
+            .collect();
         self.shared.release = release::next_name(now(), &existing);
         for host in &mut self.hosts {
             host.vars.set("release_name", self.shared.release.clone());
-            host.vars.set("previous_release", host.state.current.clone().unwrap_or_default());
+            host.vars.set(
+                "previous_release",
+                host.state.current.clone().unwrap_or_default(),
+            );
         }
         Ok(())
     }
@@ -516,22 +657,35 @@ impl<'p> Engine<'p> {
         let targets: Vec<(String, Vec<LogEntry>)> = self
             .hosts
             .iter()
-            .map(|_| (self.shared.release.clone(), vec![self.log_entry(Status::Live, true)]))
+            .map(|_| {
+                (
+                    self.shared.release.clone(),
+                    vec![self.log_entry(Status::Live, true)],
+                )
+            })
             .collect();
         self.switch_fleet(&task.name, targets).await
     }
 
     /// Switch each host to its target (and append its log entries); if any host fails, switch
     /// the others back. Exit 5 if even that fails.
-    async fn switch_fleet(&mut self, task: &str, targets: Vec<(String, Vec<LogEntry>)>) -> Result<()> {
+    async fn switch_fleet(
+        &mut self,
+        task: &str,
+        targets: Vec<(String, Vec<LogEntry>)>,
+    ) -> Result<()> {
         let reporter = self.shared.reporter;
-        let results = join_all(self.hosts.iter().zip(&targets).map(|(h, (target, log))| async move {
-            let mut script = switch_command(&h.deploy_path, target, h.state.current.as_deref());
-            for entry in log {
-                script.push_str(&format!(" && {}", entry.append_command(&h.deploy_path)));
-            }
-            h.backend.run(&h.host.name, &[Command::new(task, script)], reporter).await
-        }))
+        let results = join_all(self.hosts.iter().zip(&targets).map(
+            |(h, (target, log))| async move {
+                let mut script = switch_command(&h.deploy_path, target, h.state.current.as_deref());
+                for entry in log {
+                    script.push_str(&format!(" && {}", entry.append_command(&h.deploy_path)));
+                }
+                h.backend
+                    .run(&h.host.name, &[Command::new(task, script)], reporter)
+                    .await
+            },
+        ))
         .await;
         let mut failed = false;
         for ((host, (target, _)), results) in self.hosts.iter_mut().zip(&targets).zip(results) {
@@ -541,8 +695,12 @@ impl<'p> Engine<'p> {
                     failed = true;
                 }
                 None => {
-                    host.switched_from = Some((host.state.current.clone(), host.state.previous.clone()));
-                    reporter.emit(Event::Switched { host: &host.host.name, release: target });
+                    host.switched_from =
+                        Some((host.state.current.clone(), host.state.previous.clone()));
+                    reporter.emit(Event::Switched {
+                        host: &host.host.name,
+                        release: target,
+                    });
                 }
             }
         }
@@ -551,17 +709,28 @@ impl<'p> Engine<'p> {
             return Ok(());
         }
         // Put the hosts that switched back where they were: the fleet must not stay half-switched.
-        let reverts = join_all(self.hosts.iter().filter(|h| h.switched_from.is_some()).map(|h| async move {
-            let (current, previous) = h.switched_from.clone().unwrap_or_default();
-            let command = revert_command(&h.deploy_path, current.as_deref(), previous.as_deref());
-            (h.host.name.clone(), h.backend.capture(&command).await, current)
-        }))
+        let reverts = join_all(self.hosts.iter().filter(|h| h.switched_from.is_some()).map(
+            |h| async move {
+                let (current, previous) = h.switched_from.clone().unwrap_or_default();
+                let command =
+                    revert_command(&h.deploy_path, current.as_deref(), previous.as_deref());
+                (
+                    h.host.name.clone(),
+                    h.backend.capture(&command).await,
+                    current,
+                )
+            },
+        ))
         .await;
         let mut stuck = Vec::new();
         for (name, output, current) in reverts {
             if output.success() {
                 let to = current.unwrap_or_else(|| "(none)".into());
-                reporter.emit(Event::RolledBack { host: &name, from: &self.shared.release, to: &to });
+                reporter.emit(Event::RolledBack {
+                    host: &name,
+                    from: &self.shared.release,
+                    to: &to,
+                });
                 if let Some(h) = self.hosts.iter_mut().find(|h| h.host.name == name) {
                     h.switched_from = None;
                 }
@@ -579,11 +748,21 @@ impl<'p> Engine<'p> {
     async fn inconsistent(&self, stuck: &[String]) -> Error {
         let mut lines = Vec::new();
         for h in &self.hosts {
-            let output = h.backend.capture(&format!("readlink {}/current", quote(&h.deploy_path))).await;
-            let points = if output.success() { output.stdout.trim().to_string() } else { "unknown (unreachable)".into() };
+            let output = h
+                .backend
+                .capture(&format!("readlink {}/current", quote(&h.deploy_path)))
+                .await;
+            let points = if output.success() {
+                output.stdout.trim().to_string()
+            } else {
+                "unknown (unreachable)".into()
+            };
             lines.push((h.host.name.clone(), points));
         }
-        Error::Inconsistent { stuck: stuck.to_vec(), current: lines }
+        Error::Inconsistent {
+            stuck: stuck.to_vec(),
+            current: lines,
+        }
     }
 
     /// The rollback barrier: all hosts to one older live release (or `--to`), or nothing changes.
@@ -605,11 +784,17 @@ impl<'p> Engine<'p> {
                 for (h, target) in self.hosts.iter().zip(&chosen) {
                     problems.push(format!("host `{}` would go to {target}", h.host.name));
                 }
-                problems.push("hosts disagree on the release to go back to; choose one with `--to RELEASE`".into());
+                problems.push(
+                    "hosts disagree on the release to go back to; choose one with `--to RELEASE`"
+                        .into(),
+                );
             }
         }
         if !problems.is_empty() {
-            return Err(Error::Refused(format!("rollback refused, nothing was changed:\n  {}", problems.join("\n  "))));
+            return Err(Error::Refused(format!(
+                "rollback refused, nothing was changed:\n  {}",
+                problems.join("\n  ")
+            )));
         }
         let target = chosen[0].clone();
         let targets: Vec<(String, Vec<LogEntry>)> = self
@@ -618,15 +803,18 @@ impl<'p> Engine<'p> {
             .map(|h| {
                 let abandoned = h.state.current.clone().unwrap_or_default();
                 let statuses = h.state.statuses();
-                let mut entry = statuses.get(abandoned.as_str()).map(|e| (*e).clone()).unwrap_or_else(|| LogEntry {
-                    release: abandoned.clone(),
-                    status: Status::RolledBack,
-                    revision: None,
-                    branch: None,
-                    user: self.shared.who.clone(),
-                    started_at: String::new(),
-                    finished_at: None,
-                });
+                let mut entry = statuses
+                    .get(abandoned.as_str())
+                    .map(|e| (*e).clone())
+                    .unwrap_or_else(|| LogEntry {
+                        release: abandoned.clone(),
+                        status: Status::RolledBack,
+                        revision: None,
+                        branch: None,
+                        user: self.shared.who.clone(),
+                        started_at: String::new(),
+                        finished_at: None,
+                    });
                 entry.status = Status::RolledBack;
                 entry.finished_at = Some(release::now_rfc3339());
                 (target.clone(), vec![entry])
@@ -635,7 +823,11 @@ impl<'p> Engine<'p> {
         self.switch_fleet(&task.name, targets).await?;
         for h in &mut self.hosts {
             let from = h.state.current.clone().unwrap_or_default();
-            self.shared.reporter.emit(Event::RolledBack { host: &h.host.name, from: &from, to: &target });
+            self.shared.reporter.emit(Event::RolledBack {
+                host: &h.host.name,
+                from: &from,
+                to: &target,
+            });
             h.vars.set("release_name", target.clone());
             h.vars.set("previous_release", from);
         }
@@ -666,7 +858,11 @@ impl<'p> Engine<'p> {
         let outputs = join_all(self.hosts.iter().filter(|h| h.locked).map(|h| async move {
             let command = lock.release_command(&h.deploy_path);
             if h.backend.is_dry_run() {
-                reporter.emit(Event::DryRun { host: &h.host.name, task: "deploy:unlock", command: &command });
+                reporter.emit(Event::DryRun {
+                    host: &h.host.name,
+                    task: "deploy:unlock",
+                    command: &command,
+                });
             }
             (h.host.name.clone(), h.backend.capture(&command).await)
         }))
@@ -677,8 +873,15 @@ impl<'p> Engine<'p> {
                     h.locked = false;
                 }
             } else {
-                let message = format!("could not release the lock: {}", output.reason.unwrap_or(output.stderr));
-                reporter.emit(Event::HostFailed { host: &name, task: "deploy:unlock", message: &message });
+                let message = format!(
+                    "could not release the lock: {}",
+                    output.reason.unwrap_or(output.stderr)
+                );
+                reporter.emit(Event::HostFailed {
+                    host: &name,
+                    task: "deploy:unlock",
+                    message: &message,
+                });
             }
         }
     }
@@ -701,7 +904,11 @@ impl<'p> Engine<'p> {
 async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>]) {
     let mut pending: Vec<Command> = Vec::new();
     let mut pending_unlock = false;
-    let tasks: Vec<Arc<Task>> = tasks.iter().filter(|t| t.applies_to(&host.host.roles)).cloned().collect();
+    let tasks: Vec<Arc<Task>> = tasks
+        .iter()
+        .filter(|t| t.applies_to(&host.host.roles))
+        .cloned()
+        .collect();
     for task in &tasks {
         let needed = match dynamic_needed(task, &host.vars) {
             Ok(needed) => needed,
@@ -724,12 +931,22 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
                 };
                 let output = host.backend.capture(&command).await;
                 if !output.success() {
-                    let mut failure = capture_failure(&host.host.name, &task.name, &command, &output);
-                    failure.reason = Some(format!("dynamic variable `{name}` failed: {}", failure.reason.unwrap_or_else(|| format!("exit status {}", output.status.unwrap_or(-1)))));
+                    let mut failure =
+                        capture_failure(&host.host.name, &task.name, &command, &output);
+                    failure.reason = Some(format!(
+                        "dynamic variable `{name}` failed: {}",
+                        failure.reason.unwrap_or_else(|| format!(
+                            "exit status {}",
+                            output.status.unwrap_or(-1)
+                        ))
+                    ));
                     host.failure = Some(failure);
                     return;
                 }
-                host.vars.set_dynamic(&name, output.stdout.trim_end_matches(['\n', '\r']).to_string());
+                host.vars.set_dynamic(
+                    &name,
+                    output.stdout.trim_end_matches(['\n', '\r']).to_string(),
+                );
             }
         }
         match commands_for(shared, task, host) {
@@ -745,11 +962,19 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
 }
 
 /// Send the pending commands; false if one failed (the failure is recorded on the host).
-async fn flush(shared: &Shared<'_>, host: &mut HostRun, pending: &mut Vec<Command>, unlock: &mut bool) -> bool {
+async fn flush(
+    shared: &Shared<'_>,
+    host: &mut HostRun,
+    pending: &mut Vec<Command>,
+    unlock: &mut bool,
+) -> bool {
     if pending.is_empty() || host.failure.is_some() {
         return host.failure.is_none();
     }
-    let results = host.backend.run(&host.host.name, pending, shared.reporter).await;
+    let results = host
+        .backend
+        .run(&host.host.name, pending, shared.reporter)
+        .await;
     pending.clear();
     if let Some(failed) = results.iter().find(|r| r.failed()) {
         host.failure = Some(step_failure(&host.host.name, failed));
@@ -794,24 +1019,35 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
     let release_path = vars.value_string("release_path")?;
     let script = match &task.action {
         Action::Run(commands) => {
-            let rendered: Vec<String> = commands.iter().map(|c| render(c)).collect::<Result<_, _>>()?;
+            let rendered: Vec<String> = commands
+                .iter()
+                .map(|c| render(c))
+                .collect::<Result<_, _>>()?;
             if rendered.len() == 1 {
                 rendered.into_iter().next().unwrap_or_default()
             } else {
-                rendered.iter().map(|c| format!("{{\n{}\n}}", c.trim_end())).collect::<Vec<_>>().join(" &&\n")
+                rendered
+                    .iter()
+                    .map(|c| format!("{{\n{}\n}}", c.trim_end()))
+                    .collect::<Vec<_>>()
+                    .join(" &&\n")
             }
         }
         Action::Upload { from, to } => {
             let path = shared.project.root.join(render(from)?);
             let payload = shared.payloads.get(&path).cloned().unwrap_or_default();
             let to = render(to)?;
-            let mut command = Command::new(&task.name, format!("mkdir -p {to} && tar -xzf - -C {to}", to = quote(&to)));
+            let mut command = Command::new(
+                &task.name,
+                format!("mkdir -p {to} && tar -xzf - -C {to}", to = quote(&to)),
+            );
             command.stdin = Some(payload);
             return Ok(vec![finish(command, task, vars)?]);
         }
         Action::Template { src, dest, mode } => {
             let path = shared.project.root.join("templates").join(render(src)?);
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read template `{}`: {e}", path.display()))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read template `{}`: {e}", path.display()))?;
             let content = vars.render(&path.display().to_string(), &text)?;
             let dest = render(dest)?;
             let tmp = format!("{dest}.dep-tmp");
@@ -834,11 +1070,18 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
                 started_at: shared.started_at.clone(),
                 finished_at: None,
             };
-            format!("mkdir {} && {}", quote(&release_path), entry.append_command(dp))
+            format!(
+                "mkdir {} && {}",
+                quote(&release_path),
+                entry.append_command(dp)
+            )
         }
         Action::Builtin(Builtin::UpdateCode) => match vars.value_string("strategy")?.as_str() {
             "upload" => {
-                let mut command = Command::new(&task.name, format!("tar -xzf - -C {}", quote(&release_path)));
+                let mut command = Command::new(
+                    &task.name,
+                    format!("tar -xzf - -C {}", quote(&release_path)),
+                );
                 command.stdin = shared.payloads.get(&PathBuf::from("<code>")).cloned();
                 return Ok(vec![finish(command, task, vars)?]);
             }
@@ -858,7 +1101,10 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
             }
         },
         Action::Builtin(Builtin::Cleanup) => {
-            let keep: usize = vars.value_string("keep_releases")?.parse().map_err(|_| "`keep_releases` must be a number".to_string())?;
+            let keep: usize = vars
+                .value_string("keep_releases")?
+                .parse()
+                .map_err(|_| "`keep_releases` must be a number".to_string())?;
             let mut state = host.state.clone();
             if !release.is_empty() && !state.releases.contains(&release) {
                 state.releases.push(release.clone());
@@ -886,7 +1132,11 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
 fn finish(mut command: Command, task: &Task, vars: &Vars) -> Result<Command, String> {
     let render = |text: &str| vars.render(&task.name, text);
     command.cwd = task.cwd.as_deref().map(render).transpose()?;
-    command.env = task.env.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect::<Result<_, String>>()?;
+    command.env = task
+        .env
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), render(v)?)))
+        .collect::<Result<_, String>>()?;
     command.condition = task.condition.as_deref().map(render).transpose()?;
     command.retries = task.retries;
     command.timeout = task.timeout;
@@ -903,18 +1153,32 @@ fn switch_command(deploy_path: &str, new: &str, old: Option<&str>) -> String {
         new = quote(new)
     );
     if let Some(old) = old.filter(|o| *o != new) {
-        script.push_str(&format!("ln -sfn releases/{o} previous.dep-tmp && mv -fT previous.dep-tmp previous && ", o = quote(old)));
+        script.push_str(&format!(
+            "ln -sfn releases/{o} previous.dep-tmp && mv -fT previous.dep-tmp previous && ",
+            o = quote(old)
+        ));
     }
-    script.push_str(&format!("ln -sfn releases/{n} current.dep-tmp && mv -fT current.dep-tmp current", n = quote(new)));
+    script.push_str(&format!(
+        "ln -sfn releases/{n} current.dep-tmp && mv -fT current.dep-tmp current",
+        n = quote(new)
+    ));
     script
 }
 
 fn revert_command(deploy_path: &str, current: Option<&str>, previous: Option<&str>) -> String {
     let link = |name: &str, target: Option<&str>| match target {
-        Some(t) => format!("ln -sfn releases/{t} {name}.dep-tmp && mv -fT {name}.dep-tmp {name}", t = quote(t)),
+        Some(t) => format!(
+            "ln -sfn releases/{t} {name}.dep-tmp && mv -fT {name}.dep-tmp {name}",
+            t = quote(t)
+        ),
         None => format!("rm -f {name}"),
     };
-    format!("cd {} && {} && {}", quote(deploy_path), link("current", current), link("previous", previous))
+    format!(
+        "cd {} && {} && {}",
+        quote(deploy_path),
+        link("current", current),
+        link("previous", previous)
+    )
 }
 
 fn now() -> chrono::NaiveDateTime {
@@ -926,7 +1190,11 @@ fn now() -> chrono::NaiveDateTime {
 }
 
 fn template_error(task: &Task, host: &Host, message: String) -> Error {
-    Error::Template { file: task.file.clone(), task: task.name.clone(), message: format!("host `{}`: {message}", host.name) }
+    Error::Template {
+        file: task.file.clone(),
+        task: task.name.clone(),
+        message: format!("host `{}`: {message}", host.name),
+    }
 }
 
 fn render_failure(host: &HostRun, task: &Task, message: String) -> StepFailure {
@@ -945,7 +1213,11 @@ fn step_failure(host: &str, result: &StepResult) -> StepFailure {
         Outcome::Failed { status, reason } => (*status, reason.clone()),
         _ => (None, None),
     };
-    let tail = if result.stderr.trim().is_empty() { &result.stdout } else { &result.stderr };
+    let tail = if result.stderr.trim().is_empty() {
+        &result.stdout
+    } else {
+        &result.stderr
+    };
     StepFailure {
         host: host.to_string(),
         task: result.task.clone(),

@@ -53,7 +53,11 @@ fn first_lines(text: &str, n: usize) -> String {
     if lines.len() <= n {
         lines.join("\n           ")
     } else {
-        format!("{}\n           … ({} more lines)", lines[..n].join("\n           "), lines.len() - n)
+        format!(
+            "{}\n           … ({} more lines)",
+            lines[..n].join("\n           "),
+            lines.len() - n
+        )
     }
 }
 
@@ -63,47 +67,77 @@ pub enum Error {
     DeployfileNotFound(PathBuf),
 
     #[error("cannot read `{}`: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// A TOML syntax or shape error, pointed at with file:line:col and carets.
     #[error("{}:{line}:{column}: {message}\n{snippet}", path.display())]
-    Toml { path: PathBuf, line: usize, column: usize, message: String, snippet: String },
+    Toml {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+        snippet: String,
+    },
 
     #[error("{}: {message}", path.display())]
     Config { path: PathBuf, message: String },
 
     #[error("{}: unknown recipe `{name}` in `import`{}", file.display(), did_you_mean(.suggestion))]
-    UnknownImport { file: PathBuf, name: String, suggestion: Option<String> },
+    UnknownImport {
+        file: PathBuf,
+        name: String,
+        suggestion: Option<String>,
+    },
 
     #[error("recipes import each other in a circle: {}", .0.join(" -> "))]
     ImportCycle(Vec<String>),
 
     #[error("unknown task `{name}`{}{}", referenced_by_text(.referenced_by), did_you_mean(.suggestion))]
-    UnknownTask { name: String, referenced_by: Option<(String, PathBuf)>, suggestion: Option<String> },
+    UnknownTask {
+        name: String,
+        referenced_by: Option<(String, PathBuf)>,
+        suggestion: Option<String>,
+    },
 
     #[error("tasks form a cycle: {}", .0.join(" -> "))]
     TaskCycle(Vec<String>),
 
     #[error("{}: task `{task}`: {message}", file.display())]
-    InvalidTask { file: PathBuf, task: String, message: String },
+    InvalidTask {
+        file: PathBuf,
+        task: String,
+        message: String,
+    },
 
     #[error("{}: task `{task}`: {message}", file.display())]
-    Template { file: PathBuf, task: String, message: String },
+    Template {
+        file: PathBuf,
+        task: String,
+        message: String,
+    },
 
     #[error("host `{host}`: {message}")]
     InvalidHost { host: String, message: String },
 
-    #[error("no host matches `{selector}`\n  hosts: {}\n  stages: {}", list_or_none(hosts), list_or_none(stages))]
-    NoHostMatches { selector: String, hosts: Vec<String>, stages: Vec<String> },
+    #[error(
+        "no host matches `{selector}`\n  hosts: {}\n  stages: {}",
+        list_or_none(hosts),
+        list_or_none(stages)
+    )]
+    NoHostMatches {
+        selector: String,
+        hosts: Vec<String>,
+        stages: Vec<String>,
+    },
 
     #[error("{0}")]
     Usage(String),
 
     #[error("{}", locked_message(.0))]
     LockHeld(Vec<(String, String)>),
-
-    #[error("{0}")]
-    Step(StepFailure),
 
     #[error("{}", fleet_message(.0))]
     Fleet(Vec<StepFailure>),
@@ -112,7 +146,10 @@ pub enum Error {
     Refused(String),
 
     #[error("{}", inconsistent_message(stuck, current))]
-    Inconsistent { stuck: Vec<String>, current: Vec<(String, String)> },
+    Inconsistent {
+        stuck: Vec<String>,
+        current: Vec<(String, String)>,
+    },
 
     #[error("deploy interrupted before the switch: nothing was switched")]
     Interrupted,
@@ -127,7 +164,7 @@ impl Error {
             Error::LockHeld(_) => exit::LOCKED,
             Error::Inconsistent { .. } => exit::INCONSISTENT,
             Error::Refused(_) => exit::TASK_FAILED,
-            Error::Step(_) | Error::Fleet(_) | Error::Interrupted | Error::Local(_) => exit::TASK_FAILED,
+            Error::Fleet(_) | Error::Interrupted | Error::Local(_) => exit::TASK_FAILED,
             _ => exit::USAGE,
         }
     }
@@ -167,7 +204,11 @@ fn locked_message(holders: &[(String, String)]) -> String {
 fn inconsistent_message(stuck: &[String], current: &[(String, String)]) -> String {
     let mut message = format!(
         "the fleet is inconsistent: could not switch back {}",
-        stuck.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", ")
+        stuck
+            .iter()
+            .map(|h| format!("`{h}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for (host, points) in current {
         message.push_str(&format!("\n  host `{host}`: current -> {points}"));
@@ -177,7 +218,10 @@ fn inconsistent_message(stuck: &[String], current: &[(String, String)]) -> Strin
 
 fn fleet_message(failures: &[StepFailure]) -> String {
     let hosts = failures.len();
-    let mut message = format!("failed on {hosts} host{}", if hosts == 1 { "" } else { "s" });
+    let mut message = format!(
+        "failed on {hosts} host{}",
+        if hosts == 1 { "" } else { "s" }
+    );
     for failure in failures {
         message.push_str("\n\n");
         message.push_str(&failure.to_string());

@@ -39,7 +39,10 @@ impl LockInfo {
     /// Remove the lock if it is still the one this run took.
     pub fn release_command(&self, deploy_path: &str) -> String {
         let path = Self::path(deploy_path);
-        format!("if grep -qF {} {path} 2>/dev/null; then rm -f {path}; fi", quote(&format!("\"id\":\"{}\"", self.id)))
+        format!(
+            "if grep -qF {} {path} 2>/dev/null; then rm -f {path}; fi",
+            quote(&format!("\"id\":\"{}\"", self.id))
+        )
     }
 
     /// Remove the lock whoever holds it (`dep unlock`).

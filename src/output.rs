@@ -23,18 +23,59 @@ pub enum Format {
 /// Something that happened, for the formatter to show.
 #[derive(Debug)]
 pub enum Event<'a> {
-    DeployStarted { release: &'a str, hosts: &'a [String] },
-    TaskStarted { host: &'a str, task: &'a str, command: &'a str },
-    Output { host: &'a str, task: &'a str, stream: Stream, line: &'a str },
-    Retry { host: &'a str, task: &'a str, attempt: u32, status: i32 },
-    TaskFinished { host: &'a str, result: &'a StepResult },
-    DryRun { host: &'a str, task: &'a str, command: &'a str },
-    HostFailed { host: &'a str, task: &'a str, message: &'a str },
-    Switched { host: &'a str, release: &'a str },
-    RolledBack { host: &'a str, from: &'a str, to: &'a str },
-    DeployFinished { release: &'a str, ok: bool, duration: Duration },
+    DeployStarted {
+        release: &'a str,
+        hosts: &'a [String],
+    },
+    TaskStarted {
+        host: &'a str,
+        task: &'a str,
+        command: &'a str,
+    },
+    Output {
+        host: &'a str,
+        task: &'a str,
+        stream: Stream,
+        line: &'a str,
+    },
+    Retry {
+        host: &'a str,
+        task: &'a str,
+        attempt: u32,
+        status: i32,
+    },
+    TaskFinished {
+        host: &'a str,
+        result: &'a StepResult,
+    },
+    DryRun {
+        host: &'a str,
+        task: &'a str,
+        command: &'a str,
+    },
+    HostFailed {
+        host: &'a str,
+        task: &'a str,
+        message: &'a str,
+    },
+    Switched {
+        host: &'a str,
+        release: &'a str,
+    },
+    RolledBack {
+        host: &'a str,
+        from: &'a str,
+        to: &'a str,
+    },
+    DeployFinished {
+        release: &'a str,
+        ok: bool,
+        duration: Duration,
+    },
     /// A line of the engine's own narration ("switching 3 hosts").
-    Note { message: &'a str },
+    Note {
+        message: &'a str,
+    },
 }
 
 pub struct Reporter {
@@ -49,7 +90,11 @@ impl Reporter {
         let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Reporter { format, verbosity, secrets }
+        Reporter {
+            format,
+            verbosity,
+            secrets,
+        }
     }
 
     pub fn mask(&self, text: &str) -> String {
@@ -77,35 +122,75 @@ impl Reporter {
     fn plain(&self, event: &Event<'_>) -> Option<String> {
         let v = self.verbosity;
         match *event {
-            Event::DeployStarted { release, hosts } if v >= 0 => {
-                Some(format!("deploying release {release} to {} host{}: {}", hosts.len(), plural(hosts.len()), hosts.join(", ")))
-            }
-            Event::TaskStarted { host, task, command } if v >= 1 => {
-                Some(format!("[{host}] ▶ {task}\n{}", indent(&format!("$ {command}"), &format!("[{host}]   "))))
-            }
+            Event::DeployStarted { release, hosts } if v >= 0 => Some(format!(
+                "deploying release {release} to {} host{}: {}",
+                hosts.len(),
+                plural(hosts.len()),
+                hosts.join(", ")
+            )),
+            Event::TaskStarted {
+                host,
+                task,
+                command,
+            } if v >= 1 => Some(format!(
+                "[{host}] ▶ {task}\n{}",
+                indent(&format!("$ {command}"), &format!("[{host}]   "))
+            )),
             Event::Output { host, line, .. } if v >= 2 => Some(format!("[{host}] │ {line}")),
-            Event::Retry { host, task, attempt, status } if v >= 0 => {
-                Some(format!("[{host}] ↻ {task}: exit status {status}, retry {attempt}"))
-            }
+            Event::Retry {
+                host,
+                task,
+                attempt,
+                status,
+            } if v >= 0 => Some(format!(
+                "[{host}] ↻ {task}: exit status {status}, retry {attempt}"
+            )),
             Event::TaskFinished { host, result } if v >= 0 => Some(match &result.outcome {
-                Outcome::Ok => format!("[{host}] ✓ {} ({})", result.task, human_duration(result.duration)),
-                Outcome::Skipped => format!("[{host}] - {} (skipped: condition not met)", result.task),
+                Outcome::Ok => format!(
+                    "[{host}] ✓ {} ({})",
+                    result.task,
+                    human_duration(result.duration)
+                ),
+                Outcome::Skipped => {
+                    format!("[{host}] - {} (skipped: condition not met)", result.task)
+                }
                 Outcome::Failed { status, reason } => {
-                    let why = reason.clone().unwrap_or_else(|| format!("exit status {}", status.unwrap_or(-1)));
-                    let tolerated = if result.tolerated { " (on_failure = continue)" } else { "" };
+                    let why = reason
+                        .clone()
+                        .unwrap_or_else(|| format!("exit status {}", status.unwrap_or(-1)));
+                    let tolerated = if result.tolerated {
+                        " (on_failure = continue)"
+                    } else {
+                        ""
+                    };
                     format!("[{host}] ✗ {}: {why}{tolerated}", result.task)
                 }
                 Outcome::NotRun => return None,
             }),
-            Event::DryRun { host, task, command } => {
-                Some(format!("[{host}] {task}\n{}", indent(command, &format!("[{host}]   "))))
+            Event::DryRun {
+                host,
+                task,
+                command,
+            } => Some(format!(
+                "[{host}] {task}\n{}",
+                indent(command, &format!("[{host}]   "))
+            )),
+            Event::HostFailed {
+                host,
+                task,
+                message,
+            } if v >= 0 => Some(format!("[{host}] ✗ {task}: {message}")),
+            Event::Switched { host, release } if v >= 0 => {
+                Some(format!("[{host}] ⇒ current -> releases/{release}"))
             }
-            Event::HostFailed { host, task, message } if v >= 0 => Some(format!("[{host}] ✗ {task}: {message}")),
-            Event::Switched { host, release } if v >= 0 => Some(format!("[{host}] ⇒ current -> releases/{release}")),
             Event::RolledBack { host, from, to } if v >= 0 => {
                 Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})"))
             }
-            Event::DeployFinished { release, ok, duration } if v >= 0 => Some(if ok {
+            Event::DeployFinished {
+                release,
+                ok,
+                duration,
+            } if v >= 0 => Some(if ok {
                 format!("release {release} is live ({})", human_duration(duration))
             } else {
                 format!("release {release} failed ({})", human_duration(duration))
@@ -117,15 +202,31 @@ impl Reporter {
 
     fn json(&self, event: &Event<'_>) -> serde_json::Value {
         match *event {
-            Event::DeployStarted { release, hosts } => json!({"event": "deploy_started", "release": release, "hosts": hosts}),
-            Event::TaskStarted { host, task, command } => {
+            Event::DeployStarted { release, hosts } => {
+                json!({"event": "deploy_started", "release": release, "hosts": hosts})
+            }
+            Event::TaskStarted {
+                host,
+                task,
+                command,
+            } => {
                 json!({"event": "task_started", "host": host, "task": task, "command": command})
             }
-            Event::Output { host, task, stream, line } => json!({
+            Event::Output {
+                host,
+                task,
+                stream,
+                line,
+            } => json!({
                 "event": "output", "host": host, "task": task,
                 "stream": if stream == Stream::Stdout { "stdout" } else { "stderr" }, "line": line
             }),
-            Event::Retry { host, task, attempt, status } => {
+            Event::Retry {
+                host,
+                task,
+                attempt,
+                status,
+            } => {
                 json!({"event": "task_retry", "host": host, "task": task, "attempt": attempt, "exit_code": status})
             }
             Event::TaskFinished { host, result } => {
@@ -138,13 +239,29 @@ impl Reporter {
                 json!({"event": "task_finished", "host": host, "task": result.task, "status": status,
                        "exit_code": exit_code, "reason": reason, "duration_ms": result.duration.as_millis() as u64})
             }
-            Event::DryRun { host, task, command } => json!({"event": "dry_run", "host": host, "task": task, "command": command}),
-            Event::HostFailed { host, task, message } => {
+            Event::DryRun {
+                host,
+                task,
+                command,
+            } => json!({"event": "dry_run", "host": host, "task": task, "command": command}),
+            Event::HostFailed {
+                host,
+                task,
+                message,
+            } => {
                 json!({"event": "host_failed", "host": host, "task": task, "message": message})
             }
-            Event::Switched { host, release } => json!({"event": "switched", "host": host, "release": release}),
-            Event::RolledBack { host, from, to } => json!({"event": "rolled_back", "host": host, "from": from, "to": to}),
-            Event::DeployFinished { release, ok, duration } => json!({
+            Event::Switched { host, release } => {
+                json!({"event": "switched", "host": host, "release": release})
+            }
+            Event::RolledBack { host, from, to } => {
+                json!({"event": "rolled_back", "host": host, "from": from, "to": to})
+            }
+            Event::DeployFinished {
+                release,
+                ok,
+                duration,
+            } => json!({
                 "event": "deploy_finished", "release": release, "ok": ok, "duration_ms": duration.as_millis() as u64
             }),
             Event::Note { message } => json!({"event": "note", "message": message}),
@@ -161,7 +278,11 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn indent(text: &str, prefix: &str) -> String {
-    text.trim_end().lines().map(|line| format!("{prefix}{line}")).collect::<Vec<_>>().join("\n")
+    text.trim_end()
+        .lines()
+        .map(|line| format!("{prefix}{line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -170,7 +291,14 @@ mod tests {
 
     #[test]
     fn secrets_are_masked_longest_first() {
-        let reporter = Reporter::new(Format::Plain, 0, vec!["hunter2".into(), "hunter2-extended".into(), "x".into()]);
-        assert_eq!(reporter.mask("pw=hunter2-extended and hunter2 x"), "pw=**** and **** x");
+        let reporter = Reporter::new(
+            Format::Plain,
+            0,
+            vec!["hunter2".into(), "hunter2-extended".into(), "x".into()],
+        );
+        assert_eq!(
+            reporter.mask("pw=hunter2-extended and hunter2 x"),
+            "pw=**** and **** x"
+        );
     }
 }

@@ -27,14 +27,21 @@ impl TaskSet {
         }
         let mut before: HashMap<String, Vec<String>> = HashMap::new();
         let mut after: HashMap<String, Vec<String>> = HashMap::new();
-        let mut set = TaskSet { tasks, before: HashMap::new(), after: HashMap::new() };
+        let mut set = TaskSet {
+            tasks,
+            before: HashMap::new(),
+            after: HashMap::new(),
+        };
         for task in set.tasks.values() {
             for (targets, index) in [(&task.before, &mut before), (&task.after, &mut after)] {
                 for target in targets {
                     if !set.tasks.contains_key(target) {
                         return Err(set.unknown(target, Some(task)));
                     }
-                    index.entry(target.clone()).or_default().push(task.name.clone());
+                    index
+                        .entry(target.clone())
+                        .or_default()
+                        .push(task.name.clone());
                 }
             }
             if let Action::Steps(steps) = &task.action {
@@ -77,7 +84,12 @@ impl TaskSet {
         Ok(steps)
     }
 
-    fn expand_into(&self, name: &str, stack: &mut Vec<String>, out: &mut Vec<Arc<Task>>) -> Result<()> {
+    fn expand_into(
+        &self,
+        name: &str,
+        stack: &mut Vec<String>,
+        out: &mut Vec<Arc<Task>>,
+    ) -> Result<()> {
         if let Some(start) = stack.iter().position(|n| n == name) {
             let mut circle = stack[start..].to_vec();
             circle.push(name.to_string());
@@ -106,12 +118,20 @@ impl TaskSet {
     /// The tasks that follow the switch in a deploy (up to the unlock): re-run after a rollback.
     pub fn post_switch(&self) -> Result<Vec<Arc<Task>>> {
         let deploy = self.expand("deploy")?;
-        let Some(switch) = deploy.iter().position(|t| t.action == Action::Builtin(Builtin::Symlink)) else {
+        let Some(switch) = deploy
+            .iter()
+            .position(|t| t.action == Action::Builtin(Builtin::Symlink))
+        else {
             return Ok(Vec::new());
         };
         Ok(deploy[switch + 1..]
             .iter()
-            .take_while(|t| !matches!(t.action, Action::Builtin(Builtin::Unlock | Builtin::Cleanup)))
+            .take_while(|t| {
+                !matches!(
+                    t.action,
+                    Action::Builtin(Builtin::Unlock | Builtin::Cleanup)
+                )
+            })
             .filter(|t| !matches!(t.action, Action::Builtin(_)))
             .cloned()
             .collect())
@@ -126,7 +146,9 @@ impl TaskSet {
     }
 
     fn draw(&self, name: &str, prefix: &str, label: &str, out: &mut String) {
-        let Some(task) = self.tasks.get(name) else { return };
+        let Some(task) = self.tasks.get(name) else {
+            return;
+        };
         let mut marks = Vec::new();
         if task.once {
             marks.push("once");
@@ -137,7 +159,11 @@ impl TaskSet {
         if task.barrier {
             marks.push("barrier");
         }
-        let marks = if marks.is_empty() { String::new() } else { format!(" [{}]", marks.join(", ")) };
+        let marks = if marks.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", marks.join(", "))
+        };
         out.push_str(&format!("{label}{name}{marks}\n"));
         let mut children: Vec<(String, &str)> = Vec::new();
         for hook in self.hooks_before(name) {

@@ -37,7 +37,9 @@ impl Project {
         let deployfile = if deployfile.is_absolute() {
             deployfile.to_path_buf()
         } else {
-            std::env::current_dir().map(|d| d.join(deployfile)).unwrap_or_else(|_| deployfile.to_path_buf())
+            std::env::current_dir()
+                .map(|d| d.join(deployfile))
+                .unwrap_or_else(|_| deployfile.to_path_buf())
         };
         let sources = recipe::load(&deployfile)?;
         let mut hosts: IndexMap<String, Host> = IndexMap::new();
@@ -57,7 +59,11 @@ impl Project {
                 let base = source.path.parent().unwrap_or(Path::new("."));
                 let resolve = |p: String| {
                     let p = expand_home(&p);
-                    if p.is_absolute() { p } else { base.join(p) }
+                    if p.is_absolute() {
+                        p
+                    } else {
+                        base.join(p)
+                    }
                 };
                 let host = Host {
                     hostname: raw.hostname.unwrap_or_else(|| name.clone()),
@@ -79,7 +85,13 @@ impl Project {
             }
             for (name, raw) in file.tasks {
                 // A task defined again replaces the earlier one, keeping its place in listings.
-                tasks.insert(name, TaskSource { raw, file: source.path.clone() });
+                tasks.insert(
+                    name,
+                    TaskSource {
+                        raw,
+                        file: source.path.clone(),
+                    },
+                );
             }
         }
         for host in hosts.values() {
@@ -88,7 +100,15 @@ impl Project {
             }
         }
         let root = deployfile.parent().unwrap_or(Path::new(".")).to_path_buf();
-        Ok(Project { deployfile, root, hosts: hosts.into_values().collect(), stages, tasks, file_layers, secrets })
+        Ok(Project {
+            deployfile,
+            root,
+            hosts: hosts.into_values().collect(),
+            stages,
+            tasks,
+            file_layers,
+            secrets,
+        })
     }
 
     /// Locate and load the Deployfile: `-f FILE`, else the current directory or its parents.
@@ -104,7 +124,8 @@ impl Project {
                 file.to_path_buf()
             }
             None => {
-                let cwd = std::env::current_dir().map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
+                let cwd = std::env::current_dir()
+                    .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
                 crate::deployfile::find(&cwd)?
             }
         };
@@ -131,7 +152,11 @@ pub fn local_user() -> String {
         .unwrap_or_else(|_| {
             // SAFETY: getuid has no preconditions and cannot fail.
             let uid = unsafe { libc::getuid() };
-            if uid == 0 { "root".to_string() } else { format!("uid{uid}") }
+            if uid == 0 {
+                "root".to_string()
+            } else {
+                format!("uid{uid}")
+            }
         })
 }
 

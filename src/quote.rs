@@ -51,7 +51,15 @@ mod tests {
 
     #[test]
     fn shell_reads_back_the_same_bytes() {
-        for input in ["a b", "it's", "$(id) `id` ;|&<>", "tab\there", "new\nline", "'", "\\"] {
+        for input in [
+            "a b",
+            "it's",
+            "$(id) `id` ;|&<>",
+            "tab\there",
+            "new\nline",
+            "'",
+            "\\",
+        ] {
             let out = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", quote(input)))

@@ -27,14 +27,22 @@ pub struct Source {
 pub fn load(deployfile: &Path) -> Result<Vec<Source>> {
     let text = read(deployfile)?;
     let file = deployfile::parse(deployfile, &text)?;
-    let mut loader = Loader { sources: Vec::new(), loaded: Vec::new(), stack: Vec::new() };
+    let mut loader = Loader {
+        sources: Vec::new(),
+        loaded: Vec::new(),
+        stack: Vec::new(),
+    };
     loader.load_builtin("common", deployfile)?;
     loader.stack.push(display(deployfile));
     for name in file.import.clone() {
         loader.import(&name, deployfile)?;
     }
     loader.stack.pop();
-    loader.sources.push(Source { label: display(deployfile), path: deployfile.to_path_buf(), file });
+    loader.sources.push(Source {
+        label: display(deployfile),
+        path: deployfile.to_path_buf(),
+        file,
+    });
     Ok(loader.sources)
 }
 
@@ -58,17 +66,26 @@ impl Loader {
         }
         let base = importer.parent().unwrap_or(Path::new("."));
         let path = base.join(name);
-        let key = path.canonicalize().unwrap_or_else(|_| path.clone()).display().to_string();
+        let key = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string();
         self.enter(&key, &display(&path))?;
         if self.loaded.contains(&key) {
             self.stack.pop();
             return Ok(());
         }
         let text = read(&path).map_err(|error| match error {
-            Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Error::Config {
-                path: importer.to_path_buf(),
-                message: format!("imported file `{name}` does not exist (looked for `{}`)", path.display()),
-            },
+            Error::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::Config {
+                    path: importer.to_path_buf(),
+                    message: format!(
+                        "imported file `{name}` does not exist (looked for `{}`)",
+                        path.display()
+                    ),
+                }
+            }
             other => other,
         })?;
         let file = deployfile::parse(&path, &text)?;
@@ -77,7 +94,11 @@ impl Loader {
         }
         self.stack.pop();
         self.loaded.push(key);
-        self.sources.push(Source { label: display(&path), path, file });
+        self.sources.push(Source {
+            label: display(&path),
+            path,
+            file,
+        });
         Ok(())
     }
 
@@ -88,7 +109,11 @@ impl Loader {
             self.stack.pop();
             return Ok(());
         }
-        let text = BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| *text).unwrap_or_default();
+        let text = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, text)| *text)
+            .unwrap_or_default();
         let path = PathBuf::from(format!("<built-in>/recipes/{name}.toml"));
         let file = deployfile::parse(&path, text)?;
         for nested in file.import.clone() {
@@ -96,13 +121,21 @@ impl Loader {
         }
         self.stack.pop();
         self.loaded.push(key);
-        self.sources.push(Source { label: format!("recipe {name}"), path, file });
+        self.sources.push(Source {
+            label: format!("recipe {name}"),
+            path,
+            file,
+        });
         Ok(())
     }
 
     /// Push onto the import stack, reporting the whole circle if `key` is already on it.
     fn enter(&mut self, key: &str, label: &str) -> Result<()> {
-        if let Some(position) = self.stack.iter().position(|entry| entry == key || entry == label) {
+        if let Some(position) = self
+            .stack
+            .iter()
+            .position(|entry| entry == key || entry == label)
+        {
             let mut circle: Vec<String> = self.stack[position..].to_vec();
             circle.push(label.to_string());
             return Err(Error::ImportCycle(circle));
@@ -113,7 +146,10 @@ impl Loader {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn display(path: &Path) -> String {
@@ -127,7 +163,8 @@ mod tests {
     #[test]
     fn builtin_recipes_parse() {
         for (name, text) in BUILTIN {
-            deployfile::parse(Path::new(name), text).unwrap_or_else(|e| panic!("recipe {name}: {e}"));
+            deployfile::parse(Path::new(name), text)
+                .unwrap_or_else(|e| panic!("recipe {name}: {e}"));
         }
     }
 
@@ -135,11 +172,18 @@ mod tests {
     fn imports_load_in_precedence_order_and_cycles_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("deploy")).unwrap();
-        std::fs::write(dir.path().join("Deployfile.toml"), "import = [\"laravel\", \"deploy/a.toml\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("Deployfile.toml"),
+            "import = [\"laravel\", \"deploy/a.toml\"]\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("deploy/a.toml"), "import = [\"b.toml\"]\n").unwrap();
         std::fs::write(dir.path().join("deploy/b.toml"), "").unwrap();
-        let labels: Vec<String> =
-            load(&dir.path().join("Deployfile.toml")).unwrap().into_iter().map(|s| s.label).collect();
+        let labels: Vec<String> = load(&dir.path().join("Deployfile.toml"))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.label)
+            .collect();
         assert_eq!(labels[0], "recipe common");
         assert_eq!(labels[1], "recipe laravel");
         assert!(labels[2].ends_with("deploy/b.toml"));
@@ -147,16 +191,33 @@ mod tests {
         assert!(labels[4].ends_with("Deployfile.toml"));
 
         std::fs::write(dir.path().join("deploy/b.toml"), "import = [\"a.toml\"]\n").unwrap();
-        let error = load(&dir.path().join("Deployfile.toml")).unwrap_err().to_string();
-        assert!(error.starts_with("recipes import each other in a circle:"), "{error}");
-        assert!(error.contains("a.toml -> ") && error.ends_with("a.toml"), "{error}");
+        let error = load(&dir.path().join("Deployfile.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("recipes import each other in a circle:"),
+            "{error}"
+        );
+        assert!(
+            error.contains("a.toml -> ") && error.ends_with("a.toml"),
+            "{error}"
+        );
     }
 
     #[test]
     fn unknown_builtin_suggests() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("Deployfile.toml"), "import = [\"laravle\"]\n").unwrap();
-        let error = load(&dir.path().join("Deployfile.toml")).unwrap_err().to_string();
-        assert!(error.contains("unknown recipe `laravle`") && error.contains("did you mean `laravel`?"), "{error}");
+        std::fs::write(
+            dir.path().join("Deployfile.toml"),
+            "import = [\"laravle\"]\n",
+        )
+        .unwrap();
+        let error = load(&dir.path().join("Deployfile.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("unknown recipe `laravle`") && error.contains("did you mean `laravel`?"),
+            "{error}"
+        );
     }
 }

@@ -51,7 +51,11 @@ impl LogEntry {
     /// The shell command that appends this entry to the log.
     pub fn append_command(&self, deploy_path: &str) -> String {
         let line = serde_json::to_string(self).expect("a log entry serializes");
-        format!("printf '%s\\n' {} >> {}/.dep/releases.log", quote(&line), quote(deploy_path))
+        format!(
+            "printf '%s\\n' {} >> {}/.dep/releases.log",
+            quote(&line),
+            quote(deploy_path)
+        )
     }
 }
 
@@ -145,7 +149,10 @@ impl HostState {
     /// The release rollback goes to: `to` if given, else the newest release older than current
     /// that went live and was not rolled back. Err says why there is none.
     pub fn rollback_target(&self, to: Option<&str>) -> Result<String, String> {
-        let current = self.current.as_deref().ok_or("no `current` release to roll back from")?;
+        let current = self
+            .current
+            .as_deref()
+            .ok_or("no `current` release to roll back from")?;
         if let Some(to) = to {
             if !self.releases.iter().any(|r| r == to) {
                 return Err(format!("release `{to}` does not exist"));
@@ -160,9 +167,17 @@ impl HostState {
             .iter()
             .rev()
             .filter(|r| r.as_str() < current)
-            .find(|r| statuses.get(r.as_str()).is_some_and(|e| e.status == Status::Live))
+            .find(|r| {
+                statuses
+                    .get(r.as_str())
+                    .is_some_and(|e| e.status == Status::Live)
+            })
             .cloned()
-            .ok_or_else(|| format!("no release older than current `{current}` went live and was not rolled back"))
+            .ok_or_else(|| {
+                format!(
+                    "no release older than current `{current}` went live and was not rolled back"
+                )
+            })
     }
 }
 
@@ -177,14 +192,20 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 /// The name of a new release: the current UTC time, or one second after the newest existing
 /// release on any host if that is not later (two deploys in the same second, clock skew).
 pub fn next_name(now: NaiveDateTime, existing: &[&str]) -> String {
     let mut name = now;
-    if let Some(newest) = existing.iter().filter_map(|r| NaiveDateTime::parse_from_str(r, NAME_FORMAT).ok()).max() {
+    if let Some(newest) = existing
+        .iter()
+        .filter_map(|r| NaiveDateTime::parse_from_str(r, NAME_FORMAT).ok())
+        .max()
+    {
         if newest >= name {
             name = newest + TimeDelta::seconds(1);
         }
@@ -205,7 +226,11 @@ pub fn to_remove(state: &HostState, keep: usize, protect: &[&str]) -> Vec<String
             || Some(r.as_str()) == state.previous.as_deref()
             || protect.contains(&r.as_str())
     };
-    let failed = |r: &String| statuses.get(r.as_str()).is_some_and(|e| matches!(e.status, Status::Failed | Status::Prepared));
+    let failed = |r: &String| {
+        statuses
+            .get(r.as_str())
+            .is_some_and(|e| matches!(e.status, Status::Failed | Status::Prepared))
+    };
     let mut candidates: Vec<&String> = state.releases.iter().filter(|r| !kept(r)).collect();
     // Stable sort: failed ones first, each group oldest first (names sort by time).
     candidates.sort_by_key(|r| !failed(r));
@@ -228,7 +253,12 @@ mod tests {
         }
     }
 
-    fn state(releases: &[&str], current: &str, previous: &str, log: &[(&str, Status)]) -> HostState {
+    fn state(
+        releases: &[&str],
+        current: &str,
+        previous: &str,
+        log: &[(&str, Status)],
+    ) -> HostState {
         HostState {
             exists: true,
             current: (!current.is_empty()).then(|| current.to_string()),
@@ -243,10 +273,22 @@ mod tests {
     fn release_names() {
         let t = |s: &str| NaiveDateTime::parse_from_str(s, NAME_FORMAT).unwrap();
         assert_eq!(next_name(t("20261126101500"), &[]), "20261126101500");
-        assert_eq!(next_name(t("20261126101500"), &["20261126101459"]), "20261126101500");
-        assert_eq!(next_name(t("20261126101500"), &["20261126101500"]), "20261126101501");
-        assert_eq!(next_name(t("20261126101500"), &["20261126101505", "junk"]), "20261126101506");
-        assert_eq!(next_name(t("20261231235959"), &["20261231235959"]), "20270101000000");
+        assert_eq!(
+            next_name(t("20261126101500"), &["20261126101459"]),
+            "20261126101500"
+        );
+        assert_eq!(
+            next_name(t("20261126101500"), &["20261126101500"]),
+            "20261126101501"
+        );
+        assert_eq!(
+            next_name(t("20261126101500"), &["20261126101505", "junk"]),
+            "20261126101506"
+        );
+        assert_eq!(
+            next_name(t("20261231235959"), &["20261231235959"]),
+            "20270101000000"
+        );
     }
 
     #[test]
@@ -268,12 +310,28 @@ mod tests {
     #[test]
     fn rollback_targets() {
         use Status::*;
-        let s = state(&["1", "2", "3", "4"], "4", "3", &[("1", Live), ("2", Live), ("3", Failed), ("4", Live)]);
+        let s = state(
+            &["1", "2", "3", "4"],
+            "4",
+            "3",
+            &[("1", Live), ("2", Live), ("3", Failed), ("4", Live)],
+        );
         assert_eq!(s.rollback_target(None).unwrap(), "2");
         assert_eq!(s.rollback_target(Some("1")).unwrap(), "1");
-        assert!(s.rollback_target(Some("9")).unwrap_err().contains("does not exist"));
-        assert!(s.rollback_target(Some("4")).unwrap_err().contains("already current"));
-        let s = state(&["1", "2", "3"], "2", "3", &[("1", Live), ("2", Live), ("3", RolledBack)]);
+        assert!(s
+            .rollback_target(Some("9"))
+            .unwrap_err()
+            .contains("does not exist"));
+        assert!(s
+            .rollback_target(Some("4"))
+            .unwrap_err()
+            .contains("already current"));
+        let s = state(
+            &["1", "2", "3"],
+            "2",
+            "3",
+            &[("1", Live), ("2", Live), ("3", RolledBack)],
+        );
         assert_eq!(s.rollback_target(None).unwrap(), "1");
         let s = state(&["1", "2"], "2", "", &[("1", RolledBack), ("2", Live)]);
         assert!(s.rollback_target(None).is_err());
@@ -283,15 +341,34 @@ mod tests {
     #[test]
     fn cleanup_keeps_current_previous_and_removes_failed_first() {
         use Status::*;
-        let log = [("1", Live), ("2", Failed), ("3", Live), ("4", Live), ("5", Live), ("6", Live), ("7", Live)];
+        let log = [
+            ("1", Live),
+            ("2", Failed),
+            ("3", Live),
+            ("4", Live),
+            ("5", Live),
+            ("6", Live),
+            ("7", Live),
+        ];
         let s = state(&["1", "2", "3", "4", "5", "6", "7"], "7", "6", &log);
         assert_eq!(to_remove(&s, 5, &[]), vec!["2", "1"]);
         assert_eq!(to_remove(&s, 3, &[]), vec!["2", "1", "3", "4"]);
         assert!(to_remove(&s, 10, &[]).is_empty());
         // current and previous survive even when keep is smaller than two.
-        assert_eq!(to_remove(&s, 1, &[]), vec!["2", "1", "3", "4", "5", "6"].into_iter().filter(|r| *r != "6").collect::<Vec<_>>());
+        assert_eq!(
+            to_remove(&s, 1, &[]),
+            vec!["2", "1", "3", "4", "5", "6"]
+                .into_iter()
+                .filter(|r| *r != "6")
+                .collect::<Vec<_>>()
+        );
         // A rolled-back current in the middle is still protected.
-        let s = state(&["1", "2", "3"], "1", "3", &[("1", Live), ("2", Live), ("3", RolledBack)]);
+        let s = state(
+            &["1", "2", "3"],
+            "1",
+            "3",
+            &[("1", Live), ("2", Live), ("3", RolledBack)],
+        );
         assert_eq!(to_remove(&s, 1, &[]), vec!["2"]);
     }
 }

@@ -65,10 +65,20 @@ fn build_with(commands: &[Command], token: &str, stdin: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Started(usize),
-    Line { index: usize, line: String },
-    Retry { index: usize, attempt: u32, status: i32 },
+    Line {
+        index: usize,
+        line: String,
+    },
+    Retry {
+        index: usize,
+        attempt: u32,
+        status: i32,
+    },
     /// `status` None: skipped by its condition.
-    Finished { index: usize, status: Option<i32> },
+    Finished {
+        index: usize,
+        status: Option<i32>,
+    },
 }
 
 /// Splits one output stream of a script into events. Feed it bytes as they arrive.
@@ -83,14 +93,22 @@ pub struct Reader {
 
 impl Reader {
     pub fn new(token: &str) -> Reader {
-        Reader { prefix: format!("{MARK}{token} "), buffer: Vec::new(), current: None, pending_blank: false }
+        Reader {
+            prefix: format!("{MARK}{token} "),
+            buffer: Vec::new(),
+            current: None,
+            pending_blank: false,
+        }
     }
 
     pub fn feed(&mut self, data: &[u8], events: &mut Vec<Event>) {
         self.buffer.extend_from_slice(data);
         while let Some(newline) = self.buffer.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.buffer.drain(..=newline).collect();
-            self.line(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned(), events);
+            self.line(
+                String::from_utf8_lossy(&line[..line.len() - 1]).into_owned(),
+                events,
+            );
         }
     }
 
@@ -132,7 +150,10 @@ impl Reader {
     fn flush_blank(&mut self, events: &mut Vec<Event>) {
         if std::mem::take(&mut self.pending_blank) {
             if let Some(index) = self.current {
-                events.push(Event::Line { index, line: String::new() });
+                events.push(Event::Line {
+                    index,
+                    line: String::new(),
+                });
             }
         }
     }
@@ -147,14 +168,23 @@ impl Reader {
                 }
             }
             ["retry", index, attempt, status] => {
-                if let (Ok(index), Ok(attempt), Ok(status)) = (index.parse(), attempt.parse(), status.parse()) {
-                    events.push(Event::Retry { index, attempt, status });
+                if let (Ok(index), Ok(attempt), Ok(status)) =
+                    (index.parse(), attempt.parse(), status.parse())
+                {
+                    events.push(Event::Retry {
+                        index,
+                        attempt,
+                        status,
+                    });
                 }
             }
             ["end", index, status] => {
                 if let Ok(index) = index.parse() {
                     self.current = None;
-                    events.push(Event::Finished { index, status: status.parse().ok() });
+                    events.push(Event::Finished {
+                        index,
+                        status: status.parse().ok(),
+                    });
                 }
             }
             _ => {}
@@ -166,7 +196,12 @@ impl Reader {
 pub fn token() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     hasher.write_u32(std::process::id());
     format!("dep{:016x}", hasher.finish())
 }
@@ -177,7 +212,11 @@ mod tests {
 
     fn run(commands: &[Command]) -> (Vec<Event>, Vec<Event>, i32) {
         let token = "t0k";
-        let output = std::process::Command::new("bash").arg("-c").arg(build(commands, token)).output().unwrap();
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(build(commands, token))
+            .output()
+            .unwrap();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let mut reader = Reader::new(token);
         reader.feed(&output.stdout, &mut out);
@@ -189,7 +228,10 @@ mod tests {
     }
 
     fn line(index: usize, line: &str) -> Event {
-        Event::Line { index, line: line.into() }
+        Event::Line {
+            index,
+            line: line.into(),
+        }
     }
 
     #[test]
@@ -210,12 +252,21 @@ mod tests {
                 line(0, "one"),
                 line(0, ""),
                 line(0, "two"),
-                Event::Finished { index: 0, status: Some(0) },
+                Event::Finished {
+                    index: 0,
+                    status: Some(0)
+                },
                 Event::Started(1),
                 line(1, "no newline"),
-                Event::Finished { index: 1, status: Some(1) },
+                Event::Finished {
+                    index: 1,
+                    status: Some(1)
+                },
                 Event::Started(2),
-                Event::Finished { index: 2, status: Some(3) },
+                Event::Finished {
+                    index: 2,
+                    status: Some(3)
+                },
             ]
         );
         assert!(err.contains(&line(1, "oops")));
@@ -226,7 +277,10 @@ mod tests {
     fn conditions_retries_cwd_env_and_stdin() {
         let mut skipped = Command::new("s", "echo ran");
         skipped.condition = Some("test -e /nonexistent".into());
-        let mut retried = Command::new("r", "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 1 ]");
+        let mut retried = Command::new(
+            "r",
+            "n=$(cat count 2>/dev/null || echo 0); echo $((n+1)) > count; [ $n -ge 1 ]",
+        );
         let dir = tempfile::tempdir().unwrap();
         retried.cwd = Some(dir.path().display().to_string());
         retried.retries = 2;
@@ -234,10 +288,20 @@ mod tests {
         env.env = vec![("GREETING".into(), "it's $HOME".into())];
         let (out, _, code) = run(&[skipped, retried, env]);
         assert_eq!(code, 0);
-        assert!(out.contains(&Event::Finished { index: 0, status: None }));
+        assert!(out.contains(&Event::Finished {
+            index: 0,
+            status: None
+        }));
         assert!(!out.contains(&line(0, "ran")));
-        assert!(out.contains(&Event::Retry { index: 1, attempt: 1, status: 1 }));
-        assert!(out.contains(&Event::Finished { index: 1, status: Some(0) }));
+        assert!(out.contains(&Event::Retry {
+            index: 1,
+            attempt: 1,
+            status: 1
+        }));
+        assert!(out.contains(&Event::Finished {
+            index: 1,
+            status: Some(0)
+        }));
         assert!(out.contains(&line(2, "it's $HOME")));
         assert!(out.contains(&line(2, "no-stdin")));
     }

@@ -43,7 +43,10 @@ impl Selector {
             }
             alternatives.push(terms);
         }
-        Ok(Selector { text: text.to_string(), alternatives })
+        Ok(Selector {
+            text: text.to_string(),
+            alternatives,
+        })
     }
 
     pub fn matches(&self, host: &Host) -> bool {
@@ -116,8 +119,13 @@ mod tests {
             ("host=stage1", &["stage1"]),
         ];
         for (text, expected) in cases {
-            let names: Vec<&str> =
-                Selector::parse(text).unwrap().select(&hosts).unwrap().iter().map(|h| h.name.as_str()).collect();
+            let names: Vec<&str> = Selector::parse(text)
+                .unwrap()
+                .select(&hosts)
+                .unwrap()
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect();
             assert_eq!(names, *expected, "selector {text}");
         }
     }
@@ -125,8 +133,15 @@ mod tests {
     #[test]
     fn no_match_lists_what_exists() {
         let hosts = vec![host("web1", "production", &[]), host("s1", "staging", &[])];
-        let error = Selector::parse("prod").unwrap().select(&hosts).unwrap_err().to_string();
-        assert_eq!(error, "no host matches `prod`\n  hosts: web1, s1\n  stages: production, staging");
+        let error = Selector::parse("prod")
+            .unwrap()
+            .select(&hosts)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "no host matches `prod`\n  hosts: web1, s1\n  stages: production, staging"
+        );
         assert!(Selector::parse("colour=red").is_err());
         assert!(Selector::parse("a,,b").is_err());
     }

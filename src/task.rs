@@ -41,9 +41,16 @@ pub enum Action {
     /// A group: other tasks, in order.
     Steps(Vec<String>),
     /// A local path packed with tar+gzip and unpacked into `to` on the host.
-    Upload { from: String, to: String },
+    Upload {
+        from: String,
+        to: String,
+    },
     /// A template under templates/ rendered and written to `dest` with `mode`.
-    Template { src: String, dest: String, mode: Option<String> },
+    Template {
+        src: String,
+        dest: String,
+        mode: Option<String>,
+    },
     Builtin(Builtin),
 }
 
@@ -73,7 +80,11 @@ pub struct Task {
 impl Task {
     pub fn from_source(name: &str, source: &TaskSource) -> Result<Task> {
         let raw = source.raw.clone();
-        let invalid = |message: String| Error::InvalidTask { file: source.file.clone(), task: name.to_string(), message };
+        let invalid = |message: String| Error::InvalidTask {
+            file: source.file.clone(),
+            task: name.to_string(),
+            message,
+        };
         let mut actions = Vec::new();
         if let Some(run) = raw.run {
             actions.push(Action::Run(run.into_vec()));
@@ -82,13 +93,21 @@ impl Task {
             actions.push(Action::Steps(steps));
         }
         if let Some(upload) = raw.upload {
-            actions.push(Action::Upload { from: upload.from, to: upload.to });
+            actions.push(Action::Upload {
+                from: upload.from,
+                to: upload.to,
+            });
         }
         if let Some(template) = raw.template {
-            actions.push(Action::Template { src: template.src, dest: template.dest, mode: template.mode });
+            actions.push(Action::Template {
+                src: template.src,
+                dest: template.dest,
+                mode: template.mode,
+            });
         }
         if let Some(builtin) = raw.builtin {
-            let parsed = Builtin::parse(&builtin).ok_or_else(|| invalid(format!("unknown builtin `{builtin}`")))?;
+            let parsed = Builtin::parse(&builtin)
+                .ok_or_else(|| invalid(format!("unknown builtin `{builtin}`")))?;
             actions.push(Action::Builtin(parsed));
         }
         if actions.len() != 1 {
@@ -98,13 +117,24 @@ impl Task {
             )));
         }
         let action = actions.remove(0);
-        if let Action::Template { mode: Some(mode), .. } = &action {
+        if let Action::Template {
+            mode: Some(mode), ..
+        } = &action
+        {
             if u32::from_str_radix(mode, 8).is_err() {
-                return Err(invalid(format!("`mode = \"{mode}\"` is not an octal file mode like \"0640\"")));
+                return Err(invalid(format!(
+                    "`mode = \"{mode}\"` is not an octal file mode like \"0640\""
+                )));
             }
         }
-        let timeout = raw.timeout.map(|t| t.parse()).transpose().map_err(invalid)?;
-        if matches!(action, Action::Steps(_)) && (raw.once || raw.local || raw.cwd.is_some() || raw.condition.is_some()) {
+        let timeout = raw
+            .timeout
+            .map(|t| t.parse())
+            .transpose()
+            .map_err(invalid)?;
+        if matches!(action, Action::Steps(_))
+            && (raw.once || raw.local || raw.cwd.is_some() || raw.condition.is_some())
+        {
             return Err(invalid("a group (`steps`) cannot have `once`, `local`, `cwd` or `if`: set them on its tasks".into()));
         }
         Ok(Task {
@@ -132,7 +162,10 @@ impl Task {
         self.once
             || self.local
             || self.barrier
-            || matches!(self.action, Action::Builtin(Builtin::Lock | Builtin::Symlink | Builtin::Rollback))
+            || matches!(
+                self.action,
+                Action::Builtin(Builtin::Lock | Builtin::Symlink | Builtin::Rollback)
+            )
     }
 
     pub fn applies_to(&self, roles: &[String]) -> bool {

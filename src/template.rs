@@ -16,7 +16,10 @@ pub fn environment() -> Environment<'static> {
 /// `{{ value|quote }}`: a POSIX-shell-quoted word; a list becomes quoted words joined by spaces.
 fn quote_filter(value: Value) -> Result<String, minijinja::Error> {
     match value.kind() {
-        ValueKind::Undefined => Err(minijinja::Error::new(ErrorKind::UndefinedError, "cannot quote an undefined value")),
+        ValueKind::Undefined => Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "cannot quote an undefined value",
+        )),
         ValueKind::None => Ok("''".to_string()),
         ValueKind::Seq => {
             let mut words = Vec::new();
@@ -35,7 +38,9 @@ fn relpath_filter(value: String) -> Result<String, minijinja::Error> {
     let trimmed = value.trim_end_matches('/');
     let bad = trimmed.is_empty()
         || trimmed.starts_with('/')
-        || trimmed.split('/').any(|part| part == ".." || part == "." || part.is_empty());
+        || trimmed
+            .split('/')
+            .any(|part| part == ".." || part == "." || part.is_empty());
     if bad {
         return Err(minijinja::Error::new(
             ErrorKind::InvalidOperation,
@@ -63,7 +68,10 @@ mod tests {
         let ctx = Value::from_serialize(serde_json::json!({
             "branch": "x; rm -rf /", "dirs": ["a b", "c"], "n": 5, "up": "../etc"
         }));
-        assert_eq!(render("git checkout {{ branch|quote }}", ctx.clone()).unwrap(), "git checkout 'x; rm -rf /'");
+        assert_eq!(
+            render("git checkout {{ branch|quote }}", ctx.clone()).unwrap(),
+            "git checkout 'x; rm -rf /'"
+        );
         assert_eq!(render("{{ dirs|quote }}", ctx.clone()).unwrap(), "'a b' c");
         assert_eq!(render("{{ n|quote }}", ctx.clone()).unwrap(), "5");
         assert!(render("{{ up|relpath }}", ctx.clone()).is_err());

@@ -19,7 +19,10 @@ pub struct Layer {
 
 impl Layer {
     pub fn new(name: impl Into<String>, values: RawConfig) -> Layer {
-        Layer { name: name.into(), values }
+        Layer {
+            name: name.into(),
+            values,
+        }
     }
 }
 
@@ -39,7 +42,7 @@ pub fn environment_layer(env: impl IntoIterator<Item = (String, String)>) -> Lay
         .into_iter()
         .filter_map(|(key, value)| {
             let name = key.strip_prefix("DEP_")?.to_ascii_lowercase();
-            (!name.is_empty()).then(|| (name, serde_json::Value::String(value)))
+            (!name.is_empty()).then_some((name, serde_json::Value::String(value)))
         })
         .collect();
     Layer::new("environment (DEP_*)", values)
@@ -55,7 +58,10 @@ pub fn override_layer(overrides: &[String]) -> Result<Layer, String> {
         if name.trim().is_empty() {
             return Err(format!("`-o {text}`: the variable name is empty"));
         }
-        values.insert(name.trim().to_string(), serde_json::Value::String(value.to_string()));
+        values.insert(
+            name.trim().to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
     }
     Ok(Layer::new("-o", values))
 }
@@ -86,11 +92,15 @@ impl Vars {
         for layer in layers {
             figment = figment.merge(layer.clone());
         }
-        let merged: BTreeMap<String, serde_json::Value> =
-            figment.extract().map_err(|e| format!("cannot merge configuration: {e}"))?;
+        let merged: BTreeMap<String, serde_json::Value> = figment
+            .extract()
+            .map_err(|e| format!("cannot merge configuration: {e}"))?;
         let mut vars = Vars::default();
         for (name, value) in merged {
-            let origin = figment.find_metadata(&name).map(|m| m.name.to_string()).unwrap_or_default();
+            let origin = figment
+                .find_metadata(&name)
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
             vars.origin.insert(name.clone(), origin);
             vars.vars.insert(name, classify(value));
         }
@@ -99,7 +109,8 @@ impl Vars {
 
     /// Set a value the engine provides (release_name, host, …), above every layer.
     pub fn set(&mut self, name: &str, value: impl Into<serde_json::Value>) {
-        self.vars.insert(name.to_string(), Var::Static(value.into()));
+        self.vars
+            .insert(name.to_string(), Var::Static(value.into()));
         self.origin.insert(name.to_string(), "built-in".to_string());
     }
 
@@ -138,7 +149,9 @@ impl Vars {
 
     /// Render a variable's value to a string (lists joined by spaces).
     pub fn value_string(&self, name: &str) -> Result<String, String> {
-        let value = self.resolve(name, &mut Vec::new())?.ok_or_else(|| self.undefined_message(name))?;
+        let value = self
+            .resolve(name, &mut Vec::new())?
+            .ok_or_else(|| self.undefined_message(name))?;
         Ok(match value.as_str() {
             Some(s) => s.to_string(),
             None => value.to_string(),
@@ -147,7 +160,9 @@ impl Vars {
 
     /// Render a variable's value as a JSON value (lists stay lists), for templates and `dep config`.
     pub fn value_json(&self, name: &str) -> Result<serde_json::Value, String> {
-        let value = self.resolve(name, &mut Vec::new())?.ok_or_else(|| self.undefined_message(name))?;
+        let value = self
+            .resolve(name, &mut Vec::new())?
+            .ok_or_else(|| self.undefined_message(name))?;
         serde_json::to_value(&value).map_err(|e| e.to_string())
     }
 
@@ -166,7 +181,12 @@ impl Vars {
         }
     }
 
-    fn collect_dynamic(&self, src: &str, needed: &mut Vec<String>, stack: &mut Vec<String>) -> Result<(), String> {
+    fn collect_dynamic(
+        &self,
+        src: &str,
+        needed: &mut Vec<String>,
+        stack: &mut Vec<String>,
+    ) -> Result<(), String> {
         if !is_template(src) {
             return Ok(());
         }
@@ -194,9 +214,16 @@ impl Vars {
         Ok(())
     }
 
-    fn render_with(&self, label: &str, src: &str, stack: &mut Vec<String>) -> Result<String, String> {
+    fn render_with(
+        &self,
+        label: &str,
+        src: &str,
+        stack: &mut Vec<String>,
+    ) -> Result<String, String> {
         let env = crate::template::environment();
-        let template = env.template_from_named_str(label, src).map_err(|e| template_message(&e))?;
+        let template = env
+            .template_from_named_str(label, src)
+            .map_err(|e| template_message(&e))?;
         let mut context = BTreeMap::new();
         let mut unknown = Vec::new();
         for name in template.undeclared_variables(false) {
@@ -221,25 +248,43 @@ impl Vars {
         if stack.iter().any(|n| n == name) {
             return Err(cycle_message(stack, name));
         }
-        let Some(var) = self.vars.get(name) else { return Ok(None) };
+        let Some(var) = self.vars.get(name) else {
+            return Ok(None);
+        };
         stack.push(name.to_string());
         let value = match var {
-            Var::Static(value) => self.render_json(name, value, stack).map(|v| Value::from_serialize(&v)),
+            Var::Static(value) => self
+                .render_json(name, value, stack)
+                .map(|v| Value::from_serialize(&v)),
             Var::Dynamic(_) => match self.dynamic.get(name) {
                 Some(value) => Ok(Value::from(value.clone())),
                 None if self.placeholders => Ok(Value::from(format!("<{name}>"))),
-                None => Err(format!("dynamic variable `{name}` was used before it was evaluated")),
+                None => Err(format!(
+                    "dynamic variable `{name}` was used before it was evaluated"
+                )),
             },
         };
         stack.pop();
         value.map(Some)
     }
 
-    fn render_json(&self, name: &str, value: &serde_json::Value, stack: &mut Vec<String>) -> Result<serde_json::Value, String> {
+    fn render_json(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+        stack: &mut Vec<String>,
+    ) -> Result<serde_json::Value, String> {
         use serde_json::Value as J;
         Ok(match value {
-            J::String(text) if is_template(text) => J::String(self.render_with(&format!("variable `{name}`"), text, stack)?),
-            J::Array(items) => J::Array(items.iter().map(|i| self.render_json(name, i, stack)).collect::<Result<_, _>>()?),
+            J::String(text) if is_template(text) => {
+                J::String(self.render_with(&format!("variable `{name}`"), text, stack)?)
+            }
+            J::Array(items) => J::Array(
+                items
+                    .iter()
+                    .map(|i| self.render_json(name, i, stack))
+                    .collect::<Result<_, _>>()?,
+            ),
             J::Object(map) => J::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), self.render_json(name, v, stack)?)))
@@ -275,7 +320,9 @@ fn is_template(src: &str) -> bool {
 
 fn undeclared(src: &str) -> Result<Vec<String>, String> {
     let env = crate::template::environment();
-    let template = env.template_from_str(src).map_err(|e| template_message(&e))?;
+    let template = env
+        .template_from_str(src)
+        .map_err(|e| template_message(&e))?;
     let mut names: Vec<String> = template.undeclared_variables(false).into_iter().collect();
     names.sort();
     Ok(names)
@@ -294,7 +341,10 @@ fn cycle_message(stack: &[String], name: &str) -> String {
     let start = stack.iter().position(|n| n == name).unwrap_or(0);
     let mut circle: Vec<&str> = stack[start..].iter().map(String::as_str).collect();
     circle.push(name);
-    format!("variables refer to each other in a circle: {}", circle.join(" -> "))
+    format!(
+        "variables refer to each other in a circle: {}",
+        circle.join(" -> ")
+    )
 }
 
 fn template_message(error: &minijinja::Error) -> String {
@@ -316,25 +366,42 @@ mod tests {
     use serde_json::json;
 
     fn layer(name: &str, pairs: &[(&str, serde_json::Value)]) -> Layer {
-        Layer::new(name, pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        Layer::new(
+            name,
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
     fn precedence_is_recipes_config_stage_host_env_override() {
-        let names = ["recipe common", "Deployfile.toml", "stage production", "host web1", "environment (DEP_*)", "-o"];
+        let names = [
+            "recipe common",
+            "Deployfile.toml",
+            "stage production",
+            "host web1",
+            "environment (DEP_*)",
+            "-o",
+        ];
         // Variable `vN` is set by the first N+1 layers: the last of them must win.
         let layers: Vec<Layer> = names
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let pairs: Vec<(String, serde_json::Value)> =
-                    (i..names.len()).map(|v| (format!("v{v}"), json!(format!("from {name}")))).collect();
+                let pairs: Vec<(String, serde_json::Value)> = (i..names.len())
+                    .map(|v| (format!("v{v}"), json!(format!("from {name}"))))
+                    .collect();
                 Layer::new(*name, pairs.into_iter().collect())
             })
             .collect();
         let vars = Vars::layered(&layers).unwrap();
         for (i, name) in names.iter().enumerate() {
-            assert_eq!(vars.value_string(&format!("v{i}")).unwrap(), format!("from {name}"));
+            assert_eq!(
+                vars.value_string(&format!("v{i}")).unwrap(),
+                format!("from {name}")
+            );
             assert_eq!(vars.origin(&format!("v{i}")), *name);
         }
     }
@@ -344,7 +411,10 @@ mod tests {
         let layer = override_layer(&["dsn=mysql://u:p@h/db?x=1".into()]).unwrap();
         assert_eq!(layer.values["dsn"], json!("mysql://u:p@h/db?x=1"));
         assert!(override_layer(&["novalue".into()]).is_err());
-        let env = environment_layer([("DEP_BRANCH".into(), "1.0".into()), ("PATH".into(), "/bin".into())]);
+        let env = environment_layer([
+            ("DEP_BRANCH".into(), "1.0".into()),
+            ("PATH".into(), "/bin".into()),
+        ]);
         assert_eq!(env.values.len(), 1);
         assert_eq!(env.values["branch"], json!("1.0"));
     }
@@ -361,10 +431,16 @@ mod tests {
             ],
         )])
         .unwrap();
-        assert_eq!(vars.render("t", "cd {{ release_path|quote }}").unwrap(), "cd /var/www/shop/releases/1");
+        assert_eq!(
+            vars.render("t", "cd {{ release_path|quote }}").unwrap(),
+            "cd /var/www/shop/releases/1"
+        );
         assert_eq!(vars.render("t", "{{ dirs|quote }}").unwrap(), "shop/a b");
         let error = vars.render("t", "{{ aplication }}").unwrap_err();
-        assert_eq!(error, "undefined variable `aplication` (did you mean `application`?)");
+        assert_eq!(
+            error,
+            "undefined variable `aplication` (did you mean `application`?)"
+        );
     }
 
     #[test]
@@ -380,11 +456,20 @@ mod tests {
             ],
         )])
         .unwrap();
-        assert_eq!(vars.render("t", "{{ a }}").unwrap_err(), "variables refer to each other in a circle: a -> b -> a");
-        assert_eq!(vars.dynamic_needed("{{ artisan }} migrate").unwrap(), vec!["bin_php"]);
+        assert_eq!(
+            vars.render("t", "{{ a }}").unwrap_err(),
+            "variables refer to each other in a circle: a -> b -> a"
+        );
+        assert_eq!(
+            vars.dynamic_needed("{{ artisan }} migrate").unwrap(),
+            vec!["bin_php"]
+        );
         assert_eq!(vars.dynamic_command("bin_php").unwrap(), "command -v php");
         vars.set_dynamic("bin_php", "/usr/bin/php".into());
         assert!(vars.dynamic_needed("{{ artisan }}").unwrap().is_empty());
-        assert_eq!(vars.render("t", "{{ artisan }} migrate").unwrap(), "/usr/bin/php artisan migrate");
+        assert_eq!(
+            vars.render("t", "{{ artisan }} migrate").unwrap(),
+            "/usr/bin/php artisan migrate"
+        );
     }
 }

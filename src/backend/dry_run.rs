@@ -21,7 +21,11 @@ impl DryRun {
                 if let Some(stdin) = &command.stdin {
                     shown = format!("{shown}  # with {} bytes on stdin", stdin.len());
                 }
-                reporter.emit(Event::DryRun { host, task: &command.task, command: &shown });
+                reporter.emit(Event::DryRun {
+                    host,
+                    task: &command.task,
+                    command: &shown,
+                });
                 StepResult {
                     task: command.task.clone(),
                     command: shown,

@@ -27,10 +27,16 @@ impl Local {
 
     fn spawn(&self, args: &[&str], stdin: Arc<Vec<u8>>) -> Result<Running, String> {
         let mut command = std::process::Command::new("bash");
-        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         // Its own process group, so a timeout or Ctrl-C stops everything the script started.
         command.process_group(0);
-        let mut child = Command::from(command).spawn().map_err(|e| format!("cannot start bash: {e}"))?;
+        let mut child = Command::from(command)
+            .spawn()
+            .map_err(|e| format!("cannot start bash: {e}"))?;
         let pid = child.id().unwrap_or(0) as i32;
         let (sender, chunks) = mpsc::channel(64);
         let mut child_stdin = child.stdin.take().expect("piped stdin");
@@ -78,16 +84,28 @@ impl Local {
         match output {
             Ok(output) => Output {
                 status: output.status.code(),
-                reason: output.status.code().is_none().then(|| format!("killed ({})", output.status)),
+                reason: output
+                    .status
+                    .code()
+                    .is_none()
+                    .then(|| format!("killed ({})", output.status)),
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             },
-            Err(e) => Output { status: None, reason: Some(format!("cannot start bash: {e}")), ..Output::default() },
+            Err(e) => Output {
+                status: None,
+                reason: Some(format!("cannot start bash: {e}")),
+                ..Output::default()
+            },
         }
     }
 }
 
-async fn pump<R: tokio::io::AsyncRead + Unpin>(mut reader: R, sender: mpsc::Sender<Chunk>, wrap: fn(Vec<u8>) -> Chunk) {
+async fn pump<R: tokio::io::AsyncRead + Unpin>(
+    mut reader: R,
+    sender: mpsc::Sender<Chunk>,
+    wrap: fn(Vec<u8>) -> Chunk,
+) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         match reader.read(&mut buffer).await {

@@ -79,7 +79,10 @@ impl Output {
 pub enum Outcome {
     Ok,
     Skipped,
-    Failed { status: Option<i32>, reason: Option<String> },
+    Failed {
+        status: Option<i32>,
+        reason: Option<String>,
+    },
     /// An earlier command of the same run failed, so this one never started.
     NotRun,
 }
@@ -111,7 +114,12 @@ pub enum Backend {
 
 impl Backend {
     /// Run `commands` on the host in order, stopping at the first failure, reporting as it goes.
-    pub async fn run(&self, host: &str, commands: &[Command], reporter: &Reporter) -> Vec<StepResult> {
+    pub async fn run(
+        &self,
+        host: &str,
+        commands: &[Command],
+        reporter: &Reporter,
+    ) -> Vec<StepResult> {
         let mut results = Vec::with_capacity(commands.len());
         let mut start = 0;
         while start < commands.len() {
@@ -119,7 +127,10 @@ impl Backend {
             let end = if commands[start].stdin.is_some() {
                 start + 1
             } else {
-                commands[start..].iter().position(|c| c.stdin.is_some()).map_or(commands.len(), |p| start + p)
+                commands[start..]
+                    .iter()
+                    .position(|c| c.stdin.is_some())
+                    .map_or(commands.len(), |p| start + p)
             };
             let batch = &commands[start..end];
             let batch_results = match self {
@@ -127,7 +138,10 @@ impl Backend {
                 Backend::Local(local) => {
                     let token = script::token();
                     let running = if let (1, Some(stdin)) = (batch.len(), &batch[0].stdin) {
-                        local.spawn_with_stdin(&script::build_single(&batch[0], &token), stdin.clone())
+                        local.spawn_with_stdin(
+                            &script::build_single(&batch[0], &token),
+                            stdin.clone(),
+                        )
                     } else {
                         local.spawn_script(&script::build(batch, &token))
                     };
@@ -153,7 +167,10 @@ impl Backend {
     /// Run one internal command and capture its output (not reported as a task).
     pub async fn capture(&self, command: &str) -> Output {
         match self {
-            Backend::DryRun(_) => Output { status: Some(0), ..Output::default() },
+            Backend::DryRun(_) => Output {
+                status: Some(0),
+                ..Output::default()
+            },
             Backend::Local(local) => local.capture(command).await,
         }
     }
@@ -178,7 +195,10 @@ fn not_run(command: &Command) -> StepResult {
 fn failed_to_start(batch: &[Command], reason: String) -> Vec<StepResult> {
     let mut results: Vec<StepResult> = batch.iter().map(not_run).collect();
     if let Some(first) = results.first_mut() {
-        first.outcome = Outcome::Failed { status: None, reason: Some(reason) };
+        first.outcome = Outcome::Failed {
+            status: None,
+            reason: Some(reason),
+        };
     }
     results
 }
@@ -197,7 +217,13 @@ struct Progress {
 
 /// Follow a running script: turn its chunks into reports and results, enforce per-command
 /// timeouts, and treat a process that ends without reporting a command's end as a failure.
-pub async fn drive(host: &str, batch: &[Command], token: &str, mut running: Running, reporter: &Reporter) -> Vec<StepResult> {
+pub async fn drive(
+    host: &str,
+    batch: &[Command],
+    token: &str,
+    mut running: Running,
+    reporter: &Reporter,
+) -> Vec<StepResult> {
     let mut out_reader = Reader::new(token);
     let mut err_reader = Reader::new(token);
     let mut progress: Vec<Progress> = batch.iter().map(|_| Progress::default()).collect();
@@ -235,7 +261,12 @@ pub async fn drive(host: &str, batch: &[Command], token: &str, mut running: Runn
                         if let Some(p) = progress.get_mut(index) {
                             push_tail(&mut p.stderr, line.clone());
                         }
-                        reporter.emit(Event::Output { host, task: task_of(batch, index), stream: Stream::Stderr, line: &line });
+                        reporter.emit(Event::Output {
+                            host,
+                            task: task_of(batch, index),
+                            stream: Stream::Stderr,
+                            line: &line,
+                        });
                     }
                 }
             }
@@ -253,14 +284,32 @@ pub async fn drive(host: &str, batch: &[Command], token: &str, mut running: Runn
                     if let Some(timeout) = batch[index].timeout {
                         deadlines.insert(index, Instant::now() + timeout);
                     }
-                    reporter.emit(Event::TaskStarted { host, task: &batch[index].task, command: &batch[index].shell() });
+                    reporter.emit(Event::TaskStarted {
+                        host,
+                        task: &batch[index].task,
+                        command: &batch[index].shell(),
+                    });
                 }
                 script::Event::Line { index, line } if index < batch.len() => {
                     push_tail(&mut progress[index].stdout, line.clone());
-                    reporter.emit(Event::Output { host, task: &batch[index].task, stream: Stream::Stdout, line: &line });
+                    reporter.emit(Event::Output {
+                        host,
+                        task: &batch[index].task,
+                        stream: Stream::Stdout,
+                        line: &line,
+                    });
                 }
-                script::Event::Retry { index, attempt, status } if index < batch.len() => {
-                    reporter.emit(Event::Retry { host, task: &batch[index].task, attempt, status });
+                script::Event::Retry {
+                    index,
+                    attempt,
+                    status,
+                } if index < batch.len() => {
+                    reporter.emit(Event::Retry {
+                        host,
+                        task: &batch[index].task,
+                        attempt,
+                        status,
+                    });
                 }
                 script::Event::Finished { index, status } if index < batch.len() => {
                     current = None;
@@ -269,7 +318,10 @@ pub async fn drive(host: &str, batch: &[Command], token: &str, mut running: Runn
                     p.outcome = Some(match status {
                         None => Outcome::Skipped,
                         Some(0) => Outcome::Ok,
-                        Some(code) => Outcome::Failed { status: Some(code), reason: None },
+                        Some(code) => Outcome::Failed {
+                            status: Some(code),
+                            reason: None,
+                        },
                     });
                 }
                 _ => {}
@@ -279,30 +331,49 @@ pub async fn drive(host: &str, batch: &[Command], token: &str, mut running: Runn
     let mut events = Vec::new();
     out_reader.finish(&mut events);
     err_reader.finish(&mut Vec::new());
-    let (exit_status, exit_reason) = exit.unwrap_or((None, Some("the connection closed without an exit status".into())));
+    let (exit_status, exit_reason) = exit.unwrap_or((
+        None,
+        Some("the connection closed without an exit status".into()),
+    ));
     let mut results = Vec::with_capacity(batch.len());
     for (index, (command, p)) in batch.iter().zip(progress).enumerate() {
         let outcome = match p.outcome {
             Some(outcome) => outcome,
             None if p.started.is_some() => {
                 let reason = if timed_out == Some(index) {
-                    format!("timed out after {}", human_duration(command.timeout.unwrap_or_default()))
+                    format!(
+                        "timed out after {}",
+                        human_duration(command.timeout.unwrap_or_default())
+                    )
                 } else {
                     match (&exit_reason, exit_status) {
                         (Some(reason), _) => reason.clone(),
-                        (None, Some(code)) => format!("the shell exited with status {code} before the command finished"),
+                        (None, Some(code)) => format!(
+                            "the shell exited with status {code} before the command finished"
+                        ),
                         (None, None) => "the command did not finish".to_string(),
                     }
                 };
-                Outcome::Failed { status: None, reason: Some(reason) }
+                Outcome::Failed {
+                    status: None,
+                    reason: Some(reason),
+                }
             }
             None if index == 0 && exit_status != Some(0) => Outcome::Failed {
                 status: exit_status,
-                reason: Some(exit_reason.clone().unwrap_or_else(|| "the script did not start".into())),
+                reason: Some(
+                    exit_reason
+                        .clone()
+                        .unwrap_or_else(|| "the script did not start".into()),
+                ),
             },
             None => Outcome::NotRun,
         };
-        let duration = if p.duration.is_zero() { p.started.map(|s| s.elapsed()).unwrap_or_default() } else { p.duration };
+        let duration = if p.duration.is_zero() {
+            p.started.map(|s| s.elapsed()).unwrap_or_default()
+        } else {
+            p.duration
+        };
         let failed = matches!(outcome, Outcome::Failed { .. });
         let result = StepResult {
             task: command.task.clone(),
@@ -314,7 +385,10 @@ pub async fn drive(host: &str, batch: &[Command], token: &str, mut running: Runn
             stderr: p.stderr.join("\n"),
         };
         if result.outcome != Outcome::NotRun {
-            reporter.emit(Event::TaskFinished { host, result: &result });
+            reporter.emit(Event::TaskFinished {
+                host,
+                result: &result,
+            });
         }
         results.push(result);
     }
@@ -346,7 +420,11 @@ pub fn human_duration(duration: Duration) -> String {
     } else if secs < 60.0 {
         format!("{secs:.1}s").replace(".0s", "s")
     } else {
-        format!("{}m{:02}s", duration.as_secs() / 60, duration.as_secs() % 60)
+        format!(
+            "{}m{:02}s",
+            duration.as_secs() / 60,
+            duration.as_secs() % 60
+        )
     }
 }
 
