@@ -8,6 +8,9 @@ pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // `{% for %}` and `{% if %}` lines leave no blank lines behind in rendered commands.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
     env.add_filter("quote", quote_filter);
     env.add_filter("relpath", relpath_filter);
     env
