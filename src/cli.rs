@@ -93,6 +93,11 @@ enum Commands {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Open an interactive shell in `current` on a host (with the system ssh client)
+    Ssh {
+        /// The host (default: the only host)
+        host: Option<String>,
+    },
     /// List the tasks
     List,
     /// Show a task's steps and hooks as a tree
@@ -267,6 +272,7 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
             Commands::Run { selector, command } => {
                 run(&project, &tasks, &reporter, &options, selector, command).await
             }
+            Commands::Ssh { host } => ssh(&project, &options, host),
             Commands::List => {
                 list(&tasks);
                 Ok(())
@@ -457,6 +463,67 @@ async fn run(
     } else {
         Err(Error::Fleet(failures))
     }
+}
+
+/// `dep ssh HOST`: replace this process with an interactive shell in the host's current release.
+fn ssh(project: &Project, options: &Options, name: Option<String>) -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let host = match &name {
+        Some(name) => project.host(name),
+        None if project.hosts.len() == 1 => project.hosts.first(),
+        None => None,
+    };
+    let Some(host) = host else {
+        return Err(Error::NoHostMatches {
+            selector: name.unwrap_or_else(|| "(no host given)".into()),
+            hosts: project.hosts.iter().map(|h| h.name.clone()).collect(),
+            stages: project.stages.keys().cloned().collect(),
+        });
+    };
+    let vars = crate::engine::host_vars(project, host, options)?;
+    let current = vars
+        .value_string("current_path")
+        .map_err(|message| Error::Config {
+            path: project.deployfile.clone(),
+            message,
+        })?;
+    let shell = format!(
+        "cd {} && exec \"${{SHELL:-bash}}\" -l",
+        crate::quote::quote(&current)
+    );
+    let mut command = if host.local {
+        let mut command = std::process::Command::new("bash");
+        command.arg("-c").arg(&shell);
+        command
+    } else {
+        let mut command = std::process::Command::new("ssh");
+        command.arg("-t");
+        if let Some(port) = host.port {
+            command.arg("-p").arg(port.to_string());
+        }
+        if let Some(identity) = &host.identity_file {
+            command.arg("-i").arg(identity);
+        }
+        if let Some(known_hosts) = &host.known_hosts_file {
+            command
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", known_hosts.display()));
+        }
+        if host.host_key_check == crate::deployfile::HostKeyCheck::AcceptNew {
+            command.arg("-o").arg("StrictHostKeyChecking=accept-new");
+        }
+        let target = match &host.user {
+            Some(user) => format!("{user}@{}", host.hostname),
+            None => host.hostname.clone(),
+        };
+        command.arg(target).arg(&shell);
+        command
+    };
+    let error = command.exec();
+    Err(Error::Local(format!(
+        "cannot start a shell for host `{}`: {error}",
+        host.name
+    )))
 }
 
 fn list(tasks: &TaskSet) {

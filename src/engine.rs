@@ -269,11 +269,14 @@ impl<'p> Engine<'p> {
             }
         }
         self.prepare(&plan)?;
-        let result = async {
+        let work = async {
             self.lock_all("deploy:lock").await?;
             self.execute(&plan).await
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        };
         self.unlock_remaining().await;
         result
     }

@@ -1,0 +1,341 @@
+//! The fleet benchmark: the standard Laravel-shaped deploy to N loopback sshd hosts, dep against
+//! the floor (plain OpenSSH running the same remote work as one `ssh host bash -s` per host, all
+//! hosts in parallel), interleaved floor, dep, floor, dep… so machine load drift hits both alike.
+//!
+//! Run: `cargo bench --bench fleet` (env BENCH_HOSTS="1 10 30 60", BENCH_ROUNDS=5).
+//! Reports medians and the ratio dep/floor, dep's CPU time per host and peak memory.
+
+#[path = "../tests/support/sshd.rs"]
+#[allow(dead_code)] // the benchmark uses part of the test harness
+mod sshd;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sshd::Fleet;
+
+/// What one measured run cost.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kb: i64,
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo test --benches` asks for a listing; this benchmark has no unit tests.
+        return;
+    }
+    let sizes: Vec<usize> = std::env::var("BENCH_HOSTS")
+        .unwrap_or_else(|_| "1 10 30 60".into())
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let dep = build_dep();
+    println!("dep fleet benchmark: {rounds} interleaved rounds per size; wall seconds are medians");
+    println!(
+        "{:>4}  {:>8}  {:>8}  {:>6}  {:>14}  {:>12}  {:>13}",
+        "N", "floor s", "dep s", "ratio", "dep CPU/host", "dep peak MB", "floor CPU s"
+    );
+    for n in sizes {
+        let result = bench_size(&dep, n, rounds);
+        println!(
+            "{:>4}  {:>8.3}  {:>8.3}  {:>6.2}  {:>11.1} ms  {:>12.1}  {:>13.2}",
+            n,
+            result.floor_wall,
+            result.dep_wall,
+            result.dep_wall / result.floor_wall,
+            result.dep_cpu_per_host_ms,
+            result.dep_peak_mb,
+            result.floor_cpu,
+        );
+        std::io::stdout().flush().ok();
+    }
+}
+
+struct SizeResult {
+    floor_wall: f64,
+    dep_wall: f64,
+    dep_cpu_per_host_ms: f64,
+    dep_peak_mb: f64,
+    floor_cpu: f64,
+}
+
+fn bench_size(dep: &Path, n: usize, rounds: usize) -> SizeResult {
+    let fleet = Fleet::start(n);
+    let work = fleet.dir().join("bench");
+    std::fs::create_dir_all(&work).unwrap();
+    let repo = make_repo(&work);
+    let revision = git(&repo, &["rev-parse", "HEAD"]);
+    let deployfile = write_deployfile(&fleet, &work, &repo);
+    let (mut floors, mut deps) = (Vec::new(), Vec::new());
+    // One warm-up of each: the first run clones the mirrors.
+    floor(&fleet, &repo, &revision, 0);
+    run_dep(dep, &deployfile);
+    for round in 1..=rounds {
+        floors.push(floor(&fleet, &repo, &revision, round));
+        deps.push(run_dep(dep, &deployfile));
+    }
+    let median = |costs: &[Cost]| {
+        let mut walls: Vec<f64> = costs.iter().map(|c| c.wall.as_secs_f64()).collect();
+        walls.sort_by(f64::total_cmp);
+        walls[walls.len() / 2]
+    };
+    let cpu_median = |costs: &[Cost]| {
+        let mut cpus: Vec<f64> = costs.iter().map(|c| c.cpu.as_secs_f64()).collect();
+        cpus.sort_by(f64::total_cmp);
+        cpus[cpus.len() / 2]
+    };
+    SizeResult {
+        floor_wall: median(&floors),
+        dep_wall: median(&deps),
+        dep_cpu_per_host_ms: cpu_median(&deps) * 1000.0 / n as f64,
+        dep_peak_mb: deps.iter().map(|c| c.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0,
+        floor_cpu: cpu_median(&floors),
+    }
+}
+
+fn build_dep() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--bin", "dep"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success(), "cargo build --release failed");
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/dep")
+}
+
+/// A small Laravel-shaped repository: composer.json, artisan, a page.
+fn make_repo(work: &Path) -> PathBuf {
+    let src = work.join("src");
+    std::fs::create_dir_all(src.join("public")).unwrap();
+    std::fs::create_dir_all(src.join("storage/logs")).unwrap();
+    std::fs::write(src.join("composer.json"), "{\"name\": \"acme/shop\"}\n").unwrap();
+    std::fs::write(src.join("artisan"), "#!/bin/sh\necho artisan \"$@\"\n").unwrap();
+    std::fs::write(src.join("public/index.php"), "<?php echo 'ok';\n").unwrap();
+    std::fs::write(src.join("storage/logs/.gitkeep"), "").unwrap();
+    git(&src, &["init", "-q", "-b", "main"]);
+    git(&src, &["add", "."]);
+    git(
+        &src,
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@localhost",
+            "commit",
+            "-qm",
+            "app",
+        ],
+    );
+    let bare = work.join("shop.git");
+    git(
+        work,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            src.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    bare
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The commands standing for composer and artisan, the same in both runs.
+const SHORT_COMMANDS: [&str; 6] = [
+    "cat composer.json > /dev/null",
+    "sh artisan storage:link > /dev/null",
+    "sh artisan config:cache > /dev/null",
+    "sh artisan route:cache > /dev/null",
+    "sh artisan view:cache > /dev/null",
+    "sh artisan event:cache > /dev/null",
+];
+
+fn write_deployfile(fleet: &Fleet, work: &Path, repo: &Path) -> PathBuf {
+    let mut text = format!(
+        "[config]\nrepository = \"{}\"\nkeep_releases = 5\nshared_dirs = [\"storage\"]\nshared_files = [\".env\"]\n\
+         writable_dirs = [\"bootstrap/cache\"]\n\n",
+        repo.display()
+    );
+    for host in fleet.hosts() {
+        text.push_str(&format!(
+            "[hosts.{name}]\nhostname = \"{ip}\"\nport = {port}\nuser = \"{user}\"\nstage = \"bench\"\n\
+             identity_file = \"{key}\"\nknown_hosts_file = \"{kh}\"\nconfig = {{ deploy_path = \"{dp}\" }}\n\n",
+            name = host.name(),
+            ip = host.ip(),
+            port = host.port(),
+            user = fleet.user(),
+            key = fleet.client_key().private.display(),
+            kh = fleet.known_hosts().display(),
+            dp = host.deploy_path().display(),
+        ));
+    }
+    let mut previous = "deploy:writable".to_string();
+    for (i, command) in SHORT_COMMANDS.iter().enumerate() {
+        let name = format!("app:step{i}");
+        text.push_str(&format!(
+            "[tasks.\"{name}\"]\ncwd = \"{{{{ release_path }}}}\"\nrun = \"{command}\"\nafter = \"{previous}\"\n\n"
+        ));
+        previous = name;
+    }
+    text.push_str(&format!(
+        "[tasks.\"app:migrate\"]\nonce = true\ncwd = \"{{{{ release_path }}}}\"\nrun = \"sh artisan migrate > /dev/null\"\nafter = \"{previous}\"\n"
+    ));
+    let path = work.join("Deployfile.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_dep(dep: &Path, deployfile: &Path) -> Cost {
+    let mut command = Command::new(dep);
+    command.args(["-q", "-f", deployfile.to_str().unwrap(), "deploy", "bench"]);
+    let (cost, status) = measure(command, None);
+    assert!(status == 0, "dep deploy failed (exit {status})");
+    cost
+}
+
+/// The floor: the same remote work as one `ssh host bash -s` script per host, all in parallel.
+fn floor(fleet: &Fleet, repo: &Path, revision: &str, round: usize) -> Cost {
+    let release = format!("2000010100{:04}", round);
+    let started = Instant::now();
+    let before = children_usage();
+    let mut children = Vec::new();
+    for host in fleet.hosts() {
+        let script = floor_script(
+            host.deploy_path(),
+            &release,
+            repo,
+            revision,
+            host.index() == 0,
+        );
+        let mut child = fleet
+            .ssh()
+            .arg(host.name())
+            .arg("bash -s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        children.push(child);
+    }
+    for mut child in children {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "floor script failed");
+    }
+    let after = children_usage();
+    Cost {
+        wall: started.elapsed(),
+        cpu: after.0.saturating_sub(before.0),
+        max_rss_kb: after.1,
+    }
+}
+
+fn floor_script(dp: &Path, release: &str, repo: &Path, revision: &str, first: bool) -> String {
+    let dp = dp.display();
+    let rp = format!("{dp}/releases/{release}");
+    let mut s = format!(
+        "set -e\nmkdir -p {dp}/releases {dp}/shared {dp}/.dep\n\
+         (set -C; echo '{{\"who\":\"floor\"}}' > {dp}/.dep/deploy.lock)\n\
+         mkdir {rp}\nprintf '%s\\n' '{{\"release\":\"{release}\",\"status\":\"prepared\"}}' >> {dp}/.dep/releases.log\n\
+         cd {dp}/.dep\nif [ -d repo ]; then git -C repo remote update --prune >/dev/null; else git clone --mirror --quiet {repo} repo; fi\n\
+         git -C repo archive {revision} | tar -x -f - -C {rp}\n\
+         mkdir -p {dp}/shared/storage; rm -rf {rp}/storage; ln -s {dp}/shared/storage {rp}/storage\n\
+         [ -e {dp}/shared/.env ] || : > {dp}/shared/.env; rm -f {rp}/.env; ln -s {dp}/shared/.env {rp}/.env\n\
+         mkdir -p {rp}/bootstrap/cache; chmod -R ug+rwX {rp}/bootstrap/cache/\ncd {rp}\n",
+        repo = repo.display()
+    );
+    for command in SHORT_COMMANDS {
+        s.push_str(command);
+        s.push('\n');
+    }
+    if first {
+        s.push_str("sh artisan migrate > /dev/null\n");
+    }
+    s.push_str(&format!(
+        "cd {dp}\nold=$(readlink current || true)\n\
+         if [ -n \"$old\" ]; then ln -sfn \"$old\" previous.tmp && mv -fT previous.tmp previous; fi\n\
+         ln -sfn releases/{release} current.tmp && mv -fT current.tmp current\n\
+         printf '%s\\n' '{{\"release\":\"{release}\",\"status\":\"live\"}}' >> .dep/releases.log\n\
+         rm -f .dep/deploy.lock\n\
+         ls -1 releases | sort | head -n -5 | while read r; do rm -rf \"releases/$r\"; done\n"
+    ));
+    s
+}
+
+/// Run a command, returning its wall time, CPU time (user + system, its children included) and
+/// peak resident memory, measured with wait4.
+fn measure(mut command: Command, stdin: Option<&[u8]>) -> (Cost, i32) {
+    command.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn");
+    if let Some(data) = stdin {
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    let wall = started.elapsed();
+    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (
+        Cost {
+            wall,
+            cpu,
+            max_rss_kb: usage.ru_maxrss,
+        },
+        code,
+    )
+}
+
+/// CPU time and peak RSS of all reaped children so far.
+fn children_usage() -> (Duration, i64) {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    (
+        timeval(usage.ru_utime) + timeval(usage.ru_stime),
+        usage.ru_maxrss,
+    )
+}
+
+fn timeval(tv: libc::timeval) -> Duration {
+    Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+}
