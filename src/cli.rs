@@ -111,6 +111,8 @@ enum Commands {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Scaffold Deployfile.toml and a CI workflow for the project here
+    Init(crate::init::Answers),
     /// Remove the deploy lock (after a crashed deploy)
     Unlock { selector: Option<String> },
     #[command(external_subcommand)]
@@ -186,6 +188,20 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
                 selector: parsed.selector,
                 dry_run: parsed.dry_run,
             }
+        }
+        Commands::Init(answers) => {
+            let dir = std::env::current_dir()
+                .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
+            for path in crate::init::init(&dir, &answers)? {
+                println!(
+                    "wrote {}",
+                    path.strip_prefix(&dir).unwrap_or(&path).display()
+                );
+            }
+            println!(
+                "next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`"
+            );
+            return Ok(());
         }
         other => Invocation::Builtin(other),
     };
@@ -291,7 +307,7 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
             Commands::Unlock { selector } => {
                 unlock(&project, &tasks, &reporter, &options, selector).await
             }
-            Commands::Task(_) => unreachable!("handled above"),
+            Commands::Task(_) | Commands::Init(_) => unreachable!("handled above"),
         },
     }
 }

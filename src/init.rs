@@ -1,0 +1,176 @@
+//! `dep init`: scaffold a Deployfile (and a CI workflow) for the project in a directory, from the
+//! templates under templates/init/, asking a few questions on a terminal or taking flags in CI.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+const DEPLOYFILE_TEMPLATE: &str = include_str!("../templates/init/Deployfile.toml.j2");
+const WORKFLOW_TEMPLATE: &str = include_str!("../templates/init/deploy.yml.j2");
+
+/// Answers to the questions `dep init` asks; None means "ask, or use the default".
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Answers {
+    /// Recipe to import (default: `laravel` when a Laravel app is detected)
+    #[arg(long)]
+    pub recipe: Option<String>,
+    #[arg(long)]
+    pub application: Option<String>,
+    #[arg(long)]
+    pub repository: Option<String>,
+    #[arg(long, value_name = "HOST")]
+    pub staging_host: Option<String>,
+    #[arg(long, value_name = "HOST")]
+    pub production_host: Option<String>,
+    /// SSH user on the servers
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long, value_name = "PATH")]
+    pub deploy_path: Option<String>,
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Do not ask: take the flags and the defaults
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Overwrite existing files
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Whether `dir` holds a Laravel application (an `artisan` file and laravel/framework in composer.json).
+pub fn is_laravel(dir: &Path) -> bool {
+    dir.join("artisan").is_file()
+        && std::fs::read_to_string(dir.join("composer.json"))
+            .is_ok_and(|c| c.contains("laravel/framework"))
+}
+
+/// Write `Deployfile.toml` and `.github/workflows/deploy.yml` into `dir`; returns the paths written.
+pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
+    let deployfile = dir.join("Deployfile.toml");
+    let workflow = dir.join(".github/workflows/deploy.yml");
+    if !answers.force {
+        for path in [&deployfile, &workflow] {
+            if path.exists() {
+                return Err(Error::Usage(format!(
+                    "`{}` exists already; `dep init --force` overwrites it",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let interactive = !answers.yes && std::io::stdin().is_terminal();
+    let ask = |question: &str, given: &Option<String>, default: String| -> Result<String> {
+        if let Some(value) = given {
+            return Ok(value.clone());
+        }
+        if !interactive {
+            return Ok(default);
+        }
+        print!("{question} [{default}]: ");
+        std::io::stdout().flush().ok();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::Local(format!("cannot read the answer: {e}")))?;
+        let line = line.trim();
+        Ok(if line.is_empty() {
+            default
+        } else {
+            line.to_string()
+        })
+    };
+    let laravel = is_laravel(dir);
+    let recipe = ask(
+        "Recipe (laravel, or empty for none)",
+        &answers.recipe,
+        if laravel {
+            "laravel".into()
+        } else {
+            String::new()
+        },
+    )?;
+    if !recipe.is_empty()
+        && !crate::recipe::BUILTIN
+            .iter()
+            .any(|(name, _)| *name == recipe)
+    {
+        return Err(Error::Usage(format!(
+            "unknown recipe `{recipe}` (built-in: common, laravel)"
+        )));
+    }
+    let folder = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let application = ask(
+        "Application name",
+        &answers.application,
+        folder.unwrap_or_else(|| "app".into()),
+    )?;
+    let repository = ask(
+        "Git repository",
+        &answers.repository,
+        git(dir, &["remote", "get-url", "origin"]).unwrap_or_default(),
+    )?;
+    let branch = ask(
+        "Branch to deploy",
+        &answers.branch,
+        git(dir, &["symbolic-ref", "--short", "HEAD"]).unwrap_or_else(|| "main".into()),
+    )?;
+    let staging_host = ask(
+        "Staging server",
+        &answers.staging_host,
+        "staging.example.com".into(),
+    )?;
+    let production_host = ask(
+        "Production server",
+        &answers.production_host,
+        "production.example.com".into(),
+    )?;
+    let user = ask("SSH user", &answers.user, "deploy".into())?;
+    let deploy_path = ask(
+        "Deploy path",
+        &answers.deploy_path,
+        "/var/www/{{ application }}".into(),
+    )?;
+    let context = minijinja::context! {
+        recipe, application, repository, branch, staging_host, production_host, user, deploy_path
+    };
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    let mut written = Vec::new();
+    for (path, template) in [
+        (&deployfile, DEPLOYFILE_TEMPLATE),
+        (&workflow, WORKFLOW_TEMPLATE),
+    ] {
+        let text = env
+            .render_str(template, &context)
+            .map_err(|e| Error::Local(format!("cannot render `{}`: {e}", path.display())))?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Read {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(path, text)
+            .map_err(|e| Error::Local(format!("cannot write `{}`: {e}", path.display())))?;
+        written.push(path.to_path_buf());
+    }
+    Ok(written)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !text.is_empty()).then_some(text)
+}
