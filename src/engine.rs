@@ -152,10 +152,13 @@ impl<'p> Engine<'p> {
             } else if host.local {
                 Backend::Local(backend::local::Local)
             } else {
-                return Err(Error::InvalidHost {
-                    host: host.name.clone(),
-                    message: "SSH hosts are not supported by this build yet; mark the host `local = true`".into(),
-                });
+                // Resolves the ssh config only: the connection is made on first use.
+                Backend::Ssh(crate::ssh::Ssh::for_host(host, &vars).map_err(|message| {
+                    Error::InvalidHost {
+                        host: host.name.clone(),
+                        message,
+                    }
+                })?)
             };
             runs.push(HostRun {
                 host: host.clone(),

@@ -1,7 +1,7 @@
 //! Where commands run. The engine hands a host's run of consecutive commands to its backend as
 //! one unit; the backend sends it as one script (see `script`) and reports each command's start,
 //! output, end and exit status. Implementations: `local` (this machine), `dry_run` (prints, runs
-//! nothing); the SSH backend plugs in here.
+//! nothing), and `crate::ssh` (a remote host over one SSH connection).
 
 pub mod dry_run;
 pub mod local;
@@ -110,6 +110,7 @@ impl StepResult {
 pub enum Backend {
     Local(local::Local),
     DryRun(dry_run::DryRun),
+    Ssh(crate::ssh::Ssh),
 }
 
 impl Backend {
@@ -150,6 +151,22 @@ impl Backend {
                         Err(reason) => failed_to_start(batch, reason),
                     }
                 }
+                Backend::Ssh(ssh) => {
+                    let token = script::token();
+                    let running = if let (1, Some(stdin)) = (batch.len(), &batch[0].stdin) {
+                        ssh.spawn_with_stdin(
+                            &script::build_single(&batch[0], &token),
+                            stdin.clone(),
+                        )
+                        .await
+                    } else {
+                        ssh.spawn_script(&script::build(batch, &token)).await
+                    };
+                    match running {
+                        Ok(running) => drive(host, batch, &token, running, reporter).await,
+                        Err(reason) => failed_to_start(batch, reason),
+                    }
+                }
             };
             let stop = batch_results.iter().any(StepResult::failed);
             results.extend(batch_results);
@@ -172,6 +189,7 @@ impl Backend {
                 ..Output::default()
             },
             Backend::Local(local) => local.capture(command).await,
+            Backend::Ssh(ssh) => ssh.capture(command).await,
         }
     }
 

@@ -1,0 +1,310 @@
+//! The russh client handler: checks the server's host key against known_hosts (OpenSSH's
+//! semantics, `crate::known_hosts`) and remembers why the connection ended.
+//!
+//! No code path accepts a key silently: a known key is accepted, an unknown one is learned only
+//! with accept-new (appended under a lock, `known_hosts::learn`), a changed or revoked one is
+//! always refused. A refusal is kept in [`State`] so the connect error can explain itself.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use russh::client;
+use russh::keys::PublicKeyOrCertificate;
+
+use crate::known_hosts::{self, HostKeyStatus, Learned, PublicKey};
+
+use super::config::{display_path, Settings};
+
+/// What the handler learned, shared with the connection.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Why the host key was refused.
+    refusal: Mutex<Option<String>>,
+    /// Why the connection ended (a disconnect message, an I/O error, missed keepalives).
+    lost: Mutex<Option<String>>,
+}
+
+impl State {
+    pub fn refusal(&self) -> Option<String> {
+        lock(&self.refusal).clone()
+    }
+
+    pub fn lost(&self) -> Option<String> {
+        lock(&self.lost).clone()
+    }
+
+    fn set_refusal(&self, reason: String) {
+        *lock(&self.refusal) = Some(reason);
+    }
+
+    fn set_lost(&self, reason: String) {
+        lock(&self.lost).get_or_insert(reason);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How one hop's host key is judged.
+#[derive(Debug, Clone)]
+pub struct HostKeyPolicy {
+    /// The host as dep names it (for messages).
+    pub label: String,
+    pub hostname: String,
+    pub port: u16,
+    /// User files first, then global ones.
+    pub files: Vec<PathBuf>,
+    /// Where accept-new writes (the first user file), if any.
+    pub learn_file: Option<PathBuf>,
+    pub accept_new: bool,
+}
+
+impl HostKeyPolicy {
+    pub fn for_settings(settings: &Settings) -> Self {
+        HostKeyPolicy {
+            label: settings.name.clone(),
+            hostname: settings.hostname.clone(),
+            port: settings.port,
+            files: settings.known_hosts_files(),
+            learn_file: settings.known_hosts.first().cloned(),
+            accept_new: settings.accept_new,
+        }
+    }
+
+    fn lookup_name(&self) -> String {
+        known_hosts::lookup_name(&self.hostname, self.port)
+    }
+
+    fn files_text(&self) -> String {
+        if self.files.is_empty() {
+            return "no known_hosts file is configured".into();
+        }
+        let names: Vec<String> = self.files.iter().map(|f| display_path(f)).collect();
+        format!("not found in {}", names.join(", "))
+    }
+
+    fn keyscan_hint(&self) -> String {
+        let port = if self.port == 22 {
+            String::new()
+        } else {
+            format!("-p {} ", self.port)
+        };
+        let file = self
+            .learn_file
+            .as_deref()
+            .map(display_path)
+            .unwrap_or_else(|| "~/.ssh/known_hosts".into());
+        format!("ssh-keyscan {port}{} >> {file}", self.hostname)
+    }
+
+    /// Judge `key`: Ok(()) to accept it, Err(reason) to refuse it. Blocking file I/O.
+    pub fn judge(&self, key: &PublicKey) -> Result<(), String> {
+        let name = self.lookup_name();
+        let status = known_hosts::check(&self.files, &self.hostname, self.port, key)
+            .map_err(|e| format!("cannot check the host key of {name}: {e}"))?;
+        match status {
+            HostKeyStatus::Known { .. } => Ok(()),
+            HostKeyStatus::Revoked { file, line } => Err(format!(
+                "the host key of {name} ({} {}) is marked @revoked at {}:{line}; refusing to connect",
+                key.key_type(),
+                key.fingerprint(),
+                display_path(&file)
+            )),
+            HostKeyStatus::Changed {
+                file,
+                line,
+                expected_key_type,
+                expected_fingerprint,
+            } => Err(format!(
+                "host key changed for {name}: the server offers {} {}, but {}:{line} records \
+                 {expected_key_type} {expected_fingerprint}; this may be a man-in-the-middle \
+                 attack, so dep refuses to connect. If the key was changed on purpose, remove \
+                 the old line (`ssh-keygen -R '{name}' -f {}`) and check the new key",
+                key.key_type(),
+                key.fingerprint(),
+                display_path(&file),
+                display_path(&file),
+            )),
+            HostKeyStatus::Unknown if self.accept_new => {
+                let Some(file) = &self.learn_file else {
+                    return Err(format!(
+                        "the host key of {name} ({} {}) is unknown and there is no known_hosts \
+                         file to add it to",
+                        key.key_type(),
+                        key.fingerprint()
+                    ));
+                };
+                match known_hosts::learn(file, &self.hostname, self.port, key) {
+                    Ok(Learned::Added { line }) => {
+                        tracing::warn!(
+                            "{}: added the host key of {name} ({} {}) to {}:{line}",
+                            self.label,
+                            key.key_type(),
+                            key.fingerprint(),
+                            display_path(file)
+                        );
+                        Ok(())
+                    }
+                    Ok(Learned::AlreadyKnown { .. }) => Ok(()),
+                    Err(e) => Err(format!("cannot accept the new host key of {name}: {e}")),
+                }
+            }
+            HostKeyStatus::Unknown => Err(format!(
+                "the host key of {name} is unknown ({} {}; {}). Check the fingerprint with the \
+                 server's administrator, then add it with `{}`, or set \
+                 `host_key_check = \"accept-new\"` on the host to trust it on first use",
+                key.key_type(),
+                key.fingerprint(),
+                self.files_text(),
+                self.keyscan_hint(),
+            )),
+        }
+    }
+}
+
+/// The handler of one hop's connection.
+pub struct Handler {
+    policy: Arc<HostKeyPolicy>,
+    state: Arc<State>,
+}
+
+impl Handler {
+    pub fn new(policy: HostKeyPolicy, state: Arc<State>) -> Self {
+        Handler {
+            policy: Arc::new(policy),
+            state,
+        }
+    }
+}
+
+impl client::Handler for Handler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => match key.to_bytes() {
+                Ok(blob) => PublicKey::new(key.algorithm().as_str(), blob),
+                Err(e) => {
+                    self.state
+                        .set_refusal(format!("cannot encode the server's host key: {e}"));
+                    return Ok(false);
+                }
+            },
+            PublicKeyOrCertificate::Certificate(_) => {
+                self.state.set_refusal(
+                    "the server presented a host certificate, which dep does not support".into(),
+                );
+                return Ok(false);
+            }
+        };
+        let policy = Arc::clone(&self.policy);
+        let verdict = tokio::task::spawn_blocking(move || policy.judge(&key))
+            .await
+            .unwrap_or_else(|e| Err(format!("host key check failed: {e}")));
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                self.state.set_refusal(reason);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                let message = info.message.trim();
+                self.state.set_lost(if message.is_empty() {
+                    format!("the server disconnected ({:?})", info.reason_code)
+                } else {
+                    format!("the server disconnected: {message}")
+                });
+                Ok(())
+            }
+            client::DisconnectReason::Error(e) => {
+                self.state.set_lost(describe_error(&e));
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A russh error in words for a user.
+pub fn describe_error(error: &russh::Error) -> String {
+    match error {
+        russh::Error::KeepaliveTimeout => "the server stopped answering keepalives".into(),
+        russh::Error::InactivityTimeout => "the connection was idle for too long".into(),
+        russh::Error::HUP | russh::Error::Disconnect => "the server closed the connection".into(),
+        russh::Error::IO(e) => super::connection::describe_io(e),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> PublicKey {
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&11u32.to_be_bytes());
+        blob.extend_from_slice(b"ssh-ed25519");
+        blob.extend_from_slice(&32u32.to_be_bytes());
+        blob.extend_from_slice(&[byte; 32]);
+        PublicKey::new("ssh-ed25519", blob)
+    }
+
+    fn policy(file: PathBuf, accept_new: bool) -> HostKeyPolicy {
+        HostKeyPolicy {
+            label: "web1".into(),
+            hostname: "127.0.0.2".into(),
+            port: 2222,
+            files: vec![file.clone()],
+            learn_file: Some(file),
+            accept_new,
+        }
+    }
+
+    #[test]
+    fn unknown_is_refused_with_fingerprint_and_hint_unless_accept_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        let error = policy(file.clone(), false).judge(&key(1)).unwrap_err();
+        assert!(error.contains(&key(1).fingerprint()), "{error}");
+        assert!(error.contains("ssh-keyscan -p 2222 127.0.0.2"), "{error}");
+        assert!(error.contains("accept-new"), "{error}");
+        assert!(!file.exists());
+
+        policy(file.clone(), true).judge(&key(1)).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        policy(file.clone(), false).judge(&key(1)).unwrap();
+    }
+
+    #[test]
+    fn changed_and_revoked_are_refused_even_with_accept_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("known_hosts");
+        std::fs::write(
+            &file,
+            format!(
+                "[127.0.0.2]:2222 {}\n@revoked [127.0.0.2]:2222 {}\n",
+                key(1).to_openssh(),
+                key(2).to_openssh()
+            ),
+        )
+        .unwrap();
+        let error = policy(file.clone(), true).judge(&key(3)).unwrap_err();
+        assert!(error.contains("host key changed"), "{error}");
+        assert!(error.contains(":1 records"), "{error}");
+        let error = policy(file.clone(), true).judge(&key(2)).unwrap_err();
+        assert!(error.contains("@revoked"), "{error}");
+        policy(file, false).judge(&key(1)).unwrap();
+    }
+}

@@ -1,0 +1,543 @@
+//! The SSH backend: one connection per host, made on first use and reused for every command of
+//! the run; each command is one session channel (at most [`MAX_SESSIONS`] open at once, as
+//! OpenSSH's `MaxSessions` allows), read until the server closes it.
+//!
+//! - `config`: where and how to connect (Deployfile host entry > ~/.ssh/config > defaults);
+//! - `connection`: TCP or ProxyJump, handshake, timeouts;
+//! - `handler`: host key checking against known_hosts;
+//! - `auth`: ssh-agent and key files.
+//!
+//! A channel that ends without an exit status is a transport failure naming the host, never a
+//! success. A host that stops answering fails within the connect timeout (opening a channel) or
+//! the keepalives (15 s × 3 by default), and a host whose connection was lost fails every later
+//! command at once instead of reconnecting half-way through a deploy.
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod handler;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
+use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
+
+use crate::backend::{human_duration, Chunk, KillGuard, Output, Running};
+use crate::host::Host;
+use crate::quote::quote;
+use crate::vars::Vars;
+
+pub use config::Settings;
+use connection::Connection;
+
+/// Session channels open at once on one connection (OpenSSH's default `MaxSessions`).
+pub const MAX_SESSIONS: usize = 10;
+
+/// How long a channel may stay open after its command exited (a daemon started in the
+/// background can hold its output open) before dep closes it.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// How long a closed or killed channel is still drained before dep lets go of it.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// How long one control message (signal, EOF, close) may take to leave.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How a host is reached over SSH. Cheap to share; the connection is made on first use.
+#[derive(Clone)]
+pub struct Ssh {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    connection: OnceCell<Result<Arc<Connection>, String>>,
+    sessions: Arc<Semaphore>,
+    /// Set when the host stopped answering: every later command fails with it at once.
+    broken: Mutex<Option<String>>,
+}
+
+impl Ssh {
+    pub fn new(settings: Settings) -> Ssh {
+        Ssh {
+            inner: Arc::new(Inner {
+                settings,
+                connection: OnceCell::new(),
+                sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+                broken: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The backend for `host`, resolved against the ssh config (no network yet). `vars` may set
+    /// `connect_timeout`.
+    pub fn for_host(host: &Host, vars: &Vars) -> Result<Ssh, String> {
+        let connect_timeout = match vars.get(config::CONNECT_TIMEOUT_VAR) {
+            None => None,
+            Some(_) => {
+                let text = vars.value_string(config::CONNECT_TIMEOUT_VAR)?;
+                let timeout = crate::deployfile::parse_duration(&text)
+                    .map_err(|e| format!("`{}`: {e}", config::CONNECT_TIMEOUT_VAR))?;
+                (!timeout.is_zero()).then_some(timeout)
+            }
+        };
+        let files = config::ConfigFiles::global().map_err(|e| e.to_string())?;
+        let settings = config::resolve(
+            host,
+            &files,
+            &config::home_dir(),
+            &crate::project::local_user(),
+            connect_timeout,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Ssh::new(settings))
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    fn named(&self, message: impl std::fmt::Display) -> String {
+        format!("host `{}`: {message}", self.inner.settings.name)
+    }
+
+    /// The connection, made by the first caller (the others wait for it).
+    async fn connection(&self) -> Result<Arc<Connection>, String> {
+        if let Some(broken) = self.broken() {
+            return Err(broken);
+        }
+        let settings = &self.inner.settings;
+        let connection = self
+            .inner
+            .connection
+            .get_or_init(|| async {
+                connection::connect(settings)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| self.named(e))
+            })
+            .await
+            .clone()?;
+        if let Some(reason) = connection.lost_reason() {
+            return Err(self.lost(&reason));
+        }
+        Ok(connection)
+    }
+
+    fn broken(&self) -> Option<String> {
+        self.inner
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_broken(&self, reason: String) {
+        self.inner
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(reason);
+    }
+
+    fn lost(&self, reason: &str) -> String {
+        self.named(format!(
+            "the connection to {} was lost: {reason}",
+            self.inner.settings.address()
+        ))
+    }
+
+    /// Start `command` on a new session channel, feeding it `stdin` then EOF. A `tracked`
+    /// command (made by [`tracked`]) announces its process id first, so that a kill can reach
+    /// every process it started.
+    ///
+    /// Boxed: a kill runs a command of its own from inside a running one's pump.
+    fn spawn<'a>(
+        &'a self,
+        command: &'a str,
+        stdin: Option<Arc<Vec<u8>>>,
+        tracked: bool,
+    ) -> futures::future::BoxFuture<'a, Result<Running, String>> {
+        Box::pin(self.start(command, stdin, tracked))
+    }
+
+    async fn start(
+        &self,
+        command: &str,
+        stdin: Option<Arc<Vec<u8>>>,
+        tracked: bool,
+    ) -> Result<Running, String> {
+        let connection = self.connection().await?;
+        let permit = Arc::clone(&self.inner.sessions)
+            .acquire_owned()
+            .await
+            .map_err(|_| self.named("the connection is shut down"))?;
+        let timeout = self.inner.settings.connect_timeout;
+        let channel =
+            match tokio::time::timeout(timeout, connection.handle.channel_open_session()).await {
+                Ok(Ok(channel)) => channel,
+                Ok(Err(e)) => {
+                    return Err(match connection.lost_reason() {
+                        Some(reason) => self.lost(&reason),
+                        None => self.named(format!("cannot open a session: {e}")),
+                    })
+                }
+                Err(_) => {
+                    let reason = self.named(format!(
+                        "{} stopped answering (no session within {})",
+                        self.inner.settings.address(),
+                        human_duration(timeout)
+                    ));
+                    self.set_broken(reason.clone());
+                    return Err(reason);
+                }
+            };
+        if let Err(e) = channel.exec(true, command).await {
+            return Err(match connection.lost_reason() {
+                Some(reason) => self.lost(&reason),
+                None => self.named(format!("cannot start the command: {e}")),
+            });
+        }
+        let (read, write) = channel.split();
+        let write = Arc::new(write);
+        let stdin_task = {
+            let write = Arc::clone(&write);
+            tokio::spawn(async move {
+                if let Some(stdin) = stdin {
+                    // A command that exits without reading all its input is not an error here.
+                    if write.data(&stdin[..]).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = write.eof().await;
+            })
+        };
+        let (sender, chunks) = mpsc::channel(64);
+        let (kill_sender, kill) = oneshot::channel::<()>();
+        let pump = Pump {
+            ssh: self.clone(),
+            connection,
+            read,
+            write,
+            sender: Some(sender),
+            kill,
+            stdin_task,
+            pid: if tracked {
+                Pid::Searching(Vec::new())
+            } else {
+                Pid::Untracked
+            },
+            _permit: permit,
+        };
+        tokio::spawn(pump.run());
+        let kill = KillGuard::new(move || {
+            let _ = kill_sender.send(());
+        });
+        Ok(Running { chunks, kill })
+    }
+
+    /// Run `script` with `bash -s`: the script travels on the channel's stdin.
+    pub async fn spawn_script(&self, script: &str) -> Result<Running, String> {
+        self.spawn(
+            &tracked("exec bash -s", None),
+            Some(Arc::new(script.as_bytes().to_vec())),
+            true,
+        )
+        .await
+    }
+
+    /// Run `script` with `bash -c`, feeding `stdin` to it.
+    pub async fn spawn_with_stdin(
+        &self,
+        script: &str,
+        stdin: Arc<Vec<u8>>,
+    ) -> Result<Running, String> {
+        self.spawn(
+            &tracked("exec bash -c \"$1\"", Some(script)),
+            Some(stdin),
+            true,
+        )
+        .await
+    }
+
+    /// Kill the process group `pid` leads (a tracked command: the session's leader), over a
+    /// channel of its own: sshd honours the SSH `signal` request only in some setups.
+    async fn kill_remote(&self, pid: u32) {
+        let command =
+            format!("kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true");
+        let timeout = self.inner.settings.connect_timeout;
+        if tokio::time::timeout(timeout, self.capture(&command))
+            .await
+            .is_err()
+        {
+            tracing::debug!("{}", self.named(format!("could not kill process {pid}")));
+        }
+    }
+
+    /// Run one command with `bash -c` (stdin empty) and collect its output.
+    pub async fn capture(&self, command: &str) -> Output {
+        let mut running = match self
+            .spawn(&format!("bash -c {}", quote(command)), None, false)
+            .await
+        {
+            Ok(running) => running,
+            Err(reason) => {
+                return Output {
+                    status: None,
+                    reason: Some(reason),
+                    ..Output::default()
+                }
+            }
+        };
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut exit: Option<(Option<i32>, Option<String>)> = None;
+        let mut exited_at: Option<Instant> = None;
+        loop {
+            let chunk = match exited_at {
+                None => running.chunks.recv().await,
+                Some(at) => {
+                    match tokio::time::timeout_at((at + LINGER).into(), running.chunks.recv()).await
+                    {
+                        Ok(chunk) => chunk,
+                        Err(_) => break,
+                    }
+                }
+            };
+            match chunk {
+                None => break,
+                Some(Chunk::Stdout(data)) => stdout.extend_from_slice(&data),
+                Some(Chunk::Stderr(data)) => stderr.extend_from_slice(&data),
+                Some(Chunk::Exit(status, reason)) => {
+                    exit = Some((status, reason));
+                    exited_at = Some(Instant::now());
+                    running.kill.disarm();
+                }
+            }
+        }
+        let (status, reason) = exit.unwrap_or_else(|| (None, Some(self.no_status())));
+        Output {
+            status,
+            reason,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    fn no_status(&self) -> String {
+        self.named("the command ended without an exit status")
+    }
+}
+
+/// Moves one channel's messages to its `Running`, and drains the channel to its end whatever
+/// the reader does (an unread channel would stall the whole connection).
+struct Pump {
+    ssh: Ssh,
+    connection: Arc<Connection>,
+    read: ChannelReadHalf,
+    write: Arc<ChannelWriteHalf<Msg>>,
+    /// None once the command was killed: its reader learned the end already.
+    sender: Option<mpsc::Sender<Chunk>>,
+    kill: oneshot::Receiver<()>,
+    stdin_task: tokio::task::JoinHandle<()>,
+    pid: Pid,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The remote process id a tracked command announces on its first line of stdout.
+enum Pid {
+    Untracked,
+    /// Stdout held back until the announcement.
+    Searching(Vec<u8>),
+    Known(u32),
+}
+
+/// Marks the line that announces the remote process id: ASCII RS (never in normal output), as
+/// printf writes it and as it arrives.
+const PID_MARK: &str = "\\036dep-pid";
+const PID_MARK_OUTPUT: &str = "\u{1e}dep-pid";
+
+/// A command line that prints its process id (the session leader's: the login shell `exec`s
+/// into bash) before running `body` with bash; `arg` becomes `$1`.
+fn tracked(body: &str, arg: Option<&str>) -> String {
+    let inner = format!("printf '{PID_MARK} %s\\n' \"$$\"; {body}");
+    match arg {
+        Some(arg) => format!("exec bash -c {} dep {}", quote(&inner), quote(arg)),
+        None => format!("exec bash -c {}", quote(&inner)),
+    }
+}
+
+impl Pump {
+    async fn run(mut self) {
+        let mut exit_sent = false;
+        let mut kill_armed = true;
+        let mut closed = false;
+        // When to close the channel from this side, then when to stop draining it.
+        let mut deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                message = self.read.wait() => {
+                    let Some(message) = message else { break };
+                    match message {
+                        ChannelMsg::Data { data } => self.stdout(&data).await,
+                        ChannelMsg::ExtendedData { data, ext: 1 } => {
+                            self.send(Chunk::Stderr(data.to_vec())).await
+                        }
+                        ChannelMsg::ExitStatus { exit_status } => {
+                            self.flush_held().await;
+                            if !exit_sent {
+                                exit_sent = true;
+                                let status = i32::try_from(exit_status).unwrap_or(i32::MAX);
+                                self.send(Chunk::Exit(Some(status), None)).await;
+                            }
+                            deadline.get_or_insert(Instant::now() + LINGER);
+                        }
+                        ChannelMsg::ExitSignal { signal_name, error_message, .. } => {
+                            self.flush_held().await;
+                            if !exit_sent {
+                                exit_sent = true;
+                                let detail = if error_message.trim().is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(": {}", error_message.trim())
+                                };
+                                let reason = self.ssh.named(format!(
+                                    "the command was killed by signal {}{detail}",
+                                    signal_text(&signal_name)
+                                ));
+                                self.send(Chunk::Exit(None, Some(reason))).await;
+                            }
+                            deadline.get_or_insert(Instant::now() + LINGER);
+                        }
+                        ChannelMsg::Failure if !exit_sent => {
+                            exit_sent = true;
+                            let reason = self.ssh.named("the server refused to run the command");
+                            self.send(Chunk::Exit(None, Some(reason))).await;
+                            deadline = Some(Instant::now());
+                        }
+                        _ => {}
+                    }
+                }
+                killed = &mut self.kill, if kill_armed => {
+                    kill_armed = false;
+                    if killed.is_ok() {
+                        if !exit_sent {
+                            exit_sent = true;
+                            let reason = self.ssh.named("the command was stopped");
+                            self.send(Chunk::Exit(None, Some(reason))).await;
+                        }
+                        // The reader has its answer; what still comes is only drained.
+                        self.sender = None;
+                        if let Pid::Known(pid) = self.pid {
+                            let ssh = self.ssh.clone();
+                            tokio::spawn(async move { ssh.kill_remote(pid).await });
+                        }
+                        // The connection may be dead: never wait long on it.
+                        let _ = tokio::time::timeout(CONTROL_TIMEOUT, self.write.signal(Sig::KILL)).await;
+                        self.close().await;
+                        closed = true;
+                        deadline = Some(Instant::now() + DRAIN);
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    if closed {
+                        break;
+                    }
+                    self.close().await;
+                    closed = true;
+                    deadline = Some(Instant::now() + DRAIN);
+                }
+            }
+        }
+        self.stdin_task.abort();
+        self.flush_held().await;
+        if !exit_sent {
+            let reason = match self.connection.lost_reason() {
+                Some(reason) => Some(reason),
+                None => {
+                    // The session may end a moment after its channels do.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    self.connection.lost_reason()
+                }
+            };
+            let reason = match reason {
+                Some(reason) => self.ssh.lost(&reason),
+                None => self.ssh.no_status(),
+            };
+            self.send(Chunk::Exit(None, Some(reason))).await;
+        }
+    }
+
+    async fn send(&self, chunk: Chunk) {
+        // The reader may be gone (it gave up or stopped): keep draining anyway.
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(chunk).await;
+        }
+    }
+
+    /// Stdout, less the process id announcement.
+    async fn stdout(&mut self, data: &[u8]) {
+        let Pid::Searching(held) = &mut self.pid else {
+            return self.send(Chunk::Stdout(data.to_vec())).await;
+        };
+        held.extend_from_slice(data);
+        let mark = PID_MARK_OUTPUT;
+        let Some(start) = find(held, mark.as_bytes()) else {
+            if held.len() > 64 * 1024 {
+                self.flush_held().await;
+            }
+            return;
+        };
+        let Some(end) = held[start..].iter().position(|b| *b == b'\n') else {
+            return;
+        };
+        let line = String::from_utf8_lossy(&held[start + mark.len()..start + end]).into_owned();
+        let mut rest = held[..start].to_vec();
+        rest.extend_from_slice(&held[start + end + 1..]);
+        self.pid = match line.trim().parse() {
+            Ok(pid) => Pid::Known(pid),
+            Err(_) => Pid::Untracked,
+        };
+        if !rest.is_empty() {
+            self.send(Chunk::Stdout(rest)).await;
+        }
+    }
+
+    /// Give up waiting for the announcement: pass on what was held back.
+    async fn flush_held(&mut self) {
+        if let Pid::Searching(held) = &mut self.pid {
+            let held = std::mem::take(held);
+            self.pid = Pid::Untracked;
+            if !held.is_empty() {
+                self.send(Chunk::Stdout(held)).await;
+            }
+        }
+    }
+
+    async fn close(&self) {
+        let _ = tokio::time::timeout(CONTROL_TIMEOUT, self.write.eof()).await;
+        let _ = tokio::time::timeout(CONTROL_TIMEOUT, self.write.close()).await;
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn signal_text(signal: &Sig) -> String {
+    match signal {
+        Sig::Custom(name) => name.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
