@@ -6,7 +6,6 @@
 //! Reports medians and the ratio dep/floor, dep's CPU time per host and peak memory.
 
 #[path = "../tests/support/sshd.rs"]
-#[allow(dead_code)] // the benchmark uses part of the test harness
 mod sshd;
 
 use std::io::Write;
@@ -291,6 +290,8 @@ fn floor_script(dp: &Path, release: &str, repo: &Path, revision: &str, first: bo
 
 /// Run a command, returning its wall time, CPU time (user + system, its children included) and
 /// peak resident memory, measured with wait4.
+// The child is reaped by wait4 (std's wait would not report its resource usage).
+#[allow(clippy::zombie_processes)]
 fn measure(mut command: Command, stdin: Option<&[u8]>) -> (Cost, i32) {
     command.stdin(if stdin.is_some() {
         Stdio::piped()

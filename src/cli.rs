@@ -206,9 +206,12 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
         other => Invocation::Builtin(other),
     };
     let project = Project::discover(global.file.as_deref())?;
+    // The names in `secrets`, and the SSH key passphrase, are masked in every output.
     *secrets = project
         .secrets
         .iter()
+        .map(String::as_str)
+        .chain([crate::ssh::auth::PASSPHRASE_ENV])
         .filter_map(|name| std::env::var(name).ok())
         .filter(|v| !v.is_empty())
         .collect();

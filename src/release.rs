@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{NaiveDateTime, TimeDelta, Utc};
+use chrono::{NaiveDateTime, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::quote::quote;
@@ -200,7 +200,8 @@ pub fn valid_name(name: &str) -> bool {
 /// The name of a new release: the current UTC time, or one second after the newest existing
 /// release on any host if that is not later (two deploys in the same second, clock skew).
 pub fn next_name(now: NaiveDateTime, existing: &[&str]) -> String {
-    let mut name = now;
+    // Names have whole seconds: compare at that precision.
+    let mut name = now.with_nanosecond(0).unwrap_or(now);
     if let Some(newest) = existing
         .iter()
         .filter_map(|r| NaiveDateTime::parse_from_str(r, NAME_FORMAT).ok())

@@ -36,10 +36,12 @@ impl Provider for Layer {
     }
 }
 
-/// The environment layer: every `DEP_NAME=value` becomes variable `name`, as a string.
+/// The environment layer: every `DEP_NAME=value` becomes variable `name`, as a string. dep's
+/// own settings (`DEP_SSH_*`, such as the key passphrase, and `DEP_NOW`) never become variables.
 pub fn environment_layer(env: impl IntoIterator<Item = (String, String)>) -> Layer {
     let values = env
         .into_iter()
+        .filter(|(key, _)| !key.starts_with("DEP_SSH_") && key != "DEP_NOW")
         .filter_map(|(key, value)| {
             let name = key.strip_prefix("DEP_")?.to_ascii_lowercase();
             (!name.is_empty()).then_some((name, serde_json::Value::String(value)))
