@@ -1,0 +1,453 @@
+//! A deploy that fails somewhere: no host switches, the release is marked `failed`, locks are
+//! released, and the error names the host, the task, the command and its exit status. Also the
+//! task options that decide what counts as a failure: `on_failure`, `retries`, `timeout`, `if`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::project::{TestProject, T1, T2, T3};
+
+const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
+
+/// A fleet of three where host `hN` fails task `check` while the file `fail-hN` exists.
+fn failing_fleet() -> TestProject {
+    TestProject::new().fleet(3).deployfile(
+        r#"
+[tasks.check]
+desc = "Fails on a host while the test says so"
+run = "test ! -e {{ (deployfile_dir ~ '/fail-' ~ host)|quote }}"
+after = "deploy:update_code"
+"#,
+    )
+}
+
+#[test]
+fn a_failure_on_one_host_of_the_first_deploy_switches_no_host() {
+    let project = TestProject::new().fleet(3).deployfile(
+        r#"
+[tasks.check]
+run = "test {{ host }} != h2"
+after = "deploy:update_code"
+"#,
+    );
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output.expect_status(1);
+    assert_eq!(
+        output.stderr,
+        "error: failed on 1 host\n\n\
+         host `h2`, task `check`: command exited with status 1\n  \
+         command: test h2 != h2\n"
+    );
+    output.stdout_has("[h2] ✗ check: exit status 1");
+    output.stdout_has(&format!("release {T1} failed"));
+    for host in HOSTS {
+        assert_eq!(project.current(host), None, "{host} switched");
+        assert_eq!(project.previous(host), None, "{host}");
+        assert_eq!(
+            project.last_status(host, T1).as_deref(),
+            Some("failed"),
+            "{host}"
+        );
+        assert!(!project.locked(host), "{host} left locked");
+    }
+}
+
+#[test]
+fn a_failure_on_a_later_deploy_leaves_every_host_on_the_old_release() {
+    let project = failing_fleet();
+    project.deploy_at(T1);
+    project.write("fail-h2", "");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    output.expect_status(1);
+    output
+        .stderr_has("host `h2`, task `check`: command exited with status 1")
+        .stderr_has("command: test ! -e ");
+    assert!(
+        !output.stderr.contains("host `h1`") && !output.stderr.contains("host `h3`"),
+        "only h2 failed\n{}",
+        output.transcript()
+    );
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T1), "{host}");
+        assert_eq!(project.previous(host), None, "{host}");
+        assert_eq!(project.last_status(host, T1).as_deref(), Some("live"));
+        assert_eq!(
+            project.last_status(host, T2).as_deref(),
+            Some("failed"),
+            "{host}"
+        );
+        assert!(!project.locked(host), "{host} left locked");
+    }
+    // The failed release never went live: the next deploy's `previous` is the old current.
+    std::fs::remove_file(project.join("fail-h2")).unwrap();
+    project.deploy_at(T3);
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T3));
+        assert_eq!(project.previous(host).as_deref(), Some(T1), "{host}");
+    }
+}
+
+#[test]
+fn failures_on_several_hosts_are_all_reported() {
+    let project = failing_fleet();
+    project.write("fail-h1", "");
+    project.write("fail-h3", "");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output
+        .expect_status(1)
+        .stderr_has("error: failed on 2 hosts\n")
+        .stderr_has("host `h1`, task `check`: command exited with status 1")
+        .stderr_has("host `h3`, task `check`: command exited with status 1");
+    for host in HOSTS {
+        assert_eq!(project.current(host), None);
+        assert!(!project.locked(host));
+    }
+}
+
+#[test]
+fn the_failure_shows_the_tail_of_the_commands_output() {
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[tasks."app:migrate"]
+run = "echo 'migrating'; echo 'SQLSTATE[42S01]: table exists' >&2; exit 7"
+after = "deploy:update_code"
+"#,
+    );
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output
+        .expect_status(1)
+        .stderr_has("host `h1`, task `app:migrate`: command exited with status 7\n")
+        .stderr_has("  │ SQLSTATE[42S01]: table exists\n");
+}
+
+#[test]
+fn a_task_failure_after_the_switch_keeps_the_release_live_and_says_so() {
+    let project = failing_fleet().deployfile(
+        r#"
+[tasks."after:switch"]
+run = "test ! -e {{ (deployfile_dir ~ '/fail-after')|quote }}"
+after = "deploy:symlink"
+"#,
+    );
+    project.deploy_at(T1);
+    project.write("fail-after", "");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    output
+        .expect_status(1)
+        .stderr_has("task `after:switch`")
+        .stdout_has("`dep rollback` puts the previous release back");
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T2));
+        assert_eq!(project.previous(host).as_deref(), Some(T1));
+        assert!(!project.locked(host), "{host} left locked");
+    }
+}
+
+#[test]
+fn on_failure_continue_tolerates_the_failure() {
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[tasks."cache:warm"]
+run = "exit 3"
+on_failure = "continue"
+after = "deploy:update_code"
+
+[tasks."after:warm"]
+run = "touch {{ (release_path ~ '/after-warm')|quote }}"
+after = "cache:warm"
+"#,
+    );
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output
+        .success()
+        .stdout_has("[h1] ✗ cache:warm: exit status 3 (on_failure = continue)");
+    for host in ["h1", "h2"] {
+        assert_eq!(project.current(host).as_deref(), Some(T1));
+        assert!(project
+            .deploy_path(host)
+            .join("current/after-warm")
+            .exists());
+        assert_eq!(project.last_status(host, T1).as_deref(), Some("live"));
+    }
+}
+
+/// A task that fails until its `attempts-HOST` counter reaches 3.
+const FLAKY: &str = r#"
+[tasks.flaky]
+run = """
+f={{ (deployfile_dir ~ '/attempts-' ~ host)|quote }}
+n=$(( $(cat "$f" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$f"
+[ "$n" -ge 3 ]
+"""
+after = "deploy:update_code"
+"#;
+
+#[test]
+fn retries_rerun_a_failing_task() {
+    let project = TestProject::new()
+        .fleet(2)
+        .deployfile(&format!("{FLAKY}retries = 2\n"));
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output
+        .success()
+        .stdout_has("[h1] ↻ flaky: exit status 1, retry 1")
+        .stdout_has("[h1] ↻ flaky: exit status 1, retry 2");
+    for host in ["h1", "h2"] {
+        assert_eq!(project.read(&format!("attempts-{host}")).unwrap(), "3\n");
+        assert_eq!(project.current(host).as_deref(), Some(T1));
+    }
+}
+
+#[test]
+fn retries_that_run_out_fail_the_deploy() {
+    let project = TestProject::new()
+        .fleet(2)
+        .deployfile(&format!("{FLAKY}retries = 1\n"));
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output
+        .expect_status(1)
+        .stderr_has("task `flaky`: command exited with status 1");
+    for host in ["h1", "h2"] {
+        assert_eq!(project.read(&format!("attempts-{host}")).unwrap(), "2\n");
+        assert_eq!(project.current(host), None);
+        assert_eq!(project.last_status(host, T1).as_deref(), Some("failed"));
+    }
+}
+
+#[test]
+fn a_task_timeout_fails_the_deploy_quickly() {
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[tasks.hang]
+run = "test ! -e {{ (deployfile_dir ~ '/hang')|quote }} || (exec -a {{ (deployfile_dir ~ '/hanging')|quote }} sleep 30)"
+timeout = "1s"
+after = "deploy:update_code"
+"#,
+    );
+    project.deploy_at(T1);
+    project.write("hang", "");
+    let started = Instant::now();
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    output
+        .expect_status(1)
+        .stderr_has("error: failed on 2 hosts\n")
+        .stderr_has("host `h1`, task `hang`: timed out after 1s")
+        .stderr_has("host `h2`, task `hang`: timed out after 1s")
+        .stderr_has("sleep 30)");
+    for host in ["h1", "h2"] {
+        assert_eq!(project.current(host).as_deref(), Some(T1));
+        assert_eq!(project.last_status(host, T2).as_deref(), Some("failed"));
+        assert!(!project.locked(host));
+    }
+    // The timed-out command was stopped, not left running.
+    let marker = project.join("hanging").display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_named(&marker) > 0 {
+        assert!(Instant::now() < deadline, "`sleep 30` still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// How many processes have `name` as argv[0].
+fn processes_named(name: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| cmdline.split(|b| *b == 0).next() == Some(name.as_bytes()))
+        .count()
+}
+
+#[test]
+fn an_if_condition_skips_a_task() {
+    let project = TestProject::new().fleet(3).deployfile(
+        r#"
+[tasks."h1:only"]
+if = "test {{ host }} = h1"
+run = "touch {{ (release_path ~ '/ran')|quote }}"
+after = "deploy:update_code"
+
+[tasks."when:enabled"]
+if = "test -e {{ (deployfile_dir ~ '/enabled')|quote }}"
+run = "touch {{ (release_path ~ '/enabled-ran')|quote }}"
+after = "deploy:update_code"
+"#,
+    );
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output
+        .success()
+        .stdout_has("[h2] - h1:only (skipped: condition not met)")
+        .stdout_has("[h1] - when:enabled (skipped: condition not met)");
+    let has = |host: &str, file: &str| {
+        project
+            .deploy_path(host)
+            .join("current")
+            .join(file)
+            .exists()
+    };
+    assert!(has("h1", "ran"));
+    assert!(!has("h2", "ran"));
+    assert!(!has("h3", "ran"));
+    assert!(HOSTS.iter().all(|h| !has(h, "enabled-ran")));
+    project.write("enabled", "");
+    project.deploy_at(T2);
+    assert!(HOSTS.iter().all(|h| has(h, "enabled-ran")));
+}
+
+#[test]
+fn a_failing_once_task_stops_every_host() {
+    let project = TestProject::new().fleet(3).deployfile(
+        r#"
+[tasks."db:migrate"]
+once = true
+run = "echo 'migration 42 failed' >&2; exit 5"
+after = "deploy:update_code"
+"#,
+    );
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output
+        .expect_status(1)
+        .stderr_has("error: failed on 1 host\n")
+        .stderr_has("task `db:migrate`: command exited with status 5")
+        .stderr_has("│ migration 42 failed");
+    for host in HOSTS {
+        assert_eq!(project.current(host), None, "{host}");
+        assert_eq!(project.last_status(host, T1).as_deref(), Some("failed"));
+        assert!(!project.locked(host));
+    }
+}
+
+#[test]
+fn a_failing_local_task_stops_every_host() {
+    let project = TestProject::new().fleet(3).deployfile(
+        r#"
+[tasks."assets:build"]
+local = true
+run = "exit 9"
+after = "deploy:update_code"
+"#,
+    );
+    project
+        .run_env(&["deploy", "test"], &[("DEP_NOW", T1)])
+        .expect_status(1)
+        .stderr_has("task `assets:build`: command exited with status 9");
+    for host in HOSTS {
+        assert_eq!(project.current(host), None, "{host}");
+        assert_eq!(project.last_status(host, T1).as_deref(), Some("failed"));
+        assert!(!project.locked(host));
+    }
+}
+
+#[test]
+fn a_failing_dynamic_variable_fails_its_host() {
+    let project = TestProject::new()
+        .fleet(3)
+        .config(
+            "php",
+            r#"{ run = "if [ {{ host }} = h3 ]; then exit 4; fi; echo /usr/bin/php" }"#,
+        )
+        .deployfile(
+            r#"
+[tasks."php:version"]
+run = "echo {{ php|quote }} > {{ (release_path ~ '/php')|quote }}"
+after = "deploy:update_code"
+"#,
+        );
+    project
+        .run_env(&["deploy", "test"], &[("DEP_NOW", T1)])
+        .expect_status(1)
+        .stderr_has("error: failed on 1 host\n")
+        .stderr_has("host `h3`, task `php:version`: dynamic variable `php` failed: exit status 4");
+    for host in HOSTS {
+        assert_eq!(project.current(host), None, "{host}");
+        assert!(!project.locked(host));
+    }
+}
+
+#[test]
+fn ctrl_c_before_the_switch_aborts_like_a_failure() {
+    // Once `go` is gone, the task blocks in a `sleep` named after the host.
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[tasks.wait]
+run = """
+touch {{ (deployfile_dir ~ '/waiting-' ~ host)|quote }}
+test -e {{ (deployfile_dir ~ '/go')|quote }} || (exec -a {{ (deployfile_dir ~ '/blocked-' ~ host)|quote }} sleep 30)
+"""
+after = "deploy:update_code"
+"#,
+    );
+    project.write("go", "");
+    project.deploy_at(T1);
+    std::fs::remove_file(project.join("go")).unwrap();
+    let blocked = |host: &str| {
+        project
+            .join(&format!("blocked-{host}"))
+            .display()
+            .to_string()
+    };
+    let running = project.start_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_named(&blocked("h1")) == 0 || processes_named(&blocked("h2")) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the deploy never reached the task"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    running.signal(libc::SIGINT);
+    let output = running.wait();
+    output
+        .expect_status(1)
+        .stderr_has("error: deploy interrupted before the switch: nothing was switched\n");
+    for host in ["h1", "h2"] {
+        assert_eq!(project.current(host).as_deref(), Some(T1), "{host}");
+        assert_eq!(project.last_status(host, T2).as_deref(), Some("failed"));
+        assert!(!project.locked(host), "{host} left locked");
+    }
+    // The interrupted commands were stopped, not left running on the hosts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_named(&blocked("h1")) + processes_named(&blocked("h2")) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the interrupted task kept running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_switch_failure_on_one_host_switches_every_host_back() {
+    // Just before the switch, h2's new release disappears, so h2 cannot switch.
+    let project = TestProject::new().fleet(3).deployfile(
+        r#"
+[tasks.sabotage]
+run = "if [ {{ host }} = h2 ] && [ -e {{ (deployfile_dir ~ '/sabotage')|quote }} ]; then rm -rf {{ release_path|quote }}; fi"
+before = "deploy:symlink"
+"#,
+    );
+    project.deploy_at(T1);
+    project.deploy_at(T2);
+    project.write("sabotage", "");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T3)]);
+    output
+        .expect_status(1)
+        .stderr_has("error: failed on 1 host\n")
+        .stderr_has("host `h2`, task `deploy:symlink`: command exited with status 1");
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T2), "{host}");
+        assert_eq!(project.previous(host).as_deref(), Some(T1), "{host}");
+        assert!(!project.locked(host), "{host} left locked");
+    }
+    // (h2's release directory is gone, so only h1 and h3 still have a release to mark.)
+    for host in ["h1", "h3"] {
+        assert_eq!(
+            project.last_status(host, T3).as_deref(),
+            Some("failed"),
+            "{host}"
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The deploy lock: a held lock on any host stops the whole deploy with exit 3, naming the holder,
+//! and changes nothing anywhere; `dep unlock` clears a stale one; two deploys cannot overlap.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::project::{TestProject, T1, T2};
+
+const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
+
+const HOLDER: &str = r#"{"who":"alice@laptop","pid":4242,"release":"20241231235959","since":"2024-12-31T23:59:59Z","id":"dep-by-hand"}"#;
+
+const HELD_MESSAGE: &str = "error: deploy is locked; nothing was changed\n  \
+     host `h2`: locked by alice@laptop (pid 4242, release 20241231235959) since 2024-12-31T23:59:59Z\n  \
+     if no deploy is running, clear it with `dep unlock`\n";
+
+fn lock_by_hand(project: &TestProject, host: &str) {
+    project.write(
+        &format!("hosts/{host}/.dep/deploy.lock"),
+        &format!("{HOLDER}\n"),
+    );
+}
+
+#[test]
+fn a_held_lock_stops_the_deploy_and_changes_nothing() {
+    let project = TestProject::new().fleet(3);
+    project.deploy_at(T1);
+    lock_by_hand(&project, "h2");
+    let before = project.snapshot();
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    output
+        .expect_status(3)
+        .stderr_has("error: deploy is locked; nothing was changed\n  host `h2`: locked ");
+    assert!(!output.stderr.contains("host `h1`") && !output.stderr.contains("host `h3`"));
+    assert_eq!(project.snapshot(), before);
+    assert!(!project.locked("h1") && !project.locked("h3"));
+    assert_eq!(
+        project.read("hosts/h2/.dep/deploy.lock").unwrap(),
+        format!("{HOLDER}\n"),
+        "the holder's lock is left alone"
+    );
+}
+
+#[test]
+fn a_held_lock_on_a_first_deploy_creates_no_release_anywhere() {
+    let project = TestProject::new().fleet(3);
+    lock_by_hand(&project, "h2");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output.expect_status(3).stderr_has("host `h2`: locked ");
+    for host in HOSTS {
+        assert!(project.releases(host).is_empty(), "{host}");
+        assert!(project.log(host).is_empty(), "{host}");
+        assert_eq!(project.current(host), None);
+    }
+    assert!(!project.locked("h1") && !project.locked("h3"));
+}
+
+#[test]
+fn a_held_lock_stops_a_rollback_too() {
+    let project = TestProject::new().fleet(3);
+    project.deploy_at(T1);
+    project.deploy_at(T2);
+    lock_by_hand(&project, "h2");
+    let before = project.snapshot();
+    let output = project.run(&["rollback", "test"]);
+    output.expect_status(3).stderr_has("host `h2`: locked ");
+    assert_eq!(project.snapshot(), before);
+}
+
+#[test]
+#[ignore = "bug: the held-lock message dumps the whole state read (`--dep-section ...`) instead of the holder"]
+fn the_held_lock_message_names_the_holder_and_since() {
+    let project = TestProject::new().fleet(3);
+    project.deploy_at(T1);
+    lock_by_hand(&project, "h2");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    output.expect_status(3);
+    assert_eq!(output.stderr, HELD_MESSAGE);
+    let output = project.run(&["rollback", "test"]);
+    output.expect_status(3);
+    assert_eq!(output.stderr, HELD_MESSAGE);
+}
+
+#[test]
+fn unlock_clears_a_stale_lock_and_the_next_deploy_works() {
+    let project = TestProject::new().fleet(3);
+    project.deploy_at(T1);
+    lock_by_hand(&project, "h2");
+    project
+        .run_env(&["deploy", "test"], &[("DEP_NOW", T2)])
+        .expect_status(3);
+    let output = project.run(&["unlock", "test"]);
+    output.success();
+    assert_eq!(
+        output.stdout,
+        "[h1] was not locked\n\
+         [h2] unlocked (was locked by alice@laptop (pid 4242, release 20241231235959) since 2024-12-31T23:59:59Z)\n\
+         [h3] was not locked\n"
+    );
+    for host in HOSTS {
+        assert!(!project.locked(host), "{host}");
+    }
+    project.deploy_at(T2);
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T2));
+        assert_eq!(project.previous(host).as_deref(), Some(T1));
+    }
+}
+
+#[test]
+fn the_lock_names_who_holds_it_while_a_deploy_runs() {
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[tasks."copy:lock"]
+run = "cp {{ (deploy_path ~ '/.dep/deploy.lock')|quote }} {{ (deployfile_dir ~ '/lock-' ~ host ~ '.json')|quote }}"
+after = "deploy:update_code"
+"#,
+    );
+    project.deploy_at(T1);
+    for host in ["h1", "h2"] {
+        let text = project.read(&format!("lock-{host}.json")).unwrap();
+        let lock: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(lock["who"].as_str().unwrap().contains('@'), "{lock}");
+        assert!(lock["pid"].as_u64().unwrap() > 0, "{lock}");
+        assert_eq!(lock["release"], T1, "{lock}");
+        assert!(lock["since"].as_str().unwrap().ends_with('Z'), "{lock}");
+        assert!(!project.locked(host));
+    }
+}
+
+#[test]
+fn a_second_deploy_while_one_runs_is_refused() {
+    // The first deploy waits in a task until the test lets it go.
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[tasks.wait]
+run = """
+touch {{ (deployfile_dir ~ '/waiting-' ~ host)|quote }}
+i=0
+while [ ! -e {{ (deployfile_dir ~ '/go')|quote }} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done
+"""
+after = "deploy:update_code"
+"#,
+    );
+    let first = project.start_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(project.join("waiting-h1").exists() && project.join("waiting-h2").exists()) {
+        assert!(Instant::now() < deadline, "the first deploy never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    project.write("go", "");
+    let first = first.wait();
+    first.success();
+    second
+        .expect_status(3)
+        .stderr_has("error: deploy is locked; nothing was changed\n")
+        .stderr_has("host `h1`: locked ")
+        .stderr_has("host `h2`: locked ")
+        // The holder is the first deploy, with its release.
+        .stderr_has(T1);
+    for host in ["h1", "h2"] {
+        assert_eq!(project.releases(host), [T1], "{host}");
+        assert_eq!(project.current(host).as_deref(), Some(T1));
+        assert!(!project.locked(host));
+    }
+}
