@@ -73,6 +73,10 @@ pub struct Engine<'p> {
     controller: Backend,
     controller_failure: Option<StepFailure>,
     switched: bool,
+    /// A deploy (not a rollback or a task): announce the release once its name is chosen.
+    deploying: bool,
+    /// `--revision` as given: resolved to one commit on the first host, under the lock.
+    pending_revision: Option<String>,
 }
 
 /// Build each selected host's variables: SPEC's layers, then the values dep provides.
@@ -205,6 +209,8 @@ impl<'p> Engine<'p> {
             controller,
             controller_failure: None,
             switched: false,
+            deploying: false,
+            pending_revision: None,
         })
     }
 
@@ -226,11 +232,7 @@ impl<'p> Engine<'p> {
         let started = Instant::now();
         self.resolve_code().await?;
         self.prepare(&plan)?;
-        let names: Vec<String> = self.hosts.iter().map(|h| h.host.name.clone()).collect();
-        self.shared.reporter.emit(Event::DeployStarted {
-            release: &self.shared.release,
-            hosts: &names,
-        });
+        self.deploying = true;
         let result = tokio::select! {
             result = self.execute(&plan) => result,
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
@@ -358,60 +360,31 @@ impl<'p> Engine<'p> {
                     ));
                 }
                 let options = self.shared.options;
-                let (reference, label) = if let Some(revision) = &options.revision {
-                    (None, format!("revision `{revision}`"))
-                } else if let Some(tag) = &options.tag {
-                    self.shared.branch = String::new();
-                    (Some(format!("refs/tags/{tag}")), format!("tag `{tag}`"))
-                } else if self.shared.branch.is_empty() {
-                    (Some("HEAD".to_string()), "HEAD".to_string())
-                } else {
-                    let branch = &self.shared.branch;
-                    (
-                        Some(format!("refs/heads/{branch}")),
-                        format!("branch `{branch}`"),
-                    )
-                };
-                self.shared.revision = match (reference, &options.revision) {
-                    (_, Some(revision)) => {
-                        if !revision
+                if let Some(revision) = &options.revision {
+                    if revision.is_empty()
+                        || revision.starts_with('-')
+                        || !revision
                             .bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
-                        {
-                            return Err(Error::Usage(format!(
-                                "`--revision {revision}` is not a revision name"
-                            )));
-                        }
-                        revision.clone()
+                    {
+                        return Err(Error::Usage(format!(
+                            "`--revision {revision}` is not a revision name"
+                        )));
                     }
-                    (Some(reference), None) => {
-                        let command = format!(
-                            "git ls-remote -- {} {}",
-                            quote(&repository),
-                            quote(&reference)
-                        );
-                        let output = backend::local::Local.capture(&command).await;
-                        if !output.success() {
-                            return Err(Error::Local(format!(
-                                "cannot read `{repository}` with `{command}`:\n{}",
-                                output.stderr.trim()
-                            )));
-                        }
-                        let revision = output
-                            .stdout
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_string();
-                        if revision.is_empty() {
-                            return Err(Error::Local(format!(
-                                "{label} not found in `{repository}`"
-                            )));
-                        }
-                        revision
-                    }
-                    (None, None) => unreachable!("a reference or a revision is always chosen"),
-                };
+                    // Resolved to one commit on the first host, once the fleet is locked.
+                    self.pending_revision = Some(revision.clone());
+                } else {
+                    let (reference, label) = if let Some(tag) = &options.tag {
+                        self.shared.branch = String::new();
+                        (format!("refs/tags/{tag}"), format!("tag `{tag}`"))
+                    } else if self.shared.branch.is_empty() {
+                        ("HEAD".to_string(), "HEAD".to_string())
+                    } else {
+                        let branch = &self.shared.branch;
+                        (format!("refs/heads/{branch}"), format!("branch `{branch}`"))
+                    };
+                    self.shared.revision = ls_remote(&repository, &reference, &label).await?;
+                }
             }
             "upload" => {
                 let from = vars.value_string("upload_from").map_err(config_error)?;
@@ -485,7 +458,10 @@ impl<'p> Engine<'p> {
                         slot.insert(Arc::new(packed));
                     }
                 }
-                if matches!(task.action, Action::Builtin(_)) {
+                if matches!(
+                    task.action,
+                    Action::Builtin(Builtin::Lock | Builtin::Symlink | Builtin::Rollback)
+                ) {
                     continue;
                 }
                 commands_for(&self.shared, task, host)
@@ -533,7 +509,10 @@ impl<'p> Engine<'p> {
 
     async fn barrier(&mut self, task: &Arc<Task>) -> Result<()> {
         match task.action {
-            Action::Builtin(Builtin::Lock) => self.lock_all(&task.name).await,
+            Action::Builtin(Builtin::Lock) => {
+                self.lock_all(&task.name).await?;
+                self.resolve_pending_revision().await
+            }
             Action::Builtin(Builtin::Symlink) => self.switch_all(task).await,
             Action::Builtin(Builtin::Rollback) => self.rollback_all(task).await,
             _ if task.local => {
@@ -612,22 +591,32 @@ impl<'p> Engine<'p> {
         }))
         .await;
         let mut held = Vec::new();
+        let mut taken = Vec::new();
         for (host, (output, command, duration)) in self.hosts.iter_mut().zip(outputs) {
             let first = output.stdout.lines().next().unwrap_or_default();
             if host.backend.is_dry_run() || (output.success() && first == lock::TAKEN) {
                 host.locked = true;
                 host.state = HostState::parse(&output.stdout);
                 if !host.backend.is_dry_run() {
-                    self.shared.reporter.emit(Event::TaskFinished {
-                        host: &host.host.name,
-                        result: &ok_result(task, &command, duration),
-                    });
+                    taken.push((host.host.name.clone(), command, duration));
                 }
             } else if output.success() && first == lock::HELD {
-                let record: String = output.stdout.lines().skip(1).collect::<Vec<_>>().join("\n");
+                // The holder's record: the lines after HELD, before the state sections.
+                let record: String = output
+                    .stdout
+                    .lines()
+                    .skip(1)
+                    .take_while(|line| !line.starts_with(release::SECTION))
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 held.push((host.host.name.clone(), lock::describe_holder(&record)));
             } else {
                 let failure = capture_failure(&host.host.name, task, &command, &output);
+                self.shared.reporter.emit(Event::TaskStarted {
+                    host: &host.host.name,
+                    task,
+                    command: &command,
+                });
                 self.shared.reporter.emit(Event::HostFailed {
                     host: &host.host.name,
                     task,
@@ -654,6 +643,26 @@ impl<'p> Engine<'p> {
                 "previous_release",
                 host.state.current.clone().unwrap_or_default(),
             );
+        }
+        // The deploy is announced once its release has a name: before the lock's own reports.
+        if self.deploying {
+            let names: Vec<String> = self.hosts.iter().map(|h| h.host.name.clone()).collect();
+            self.shared.reporter.emit(Event::DeployStarted {
+                release: &self.shared.release,
+                hosts: &names,
+            });
+        }
+        for (host, command, duration) in taken {
+            let reporter = self.shared.reporter;
+            reporter.emit(Event::TaskStarted {
+                host: &host,
+                task,
+                command: &command,
+            });
+            reporter.emit(Event::TaskFinished {
+                host: &host,
+                result: &ok_result(task, &command, duration),
+            });
         }
         Ok(())
     }
@@ -839,6 +848,57 @@ impl<'p> Engine<'p> {
         }
         self.shared.release = target;
         Ok(())
+    }
+
+    /// `--revision R`: under the lock, update the first host's mirror and resolve R to the one
+    /// commit every host will archive; an unknown revision stops the deploy before any release.
+    async fn resolve_pending_revision(&mut self) -> Result<()> {
+        let Some(revision) = self.pending_revision.take() else {
+            return Ok(());
+        };
+        let Some(host) = self.hosts.first() else {
+            return Ok(());
+        };
+        if host.backend.is_dry_run() {
+            self.set_revision(revision);
+            return Ok(());
+        }
+        let repository = host
+            .vars
+            .value_string("repository")
+            .map_err(|message| Error::Config {
+                path: self.shared.project.deployfile.clone(),
+                message,
+            })?;
+        let command = format!(
+            "set -e\ncd {}/.dep\n{}\ngit -C repo rev-parse --verify --quiet {}",
+            quote(&host.deploy_path),
+            mirror_command(&repository),
+            quote(&format!("{revision}^{{commit}}"))
+        );
+        let output = host.backend.capture(&command).await;
+        let commit = output.stdout.trim().to_string();
+        if !output.success() || commit.is_empty() {
+            let detail = output.stderr.trim();
+            return Err(Error::Local(format!(
+                "revision `{revision}` not found in `{repository}` (looked up on host `{}`){}",
+                host.host.name,
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(":\n{detail}")
+                }
+            )));
+        }
+        self.set_revision(commit);
+        Ok(())
+    }
+
+    fn set_revision(&mut self, revision: String) {
+        for host in &mut self.hosts {
+            host.vars.set("revision", revision.clone());
+        }
+        self.shared.revision = revision;
     }
 
     /// After a failure before the switch: mark the release failed where it was created, unlock.
@@ -1094,13 +1154,11 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
             _ => {
                 let repository = vars.value_string("repository")?;
                 format!(
-                    "set -e\ncd {dp}/.dep\n\
-                     if [ -d repo ]; then git -C repo remote set-url origin {repo} && git -C repo remote update --prune >/dev/null; \
-                     else git clone --mirror --quiet {repo} repo; fi\n\
+                    "set -e\ncd {dp}/.dep\n{mirror}\n\
                      git -C repo archive {rev} | tar -x -f - -C {rp}\n\
                      printf '%s\\n' {rev} > {rp}/REVISION",
                     dp = quote(dp),
-                    repo = quote(&repository),
+                    mirror = mirror_command(&repository),
                     rev = quote(&shared.revision),
                     rp = quote(&release_path),
                 )
@@ -1132,6 +1190,44 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
         Action::Builtin(other) => return Err(format!("`{other:?}` runs only as a fleet barrier")),
     };
     Ok(vec![finish(Command::new(&task.name, script), task, vars)?])
+}
+
+/// Clone the repository as a mirror in `.dep/repo`, or bring the mirror up to date.
+fn mirror_command(repository: &str) -> String {
+    format!(
+        "if [ -d repo ]; then git -C repo remote set-url origin {repo} && git -C repo remote update --prune >/dev/null; \
+         else git clone --mirror --quiet {repo} repo; fi",
+        repo = quote(repository)
+    )
+}
+
+/// Resolve a reference of `repository` to a commit on this machine, once for all hosts.
+/// Annotated tags resolve to the commit they point at.
+async fn ls_remote(repository: &str, reference: &str, label: &str) -> Result<String> {
+    let command = format!(
+        "git ls-remote -- {} {} {}",
+        quote(repository),
+        quote(reference),
+        quote(&format!("{reference}^{{}}"))
+    );
+    let output = backend::local::Local.capture(&command).await;
+    if !output.success() {
+        return Err(Error::Local(format!(
+            "cannot read `{repository}` with `{command}`:\n{}",
+            output.stderr.trim()
+        )));
+    }
+    let refs: Vec<(&str, &str)> = output
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    let peeled = format!("{reference}^{{}}");
+    refs.iter()
+        .find(|(_, name)| *name == peeled)
+        .or_else(|| refs.iter().find(|(_, name)| *name == reference))
+        .map(|(commit, _)| commit.to_string())
+        .ok_or_else(|| Error::Local(format!("{label} not found in `{repository}`")))
 }
 
 /// Apply a task's cwd, env, condition, retries and timeout to its command.

@@ -76,7 +76,7 @@ pub struct HostState {
     pub lock: Option<String>,
 }
 
-const SECTION: &str = "--dep-section ";
+pub const SECTION: &str = "--dep-section ";
 
 /// One command printing everything `HostState::parse` needs.
 pub fn state_command(deploy_path: &str) -> String {

@@ -579,7 +579,6 @@ fn git_in(project: &TestProject, args: &[&str]) {
 }
 
 #[test]
-#[ignore = "bug: --tag of an annotated tag records the tag object id, not the commit, as the revision"]
 fn git_annotated_tag_records_the_commit() {
     let (project, main, _) = git_project();
     // An annotated tag: its own object id differs from the commit's.
@@ -601,7 +600,6 @@ fn git_lightweight_tag_records_the_commit() {
 }
 
 #[test]
-#[ignore = "bug: --revision is passed to the hosts verbatim, never resolved once to a full commit"]
 fn git_short_revision_is_resolved_to_the_full_commit() {
     let (project, main, _) = git_project();
     project
@@ -614,7 +612,6 @@ fn git_short_revision_is_resolved_to_the_full_commit() {
 }
 
 #[test]
-#[ignore = "bug: an unknown --revision is only discovered on each host, after a release was created"]
 fn an_unknown_revision_is_refused_before_any_host_changes() {
     let (project, _, _) = git_project();
     let output = project.run_env(
@@ -639,7 +636,6 @@ fn an_unknown_revision_is_refused_before_any_host_changes() {
 }
 
 #[test]
-#[ignore = "bug: `deploying release N` is printed before the lock picks the name, so it can be wrong"]
 fn the_announced_release_name_is_the_one_deployed() {
     let project = TestProject::new().fleet(2);
     project.deploy_at(T1);

@@ -69,7 +69,6 @@ fn a_held_lock_stops_a_rollback_too() {
 }
 
 #[test]
-#[ignore = "bug: the held-lock message dumps the whole state read (`--dep-section ...`) instead of the holder"]
 fn the_held_lock_message_names_the_holder_and_since() {
     let project = TestProject::new().fleet(3);
     project.deploy_at(T1);
