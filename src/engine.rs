@@ -386,6 +386,26 @@ impl<'p> Engine<'p> {
                     self.shared.revision = ls_remote(&repository, &reference, &label).await?;
                 }
             }
+            "artifact" => {
+                // A build made elsewhere (CI): a directory packed once, or a .tar.gz sent as is.
+                let artifact = vars.value_string("artifact_path").map_err(config_error)?;
+                let path = self.shared.project.root.join(&artifact);
+                let bytes = if path.is_file() {
+                    std::fs::read(&path).map_err(|e| {
+                        config_error(format!(
+                            "`artifact_path`: cannot read `{}`: {e}",
+                            path.display()
+                        ))
+                    })?
+                } else {
+                    crate::archive::pack(&path, &[])
+                        .map_err(|e| config_error(format!("`artifact_path`: {e}")))?
+                };
+                self.shared
+                    .payloads
+                    .insert(PathBuf::from("<code>"), Arc::new(bytes));
+                self.shared.revision = vars.value_string("artifact_revision").unwrap_or_default();
+            }
             "upload" => {
                 let from = vars.value_string("upload_from").map_err(config_error)?;
                 let exclude: Vec<String> =
@@ -416,7 +436,7 @@ impl<'p> Engine<'p> {
             }
             other => {
                 return Err(config_error(format!(
-                    "unknown `strategy = \"{other}\"` (use \"git\" or \"upload\")"
+                    "unknown `strategy = \"{other}\"` (use \"git\", \"upload\" or \"artifact\")"
                 )));
             }
         }
@@ -1115,15 +1135,7 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read template `{}`: {e}", path.display()))?;
             let content = vars.render(&path.display().to_string(), &text)?;
-            let dest = render(dest)?;
-            let tmp = format!("{dest}.dep-tmp");
-            format!(
-                "mkdir -p \"$(dirname {d})\" && (umask 077 && printf '%s' {c} > {t}) && chmod {m} {t} && mv -f {t} {d}",
-                d = quote(&dest),
-                t = quote(&tmp),
-                c = quote(&content),
-                m = quote(mode.as_deref().unwrap_or("0644")),
-            )
+            write_file_command(&render(dest)?, &content, mode.as_deref().unwrap_or("0644"))
         }
         Action::Steps(_) => return Ok(Vec::new()),
         Action::Builtin(Builtin::Release) => {
@@ -1143,7 +1155,7 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
             )
         }
         Action::Builtin(Builtin::UpdateCode) => match vars.value_string("strategy")?.as_str() {
-            "upload" => {
+            "upload" | "artifact" => {
                 let mut command = Command::new(
                     &task.name,
                     format!("tar -xzf - -C {}", quote(&release_path)),
@@ -1187,9 +1199,69 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
             }
         }
         Action::Builtin(Builtin::Unlock) => shared.lock.release_command(dp),
+        Action::Builtin(Builtin::Dotenv) => {
+            if !truthy(&vars.value_json("dotenv_render")?) {
+                return Ok(Vec::new());
+            }
+            let content = dotenv_content(shared, vars)?;
+            let dest = vars.value_string("dotenv_path")?;
+            write_file_command(&dest, &content, "0640")
+        }
         Action::Builtin(other) => return Err(format!("`{other:?}` runs only as a fleet barrier")),
     };
     Ok(vec![finish(Command::new(&task.name, script), task, vars)?])
+}
+
+/// Write `content` to `dest` with `mode`, atomically (a temporary file renamed over it).
+fn write_file_command(dest: &str, content: &str, mode: &str) -> String {
+    let tmp = format!("{dest}.dep-tmp");
+    format!(
+        "mkdir -p \"$(dirname {d})\" && (umask 077 && printf '%s' {c} > {t}) && chmod {m} {t} && mv -f {t} {d}",
+        d = quote(dest),
+        t = quote(&tmp),
+        c = quote(content),
+        m = quote(mode),
+    )
+}
+
+/// The layered `.env`: `.env.example` < `.env.<stage>` (files beside the Deployfile, both
+/// optional) < `DEP_ENV_NAME` variables < the environment variables named in `secrets`.
+fn dotenv_content(shared: &Shared<'_>, vars: &Vars) -> Result<String, String> {
+    let mut entries = Vec::new();
+    for variable in ["dotenv_example", "dotenv_stage_file"] {
+        let name = vars.value_string(variable)?;
+        if name.is_empty() {
+            continue;
+        }
+        let path = shared.project.root.join(&name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => crate::dotenv::layer(&mut entries, crate::dotenv::parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+        }
+    }
+    let mut from_env: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(key, value)| Some((key.strip_prefix("DEP_ENV_")?.to_string(), value)))
+        .filter(|(key, _)| !key.is_empty())
+        .collect();
+    from_env.sort();
+    crate::dotenv::layer(&mut entries, from_env);
+    let secrets = shared
+        .project
+        .secrets
+        .iter()
+        .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)));
+    crate::dotenv::layer(&mut entries, secrets);
+    Ok(crate::dotenv::render(&entries))
+}
+
+fn truthy(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::String(s) => matches!(s.as_str(), "1" | "true" | "yes" | "on"),
+        serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
+        _ => false,
+    }
 }
 
 /// Clone the repository as a mirror in `.dep/repo`, or bring the mirror up to date.

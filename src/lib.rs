@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cli;
 pub mod command;
 pub mod deployfile;
+pub mod dotenv;
 pub mod engine;
 pub mod error;
 pub mod host;

@@ -115,7 +115,8 @@ impl TaskSet {
         Ok(())
     }
 
-    /// The tasks that follow the switch in a deploy (up to the unlock): re-run after a rollback.
+    /// The tasks that follow the switch in a deploy (up to the unlock), such as php-fpm reloads:
+    /// re-run after a rollback.
     pub fn post_switch(&self) -> Result<Vec<Arc<Task>>> {
         let deploy = self.expand("deploy")?;
         let Some(switch) = deploy
@@ -132,7 +133,8 @@ impl TaskSet {
                     Action::Builtin(Builtin::Unlock | Builtin::Cleanup)
                 )
             })
-            .filter(|t| !matches!(t.action, Action::Builtin(_)))
+            // Host-side work only: a local task (a tag, a notification) belongs to the deploy.
+            .filter(|t| !matches!(t.action, Action::Builtin(_)) && !t.local)
             .cloned()
             .collect())
     }

@@ -17,6 +17,8 @@ pub enum Builtin {
     Unlock,
     Cleanup,
     Rollback,
+    /// Write the layered `.env` (see `dotenv`).
+    Dotenv,
 }
 
 impl Builtin {
@@ -29,6 +31,7 @@ impl Builtin {
             "unlock" => Builtin::Unlock,
             "cleanup" => Builtin::Cleanup,
             "rollback" => Builtin::Rollback,
+            "dotenv" => Builtin::Dotenv,
             _ => return None,
         })
     }

@@ -114,6 +114,7 @@ pub struct TestProject {
     raw: Option<String>,
     /// Write no Deployfile at all.
     none: bool,
+    top: String,
 }
 
 impl Default for TestProject {
@@ -136,11 +137,37 @@ impl TestProject {
             hosts: Vec::new(),
             raw: None,
             none: false,
+            top: String::new(),
         };
         project
             .config("strategy", "\"upload\"")
             .config("upload_from", "\"app\"")
             .file("app/index.html", "hello\n")
+    }
+
+    /// A temporary project with nothing in it: no app, no `[config]`. Give it files (e.g. with
+    /// `copy_tree`) and a `raw_deployfile`.
+    pub fn empty() -> TestProject {
+        let dir = tempfile::Builder::new()
+            .prefix("dep-test-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        TestProject {
+            dir,
+            config: Vec::new(),
+            text: String::new(),
+            hosts: Vec::new(),
+            raw: None,
+            none: false,
+            top: String::new(),
+        }
+    }
+
+    /// Copy the directory tree `from` into `rel` inside the project (`""`: the project itself),
+    /// leaving out entries named in `skip` at any depth. Symlinks are copied as symlinks and
+    /// file modes are kept (an executable stays executable).
+    pub fn copy_tree(&self, from: &Path, rel: &str, skip: &[&str]) {
+        copy_tree(from, &self.join(rel), skip);
     }
 
     /// The project directory (where the Deployfile lives and dep runs).
@@ -168,6 +195,13 @@ impl TestProject {
     }
 
     /// Use exactly `text` as the Deployfile: no generated config or hosts.
+    /// Top-level keys (`secrets`, `import`), written before `[config]`.
+    pub fn top(mut self, text: &str) -> TestProject {
+        self.top.push_str(text);
+        self.top.push('\n');
+        self
+    }
+
     pub fn raw_deployfile(mut self, text: &str) -> TestProject {
         self.raw = Some(text.to_string());
         self
@@ -239,7 +273,8 @@ impl TestProject {
         if let Some(raw) = &self.raw {
             return raw.clone();
         }
-        let mut text = String::from("[config]\n");
+        let mut text = self.top.clone();
+        text.push_str("[config]\n");
         for (name, value) in &self.config {
             text.push_str(&format!("{name} = {value}\n"));
         }
@@ -444,6 +479,32 @@ impl Running {
 
     pub fn wait(self) -> Output {
         self.output.join().expect("the dep run panicked")
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
+    fs::create_dir_all(to).unwrap_or_else(|e| panic!("cannot create {}: {e}", to.display()));
+    let entries =
+        fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display()));
+        let name = entry.file_name();
+        if skip.iter().any(|s| name.to_str() == Some(*s)) {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(&name));
+        let kind = entry.file_type().expect("cannot stat a directory entry");
+        if kind.is_symlink() {
+            let target = fs::read_link(&src).expect("cannot read a symlink");
+            std::os::unix::fs::symlink(target, &dst)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dst.display()));
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst, skip);
+        } else {
+            fs::copy(&src, &dst).unwrap_or_else(|e| {
+                panic!("cannot copy {} to {}: {e}", src.display(), dst.display())
+            });
+        }
     }
 }
 
