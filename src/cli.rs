@@ -72,10 +72,21 @@ enum Commands {
         /// Deploy this exact revision
         #[arg(long)]
         revision: Option<String>,
+        /// Deploy in batches of N hosts, each switched and health-checked before the next
+        #[arg(long, value_name = "N", conflicts_with = "canary")]
+        rolling: Option<usize>,
+        /// Deploy to one host first, then to the rest
+        #[arg(long)]
+        canary: bool,
+        /// When a batch fails, leave the batches already switched on the new release
+        #[arg(long)]
+        keep_switched: bool,
         /// Print each host's commands in order; run nothing on the hosts
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the health checks now against each host's current release
+    Health { selector: Option<String> },
     /// Point `current` back at the previous live release
     Rollback {
         selector: Option<String>,
@@ -256,13 +267,24 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
                 branch,
                 tag,
                 revision,
+                rolling,
+                canary,
+                keep_switched,
                 dry_run,
             } => {
+                if rolling == Some(0) {
+                    return Err(Error::Usage(
+                        "`--rolling` needs a batch size of at least 1".into(),
+                    ));
+                }
                 options = Options {
                     dry_run,
                     branch,
                     tag,
                     revision,
+                    rolling,
+                    canary,
+                    keep_switched,
                     ..options
                 };
                 let hosts = select(&project, selector.as_deref(), true)?;
@@ -283,6 +305,12 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
                 let hosts = select(&project, selector.as_deref(), true)?;
                 Engine::new(&project, &tasks, &reporter, &options, hosts)?
                     .rollback()
+                    .await
+            }
+            Commands::Health { selector } => {
+                let hosts = select(&project, selector.as_deref(), true)?;
+                Engine::new(&project, &tasks, &reporter, &options, hosts)?
+                    .health()
                     .await
             }
             Commands::Releases { selector } => {

@@ -29,6 +29,12 @@ pub struct RawFile {
     pub stages: IndexMap<String, RawStage>,
     #[serde(default)]
     pub tasks: IndexMap<String, RawTask>,
+    /// Health checks for every stage.
+    #[serde(default)]
+    pub health: Vec<crate::health_check::RawHealth>,
+    /// Webhooks told about deploys and rollbacks.
+    #[serde(default)]
+    pub notify: Vec<crate::notify::RawNotify>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -63,6 +69,11 @@ pub enum HostKeyCheck {
 pub struct RawStage {
     #[serde(default)]
     pub config: RawConfig,
+    /// Health checks for this stage only (in addition to the global ones).
+    #[serde(default)]
+    pub health: Vec<crate::health_check::RawHealth>,
+    /// Deploy this stage in batches of this many hosts (like `--rolling N`).
+    pub rolling: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

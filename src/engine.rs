@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use crate::backend::{self, Backend, Outcome, Payload, StepResult};
 use crate::command::Command;
 use crate::error::{Error, Result, StepFailure};
+use crate::health_check::{HealthCheck, Phase};
 use crate::host::Host;
 use crate::lock::{self, LockInfo};
 use crate::output::{Event, Reporter};
@@ -35,6 +36,12 @@ pub struct Options {
     pub tag: Option<String>,
     pub revision: Option<String>,
     pub rollback_to: Option<String>,
+    /// Deploy in batches of this many hosts (`--rolling N`; else the stage's `rolling`).
+    pub rolling: Option<usize>,
+    /// One host first, then the rest (`--canary`).
+    pub canary: bool,
+    /// When a later batch fails, leave the batches already switched on the new release.
+    pub keep_switched: bool,
 }
 
 /// One selected host during a run.
@@ -48,6 +55,10 @@ pub struct HostRun {
     pub failure: Option<StepFailure>,
     /// Where `current` and `previous` pointed before this run switched the host.
     pub switched_from: Option<(Option<String>, Option<String>)>,
+    /// In the batch being deployed (always, unless rolling or canary).
+    pub active: bool,
+    /// The global health checks and those of the host's stage.
+    pub checks: Vec<Arc<HealthCheck>>,
 }
 
 /// What every host's work shares: read-only while hosts run concurrently.
@@ -77,6 +88,12 @@ pub struct Engine<'p> {
     deploying: bool,
     /// `--revision` as given: resolved to one commit on the first host, under the lock.
     pending_revision: Option<String>,
+    /// `once` and `local` tasks already run (a rolling deploy runs them in its first batch only).
+    once_done: std::collections::HashSet<String>,
+    /// Deploying in batches: health checks run per batch instead of before the unlock.
+    rolling: bool,
+    webhooks: Vec<crate::notify::Webhook>,
+    started: Instant,
 }
 
 /// Build each selected host's variables: SPEC's layers, then the values dep provides.
@@ -84,7 +101,7 @@ pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Va
     let mut layers: Vec<Layer> = project.file_layers.clone();
     if let Some(stage) = &host.stage {
         if let Some(config) = project.stages.get(stage) {
-            layers.push(Layer::new(format!("stage {stage}"), config.clone()));
+            layers.push(Layer::new(format!("stage {stage}"), config.config.clone()));
         }
     }
     layers.push(Layer::new(
@@ -164,6 +181,16 @@ impl<'p> Engine<'p> {
                     }
                 })?)
             };
+            let mut checks = Vec::new();
+            let stage_checks = host
+                .stage
+                .as_ref()
+                .and_then(|stage| project.stages.get(stage))
+                .map(|stage| stage.health.as_slice())
+                .unwrap_or_default();
+            for (index, (raw, file)) in project.health.iter().chain(stage_checks).enumerate() {
+                checks.push(Arc::new(HealthCheck::from_raw(raw, file, index)?));
+            }
             runs.push(HostRun {
                 host: host.clone(),
                 vars,
@@ -173,6 +200,8 @@ impl<'p> Engine<'p> {
                 locked: false,
                 failure: None,
                 switched_from: None,
+                active: true,
+                checks,
             });
         }
         let now = now();
@@ -211,6 +240,10 @@ impl<'p> Engine<'p> {
             switched: false,
             deploying: false,
             pending_revision: None,
+            once_done: Default::default(),
+            rolling: false,
+            webhooks: Vec::new(),
+            started: Instant::now(),
         })
     }
 
@@ -230,11 +263,15 @@ impl<'p> Engine<'p> {
             ));
         }
         let started = Instant::now();
+        self.started = started;
+        self.load_webhooks()?;
         self.resolve_code().await?;
         self.prepare(&plan)?;
         self.deploying = true;
+        let batches = self.batches();
+        self.rolling = batches.len() > 1;
         let result = tokio::select! {
-            result = self.execute(&plan) => result,
+            result = self.execute_in_batches(&plan, &batches) => result,
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         };
         let result = match result {
@@ -253,6 +290,20 @@ impl<'p> Engine<'p> {
             }
         };
         self.unlock_remaining().await;
+        match &result {
+            Ok(()) => self.notify(crate::notify::Trigger::Success, None).await,
+            Err(Error::LockHeld(_)) => {}
+            Err(error @ Error::HealthFailed { .. }) => {
+                let message = error.to_string();
+                self.notify(crate::notify::Trigger::Rollback, Some(message))
+                    .await
+            }
+            Err(error) => {
+                let message = error.to_string();
+                self.notify(crate::notify::Trigger::Failure, Some(message))
+                    .await
+            }
+        }
         let release = self.shared.release.clone();
         self.shared.reporter.emit(Event::DeployFinished {
             release: &release,
@@ -260,6 +311,105 @@ impl<'p> Engine<'p> {
             duration: started.elapsed(),
         });
         result
+    }
+
+    /// The hosts of each batch, by index: all at once, `--rolling N`, the stage's `rolling`, or
+    /// `--canary` (one host, then the rest).
+    fn batches(&self) -> Vec<Vec<usize>> {
+        let all: Vec<usize> = (0..self.hosts.len()).collect();
+        let options = self.shared.options;
+        if options.canary && all.len() > 1 {
+            return vec![vec![0], all[1..].to_vec()];
+        }
+        let stage_rolling = self
+            .hosts
+            .first()
+            .and_then(|h| h.host.stage.as_ref())
+            .and_then(|stage| self.shared.project.stages.get(stage))
+            .and_then(|stage| stage.rolling);
+        let size = options
+            .rolling
+            .or(stage_rolling)
+            .unwrap_or(all.len())
+            .max(1);
+        all.chunks(size).map(<[usize]>::to_vec).collect()
+    }
+
+    /// Run the deploy plan: at once, or batch by batch. In batches, every host is locked first;
+    /// each batch then prepares, switches and is health-checked before the next starts; when a
+    /// batch fails, the batches already switched go back too (unless `--keep-switched`).
+    async fn execute_in_batches(
+        &mut self,
+        plan: &[Arc<Task>],
+        batches: &[Vec<usize>],
+    ) -> Result<()> {
+        if batches.len() <= 1 {
+            return self.execute(plan).await;
+        }
+        let lock = plan
+            .iter()
+            .position(|t| t.action == Action::Builtin(Builtin::Lock))
+            .unwrap_or(0);
+        let unlock = plan
+            .iter()
+            .position(|t| t.action == Action::Builtin(Builtin::Unlock))
+            .unwrap_or(plan.len())
+            .max(lock + 1);
+        let (head, body, tail) = (&plan[..=lock], &plan[lock + 1..unlock], &plan[unlock..]);
+        self.execute(head).await?;
+        let hook = |name: &str| -> Result<Vec<Arc<Task>>> {
+            match self.shared.tasks.get(name) {
+                Ok(_) => self.shared.tasks.expand(name),
+                Err(_) => Ok(Vec::new()),
+            }
+        };
+        let (batch_start, batch_end) = (hook("deploy:batch_start")?, hook("deploy:batch_end")?);
+        let keep = self.shared.options.keep_switched;
+        for (number, batch) in batches.iter().enumerate() {
+            for (index, host) in self.hosts.iter_mut().enumerate() {
+                host.active = batch.contains(&index);
+            }
+            let names: Vec<&str> = batch
+                .iter()
+                .map(|&i| self.hosts[i].host.name.as_str())
+                .collect();
+            let message = format!(
+                "batch {}/{}: {}",
+                number + 1,
+                batches.len(),
+                names.join(", ")
+            );
+            self.shared.reporter.emit(Event::Note { message: &message });
+            let result = async {
+                self.execute(&batch_start).await?;
+                self.execute(body).await?;
+                self.verify_switch(keep).await?;
+                self.execute(&batch_end).await
+            }
+            .await;
+            if let Err(error) = result {
+                if self.switched && !keep {
+                    let reasons: Vec<(String, String)> = self
+                        .hosts
+                        .iter()
+                        .filter_map(|h| {
+                            h.failure
+                                .as_ref()
+                                .map(|f| (h.host.name.clone(), f.to_string()))
+                        })
+                        .collect();
+                    self.roll_back_switched(reasons, false).await?;
+                }
+                for host in &mut self.hosts {
+                    host.active = true;
+                }
+                return Err(error);
+            }
+        }
+        for host in &mut self.hosts {
+            host.active = true;
+        }
+        self.execute(tail).await
     }
 
     /// `dep rollback`: under the lock, every host back to the same older live release.
@@ -274,6 +424,8 @@ impl<'p> Engine<'p> {
             }
         }
         self.prepare(&plan)?;
+        self.load_webhooks()?;
+        let abandoned = self.hosts.first().and_then(|h| h.state.current.clone());
         let work = async {
             self.lock_all("deploy:lock").await?;
             self.execute(&plan).await
@@ -283,6 +435,23 @@ impl<'p> Engine<'p> {
             _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         };
         self.unlock_remaining().await;
+        if result.is_ok() {
+            // Tell who rolled back from what to what: the notice names the abandoned release.
+            let target = self.shared.release.clone();
+            let from = self
+                .hosts
+                .first()
+                .and_then(|h| h.switched_from.clone())
+                .and_then(|(c, _)| c)
+                .or(abandoned);
+            if let Some(from) = from {
+                self.shared.release = from;
+                let message = format!("rolled back to release {target} by {}", self.shared.who);
+                self.notify(crate::notify::Trigger::Rollback, Some(message))
+                    .await;
+                self.shared.release = target;
+            }
+        }
         result
     }
 
@@ -310,6 +479,79 @@ impl<'p> Engine<'p> {
         }
         self.prepare(&plan)?;
         self.execute(&plan).await
+    }
+
+    /// The Deployfile's `[[notify]]` webhooks, their URLs rendered with the first host's variables.
+    fn load_webhooks(&mut self) -> Result<()> {
+        let Some(first) = self.hosts.first() else {
+            return Ok(());
+        };
+        for (raw, file) in &self.shared.project.notify {
+            let webhook =
+                crate::notify::Webhook::from_raw(raw, |text| first.vars.render("notify", text))
+                    .map_err(|message| Error::Config {
+                        path: file.clone(),
+                        message,
+                    })?;
+            self.webhooks.push(webhook);
+        }
+        Ok(())
+    }
+
+    /// Tell the webhooks; a webhook that fails is reported and never fails the deploy.
+    async fn notify(&self, trigger: crate::notify::Trigger, message: Option<String>) {
+        if self.webhooks.is_empty() || self.shared.options.dry_run {
+            return;
+        }
+        let first = self.hosts.first();
+        let var = |name: &str| {
+            first
+                .and_then(|h| h.vars.value_string(name).ok())
+                .unwrap_or_default()
+        };
+        let reporter = self.shared.reporter;
+        let notice = crate::notify::Notice {
+            trigger,
+            application: reporter.mask(&var("application")),
+            stage: var("stage"),
+            release: self.shared.release.clone(),
+            revision: self.shared.revision.clone(),
+            branch: self.shared.branch.clone(),
+            hosts: self.hosts.iter().map(|h| h.host.name.clone()).collect(),
+            duration: (trigger != crate::notify::Trigger::Start).then(|| self.started.elapsed()),
+            who: self.shared.who.clone(),
+            message: message.map(|m| reporter.mask(&m)),
+        };
+        for warning in crate::notify::send(&self.webhooks, &notice).await {
+            reporter.emit(Event::Note {
+                message: &format!("warning: {warning}"),
+            });
+        }
+    }
+
+    /// `dep health`: every health check (both phases) against what `current` serves now.
+    pub async fn health(&mut self) -> Result<()> {
+        self.read_states().await?;
+        for host in &mut self.hosts {
+            let current = host.state.current.clone().unwrap_or_default();
+            host.vars.set("release_name", current);
+        }
+        let mut failures = self.run_checks(Phase::PreSwitch).await;
+        failures.extend(self.run_checks(Phase::PostSwitch).await);
+        if self.hosts.iter().all(|h| h.checks.is_empty()) {
+            return Err(Error::Usage(
+                "no health checks are configured (`[[health]]`)".into(),
+            ));
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Unhealthy(
+            failures
+                .into_iter()
+                .map(|(host, why)| format!("host `{host}`: {why}"))
+                .collect(),
+        ))
     }
 
     /// Read every host's state (releases, links, log, lock) concurrently.
@@ -518,7 +760,7 @@ impl<'p> Engine<'p> {
         join_all(
             self.hosts
                 .iter_mut()
-                .filter(|h| h.failure.is_none())
+                .filter(|h| h.active && h.failure.is_none())
                 .map(|host| async move {
                     let _permit = shared.parallel.acquire().await;
                     run_on_host(shared, host, tasks).await;
@@ -531,12 +773,28 @@ impl<'p> Engine<'p> {
         match task.action {
             Action::Builtin(Builtin::Lock) => {
                 self.lock_all(&task.name).await?;
-                self.resolve_pending_revision().await
+                self.resolve_pending_revision().await?;
+                if self.deploying {
+                    self.notify(crate::notify::Trigger::Start, None).await;
+                }
+                Ok(())
             }
-            Action::Builtin(Builtin::Symlink) => self.switch_all(task).await,
+            Action::Builtin(Builtin::Symlink) => {
+                self.pre_switch_checks().await;
+                self.check()?;
+                self.switch_all(task).await
+            }
+            Action::Builtin(Builtin::Unlock) => {
+                if self.deploying && self.switched && !self.rolling {
+                    self.verify_switch(false).await?;
+                }
+                self.segment(std::slice::from_ref(task)).await;
+                Ok(())
+            }
             Action::Builtin(Builtin::Rollback) => self.rollback_all(task).await,
+            _ if (task.local || task.once) && !self.once_done.insert(task.name.clone()) => Ok(()),
             _ if task.local => {
-                let Some(first) = self.hosts.first_mut() else {
+                let Some(first) = self.hosts.iter_mut().find(|h| h.active) else {
                     return Ok(());
                 };
                 let commands = match commands_for(&self.shared, task, first) {
@@ -557,7 +815,7 @@ impl<'p> Engine<'p> {
                 if let Some(host) = self
                     .hosts
                     .iter_mut()
-                    .find(|h| task.applies_to(&h.host.roles))
+                    .find(|h| h.active && task.applies_to(&h.host.roles))
                 {
                     run_on_host(shared, host, std::slice::from_ref(task)).await;
                 }
@@ -689,14 +947,16 @@ impl<'p> Engine<'p> {
 
     /// The fleet barrier: switch every host to the new release at once.
     async fn switch_all(&mut self, task: &Task) -> Result<()> {
-        let targets: Vec<(String, Vec<LogEntry>)> = self
+        let targets: Vec<Option<(String, Vec<LogEntry>)>> = self
             .hosts
             .iter()
-            .map(|_| {
-                (
-                    self.shared.release.clone(),
-                    vec![self.log_entry(Status::Live, true)],
-                )
+            .map(|h| {
+                h.active.then(|| {
+                    (
+                        self.shared.release.clone(),
+                        vec![self.log_entry(Status::Live, true)],
+                    )
+                })
             })
             .collect();
         self.switch_fleet(&task.name, targets).await
@@ -707,23 +967,29 @@ impl<'p> Engine<'p> {
     async fn switch_fleet(
         &mut self,
         task: &str,
-        targets: Vec<(String, Vec<LogEntry>)>,
+        targets: Vec<Option<(String, Vec<LogEntry>)>>,
     ) -> Result<()> {
         let reporter = self.shared.reporter;
-        let results = join_all(self.hosts.iter().zip(&targets).map(
-            |(h, (target, log))| async move {
-                let mut script = switch_command(&h.deploy_path, target, h.state.current.as_deref());
-                for entry in log {
-                    script.push_str(&format!(" && {}", entry.append_command(&h.deploy_path)));
-                }
-                h.backend
-                    .run(&h.host.name, &[Command::new(task, script)], reporter)
-                    .await
-            },
-        ))
+        let chosen: Vec<(usize, &(String, Vec<LogEntry>))> = targets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
+            .collect();
+        let hosts = &self.hosts;
+        let results = join_all(chosen.iter().map(|(i, (target, log))| async move {
+            let h = &hosts[*i];
+            let mut script = switch_command(&h.deploy_path, target, h.state.current.as_deref());
+            for entry in log {
+                script.push_str(&format!(" && {}", entry.append_command(&h.deploy_path)));
+            }
+            h.backend
+                .run(&h.host.name, &[Command::new(task, script)], reporter)
+                .await
+        }))
         .await;
         let mut failed = false;
-        for ((host, (target, _)), results) in self.hosts.iter_mut().zip(&targets).zip(results) {
+        for ((i, (target, _)), results) in chosen.iter().zip(results) {
+            let host = &mut self.hosts[*i];
             match results.iter().find(|r| r.failed()) {
                 Some(result) => {
                     host.failure = Some(step_failure(&host.host.name, result));
@@ -777,6 +1043,222 @@ impl<'p> Engine<'p> {
             return Err(self.inconsistent(&stuck).await);
         }
         self.check()
+    }
+
+    /// Before the switch: the `pre_switch` checks against the new release on every active host.
+    /// A failure is the host's failure: nothing switches.
+    async fn pre_switch_checks(&mut self) {
+        let failures = self.run_checks(Phase::PreSwitch).await;
+        for (name, message) in failures {
+            if let Some(host) = self.hosts.iter_mut().find(|h| h.host.name == name) {
+                host.failure = Some(StepFailure {
+                    host: name.clone(),
+                    task: "health check (pre_switch)".into(),
+                    command: String::new(),
+                    status: None,
+                    reason: Some(message),
+                    stderr_tail: String::new(),
+                });
+            }
+        }
+    }
+
+    /// After the switch and the post-switch tasks: the `post_switch` checks on the active hosts.
+    /// If any fails, every switched host goes back to its previous release (verified the same
+    /// way) and the deploy ends with exit 4, or 5 if some host could not be restored.
+    async fn verify_switch(&mut self, only_active: bool) -> Result<()> {
+        let failures = self.run_checks(Phase::PostSwitch).await;
+        if failures.is_empty() {
+            return Ok(());
+        }
+        self.roll_back_switched(failures.clone(), only_active)
+            .await?;
+        Err(Error::HealthFailed {
+            release: self.shared.release.clone(),
+            failures: failures
+                .iter()
+                .map(|(host, why)| format!("host `{host}`: {why}"))
+                .collect(),
+        })
+    }
+
+    /// Run the health checks of `phase` on the active hosts, concurrently; (host, why) per failure.
+    async fn run_checks(&self, phase: Phase) -> Vec<(String, String)> {
+        let reporter = self.shared.reporter;
+        // Before the switch the new release is checked; after it, what `current` serves.
+        let cwd_var = if phase == Phase::PreSwitch {
+            "release_path"
+        } else {
+            "current_path"
+        };
+        let results = join_all(
+            self.hosts
+                .iter()
+                .filter(|h| h.active && h.failure.is_none())
+                .map(|h| async move {
+                    let mut failures = Vec::new();
+                    let checks = h
+                        .checks
+                        .iter()
+                        .filter(|c| c.phase == phase && c.applies_to(&h.host.roles));
+                    for check in checks {
+                        let rendered = match h.vars.render(&check.name, check.template()) {
+                            Ok(rendered) => rendered,
+                            Err(message) => {
+                                failures.push(format!("health check `{}`: {message}", check.name));
+                                continue;
+                            }
+                        };
+                        let cwd = h.vars.value_string(cwd_var).unwrap_or_default();
+                        let command = check.command(&rendered, &cwd);
+                        if h.backend.is_dry_run() {
+                            reporter.emit(Event::DryRun {
+                                host: &h.host.name,
+                                task: &format!("health check {}", check.name),
+                                command: &command,
+                            });
+                            continue;
+                        }
+                        let mut verdict = Err(String::new());
+                        for attempt in 1..=check.attempts {
+                            let started = Instant::now();
+                            let output = h.backend.capture(&command).await;
+                            verdict = check.judge(
+                                output.status,
+                                &output.stdout,
+                                &output.stderr,
+                                started.elapsed(),
+                            );
+                            let detail = match &verdict {
+                                Ok(summary) => summary.clone(),
+                                Err(why) => why.clone(),
+                            };
+                            reporter.emit(Event::HealthChecked {
+                                host: &h.host.name,
+                                check: &check.name,
+                                attempt,
+                                attempts: check.attempts,
+                                ok: verdict.is_ok(),
+                                detail: &detail,
+                            });
+                            if verdict.is_ok() {
+                                break;
+                            }
+                            if attempt < check.attempts {
+                                tokio::time::sleep(check.interval).await;
+                            }
+                        }
+                        if let Err(why) = verdict {
+                            failures.push(format!("health check `{}` failed: {why}", check.name));
+                        }
+                    }
+                    (h.host.name.clone(), failures)
+                }),
+        )
+        .await;
+        results
+            .into_iter()
+            .flat_map(|(host, failures)| failures.into_iter().map(move |f| (host.clone(), f)))
+            .collect()
+    }
+
+    /// Put every switched host (or only the active ones) back on the release it had, re-run the
+    /// post-switch tasks there, verify with the same checks; mark the new release failed. Exit 5
+    /// (`Inconsistent`) when some host could not be restored or does not pass its checks.
+    async fn roll_back_switched(
+        &mut self,
+        reasons: Vec<(String, String)>,
+        only_active: bool,
+    ) -> Result<()> {
+        let failed = self.log_entry(Status::Failed, true);
+        let release = self.shared.release.clone();
+        let reverts = join_all(
+            self.hosts
+                .iter()
+                .filter(|h| h.switched_from.is_some() && (h.active || !only_active))
+                .map(|h| {
+                    let (current, previous) = h.switched_from.clone().unwrap_or_default();
+                    let command = format!(
+                        "{} && {}",
+                        revert_command(&h.deploy_path, current.as_deref(), previous.as_deref()),
+                        failed.append_command(&h.deploy_path)
+                    );
+                    async move {
+                        (
+                            h.host.name.clone(),
+                            h.backend.capture(&command).await,
+                            current,
+                        )
+                    }
+                }),
+        )
+        .await;
+        let mut stuck = Vec::new();
+        let mut restored = Vec::new();
+        for (name, output, current) in reverts {
+            if !output.success() {
+                stuck.push(name);
+                continue;
+            }
+            let to = current.clone().unwrap_or_else(|| "(none)".into());
+            self.shared.reporter.emit(Event::RolledBack {
+                host: &name,
+                from: &release,
+                to: &to,
+            });
+            if let Some(h) = self.hosts.iter_mut().find(|h| h.host.name == name) {
+                h.switched_from = None;
+                if let Some(current) = current {
+                    h.vars.set("release_name", current);
+                    restored.push(name);
+                }
+            }
+        }
+        self.switched = self.hosts.iter().any(|h| h.switched_from.is_some());
+        // The restored hosts run their post-switch tasks again and must pass the same checks.
+        let was_active: Vec<bool> = self.hosts.iter().map(|h| h.active).collect();
+        for h in &mut self.hosts {
+            h.active = restored.contains(&h.host.name);
+        }
+        let mut unhealthy = Vec::new();
+        if let Ok(post_switch) = self.shared.tasks.post_switch() {
+            self.segment(&post_switch).await;
+        }
+        for h in &self.hosts {
+            if let Some(failure) = h.failure.as_ref().filter(|_| h.active) {
+                unhealthy.push((h.host.name.clone(), failure.to_string()));
+            }
+        }
+        unhealthy.extend(self.run_checks(Phase::PostSwitch).await);
+        for (h, active) in self.hosts.iter_mut().zip(was_active) {
+            h.active = active;
+        }
+        let summary: Vec<String> = reasons
+            .iter()
+            .map(|(host, why)| format!("host `{host}`: {why}"))
+            .collect();
+        if !stuck.is_empty() || !unhealthy.is_empty() {
+            let mut message = format!(
+                "release {release} failed its health checks:\n  {}",
+                summary.join("\n  ")
+            );
+            for (host, why) in &unhealthy {
+                message.push_str(&format!("\n  after the rollback, host `{host}`: {why}"));
+            }
+            self.shared.reporter.emit(Event::Note { message: &message });
+            let mut all = stuck;
+            all.extend(unhealthy.into_iter().map(|(host, _)| host));
+            all.dedup();
+            return Err(self.inconsistent(&all).await);
+        }
+        let message = format!(
+            "rolled back {} host{} to the release {} had before; verified",
+            restored.len(),
+            if restored.len() == 1 { "" } else { "s" },
+            if restored.len() == 1 { "it" } else { "they" }
+        );
+        self.shared.reporter.emit(Event::Note { message: &message });
+        Ok(())
     }
 
     /// Exit 5: say exactly where each host's `current` points.
@@ -855,7 +1337,8 @@ impl<'p> Engine<'p> {
                 (target.clone(), vec![entry])
             })
             .collect();
-        self.switch_fleet(&task.name, targets).await?;
+        self.switch_fleet(&task.name, targets.into_iter().map(Some).collect())
+            .await?;
         for h in &mut self.hosts {
             let from = h.state.current.clone().unwrap_or_default();
             self.shared.reporter.emit(Event::RolledBack {
@@ -1108,7 +1591,12 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
             let rendered: Vec<String> = commands
                 .iter()
                 .map(|c| render(c))
+                .filter(|c| c.as_ref().map_or(true, |c| !c.trim().is_empty()))
                 .collect::<Result<_, _>>()?;
+            // A command that renders to nothing (a disabled `{% if %}`) is no work at all.
+            if rendered.is_empty() {
+                return Ok(Vec::new());
+            }
             if rendered.len() == 1 {
                 rendered.into_iter().next().unwrap_or_default()
             } else {

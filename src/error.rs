@@ -151,6 +151,15 @@ pub enum Error {
         current: Vec<(String, String)>,
     },
 
+    #[error("release {release} failed its health checks; every host was rolled back to the release it had, and the rollback was verified:\n  {}", failures.join("\n  "))]
+    HealthFailed {
+        release: String,
+        failures: Vec<String>,
+    },
+
+    #[error("unhealthy:\n  {}", .0.join("\n  "))]
+    Unhealthy(Vec<String>),
+
     #[error("deploy interrupted before the switch: nothing was switched")]
     Interrupted,
 
@@ -163,6 +172,8 @@ impl Error {
         match self {
             Error::LockHeld(_) => exit::LOCKED,
             Error::Inconsistent { .. } => exit::INCONSISTENT,
+            Error::Unhealthy(_) => exit::TASK_FAILED,
+            Error::HealthFailed { .. } => exit::ROLLED_BACK,
             Error::Refused(_) => exit::TASK_FAILED,
             Error::Fleet(_) | Error::Interrupted | Error::Local(_) => exit::TASK_FAILED,
             _ => exit::USAGE,

@@ -67,6 +67,14 @@ pub enum Event<'a> {
         from: &'a str,
         to: &'a str,
     },
+    HealthChecked {
+        host: &'a str,
+        check: &'a str,
+        attempt: u32,
+        attempts: u32,
+        ok: bool,
+        detail: &'a str,
+    },
     DeployFinished {
         release: &'a str,
         ok: bool,
@@ -87,7 +95,15 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(format: Format, verbosity: i8, secrets: Vec<String>) -> Reporter {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
+        // A secret reaches output as written, or escaped on its way into a shell command or a
+        // .env file: mask every form it can take.
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| s.len() >= 3)
+            .flat_map(|s| secret_forms(&s))
+            .collect();
+        secrets.sort();
+        secrets.dedup();
         // Longest first, so a secret containing another is masked whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Reporter {
@@ -186,6 +202,25 @@ impl Reporter {
             Event::RolledBack { host, from, to } if v >= 0 => {
                 Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})"))
             }
+            Event::HealthChecked {
+                host,
+                check,
+                attempt,
+                attempts,
+                ok,
+                detail,
+            } if v >= 0 => {
+                let tries = if attempts > 1 {
+                    format!(" (attempt {attempt}/{attempts})")
+                } else {
+                    String::new()
+                };
+                Some(if ok {
+                    format!("[{host}] ♥ {check}: {detail}{tries}")
+                } else {
+                    format!("[{host}] ✗ health check {check}: {detail}{tries}")
+                })
+            }
             Event::DeployFinished {
                 release,
                 ok,
@@ -257,6 +292,17 @@ impl Reporter {
             Event::RolledBack { host, from, to } => {
                 json!({"event": "rolled_back", "host": host, "from": from, "to": to})
             }
+            Event::HealthChecked {
+                host,
+                check,
+                attempt,
+                attempts,
+                ok,
+                detail,
+            } => json!({
+                "event": "health_checked", "host": host, "check": check, "attempt": attempt,
+                "attempts": attempts, "ok": ok, "detail": detail
+            }),
             Event::DeployFinished {
                 release,
                 ok,
@@ -267,6 +313,18 @@ impl Reporter {
             Event::Note { message } => json!({"event": "note", "message": message}),
         }
     }
+}
+
+/// The forms a secret takes in output: raw, inside single shell quotes, escaped for a
+/// double-quoted .env value, and that escaped form inside single shell quotes.
+fn secret_forms(secret: &str) -> Vec<String> {
+    let shell = |s: &str| s.replace('\'', "'\\''");
+    let dotenv = secret
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace('$', "\\$");
+    vec![secret.to_string(), shell(secret), shell(&dotenv), dotenv]
 }
 
 fn plural(n: usize) -> &'static str {
@@ -300,5 +358,10 @@ mod tests {
             reporter.mask("pw=hunter2-extended and hunter2 x"),
             "pw=**** and **** x"
         );
+        // Escaped on the way into a shell command or a .env file, it is still masked.
+        let reporter = Reporter::new(Format::Plain, 0, vec!["it's $HOME".into()]);
+        let shown = format!("printf %s {}", crate::quote::quote("P=\"it's \\$HOME\"\n"));
+        assert_eq!(reporter.mask(&shown), "printf %s 'P=\"****\"\n'");
+        assert_eq!(reporter.mask("X='it'\\''s $HOME'"), "X='****'");
     }
 }

@@ -7,9 +7,18 @@ use indexmap::IndexMap;
 
 use crate::deployfile::{RawConfig, RawTask};
 use crate::error::{Error, Result};
+use crate::health_check::RawHealth;
 use crate::host::Host;
 use crate::recipe;
 use crate::vars::Layer;
+
+/// A stage: its variables, its own health checks, and its rolling batch size.
+#[derive(Debug, Clone, Default)]
+pub struct Stage {
+    pub config: RawConfig,
+    pub health: Vec<(RawHealth, PathBuf)>,
+    pub rolling: Option<usize>,
+}
 
 /// A task as written, with the file that defined it (the last definition wins).
 #[derive(Debug, Clone)]
@@ -24,7 +33,11 @@ pub struct Project {
     /// The directory of the Deployfile: relative paths (uploads, templates) start here.
     pub root: PathBuf,
     pub hosts: Vec<Host>,
-    pub stages: IndexMap<String, RawConfig>,
+    pub stages: IndexMap<String, Stage>,
+    /// Health checks of every stage, with the file that declared each.
+    pub health: Vec<(RawHealth, PathBuf)>,
+    /// Webhooks, with the file that declared each.
+    pub notify: Vec<(crate::notify::RawNotify, PathBuf)>,
     pub tasks: IndexMap<String, TaskSource>,
     /// `[config]` of each loaded file, lowest precedence first.
     pub file_layers: Vec<Layer>,
@@ -43,7 +56,9 @@ impl Project {
         };
         let sources = recipe::load(&deployfile)?;
         let mut hosts: IndexMap<String, Host> = IndexMap::new();
-        let mut stages: IndexMap<String, RawConfig> = IndexMap::new();
+        let mut stages: IndexMap<String, Stage> = IndexMap::new();
+        let mut health = Vec::new();
+        let mut notify = Vec::new();
         let mut tasks: IndexMap<String, TaskSource> = IndexMap::new();
         let mut file_layers = Vec::new();
         let mut secrets = Vec::new();
@@ -80,9 +95,16 @@ impl Project {
                 };
                 hosts.insert(name, host);
             }
-            for (name, stage) in file.stages {
-                stages.entry(name).or_default().extend(stage.config);
+            for (name, raw) in file.stages {
+                let stage = stages.entry(name).or_default();
+                stage.config.extend(raw.config);
+                stage
+                    .health
+                    .extend(raw.health.into_iter().map(|h| (h, source.path.clone())));
+                stage.rolling = raw.rolling.or(stage.rolling);
             }
+            health.extend(file.health.into_iter().map(|h| (h, source.path.clone())));
+            notify.extend(file.notify.into_iter().map(|n| (n, source.path.clone())));
             for (name, raw) in file.tasks {
                 // A task defined again replaces the earlier one, keeping its place in listings.
                 tasks.insert(
@@ -105,6 +127,8 @@ impl Project {
             root,
             hosts: hosts.into_values().collect(),
             stages,
+            health,
+            notify,
             tasks,
             file_layers,
             secrets,

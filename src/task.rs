@@ -167,7 +167,9 @@ impl Task {
             || self.barrier
             || matches!(
                 self.action,
-                Action::Builtin(Builtin::Lock | Builtin::Symlink | Builtin::Rollback)
+                Action::Builtin(
+                    Builtin::Lock | Builtin::Symlink | Builtin::Rollback | Builtin::Unlock
+                )
             )
     }
 

@@ -295,7 +295,7 @@ fn an_unknown_strategy_is_a_configuration_error() {
     assert_usage_error(
         &project,
         &["deploy", "test"],
-        &format!("error: {file}: unknown `strategy = \"rsync\"` (use \"git\" or \"upload\")\n"),
+        &format!("error: {file}: unknown `strategy = \"rsync\"` (use \"git\", \"upload\" or \"artifact\")\n"),
     );
 }
 

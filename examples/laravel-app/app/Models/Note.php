@@ -1,0 +1,13 @@
+<?php
+
+namespace App\Models;
+
+use Illuminate\Database\Eloquent\Model;
+
+class Note extends Model
+{
+    /**
+     * @var array
+     */
+    protected $fillable = ['body'];
+}
