@@ -2,7 +2,7 @@
 //! place that decides what is printed at the end and which exit code dep returns.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -11,7 +11,7 @@ use futures::future::join_all;
 use crate::command::Command;
 use crate::engine::{Engine, Options};
 use crate::error::{exit, Error, Result};
-use crate::output::{Format, Reporter};
+use crate::output::{Format, Reporter, Style};
 use crate::plan::TaskSet;
 use crate::project::Project;
 use crate::release::HostState;
@@ -122,6 +122,10 @@ enum Commands {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `dep man > dep.1`
+    Man,
     /// Scaffold Deployfile.toml and a CI workflow for the project here
     Init(crate::init::Answers),
     /// Remove the deploy lock (after a crashed deploy)
@@ -200,6 +204,18 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
                 dry_run: parsed.dry_run,
             }
         }
+        Commands::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "dep", &mut std::io::stdout());
+            return Ok(());
+        }
+        Commands::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command)
+                .render(&mut std::io::stdout())
+                .map_err(|e| Error::Local(format!("cannot write the manual page: {e}")))?;
+            return Ok(());
+        }
         Commands::Init(answers) => {
             let dir = std::env::current_dir()
                 .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
@@ -238,7 +254,10 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
             global.verbose as i8
         },
         secrets.clone(),
-    );
+    )
+    .with_style(Style::detect(std::io::stdout().is_terminal(), |name| {
+        std::env::var(name).ok()
+    }));
     let tasks = TaskSet::compile(&project)?;
     let mut options = Options {
         parallel: global.parallel,
@@ -338,7 +357,12 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
             Commands::Unlock { selector } => {
                 unlock(&project, &tasks, &reporter, &options, selector).await
             }
-            Commands::Task(_) | Commands::Init(_) => unreachable!("handled above"),
+            Commands::Task(_)
+            | Commands::Init(_)
+            | Commands::Completions { .. }
+            | Commands::Man => {
+                unreachable!("handled above")
+            }
         },
     }
 }
@@ -429,29 +453,7 @@ pub fn releases_table(state: &HostState) -> String {
             mark.to_string(),
         ]);
     }
-    table(&rows, "  ")
-}
-
-fn table<const N: usize>(rows: &[[String; N]], indent: &str) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::from(indent);
-        for (i, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if i + 1 < N {
-                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 2));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&rows, "  ")
 }
 
 async fn run(
@@ -579,7 +581,7 @@ fn list(tasks: &TaskSet) {
         rows.push([task.name.clone(), task.desc.clone()]);
     }
     rows.sort();
-    print!("{}", table(&rows, ""));
+    print!("{}", crate::table::render(&rows, ""));
 }
 
 fn hosts(project: &Project, selector: Option<String>) -> Result<()> {
@@ -602,7 +604,7 @@ fn hosts(project: &Project, selector: Option<String>) -> Result<()> {
             host.roles.join(","),
         ]);
     }
-    print!("{}", table(&rows, ""));
+    print!("{}", crate::table::render(&rows, ""));
     Ok(())
 }
 
@@ -642,7 +644,7 @@ fn config(
             };
             rows.push([name.clone(), value, vars.origin(&name).to_string()]);
         }
-        out.push_str(&table(&rows, "  "));
+        out.push_str(&crate::table::render(&rows, "  "));
     }
     print!("{}", reporter.mask(&out));
     Ok(())

@@ -1040,7 +1040,13 @@ impl<'p> Engine<'p> {
             }
         }
         if !stuck.is_empty() {
-            return Err(self.inconsistent(&stuck).await);
+            let problems: Vec<String> = stuck
+                .iter()
+                .map(|host| {
+                    format!("host `{host}`: could not be switched back after the failed switch")
+                })
+                .collect();
+            return Err(self.inconsistent(problems).await);
         }
         self.check()
     }
@@ -1050,6 +1056,11 @@ impl<'p> Engine<'p> {
     async fn pre_switch_checks(&mut self) {
         let failures = self.run_checks(Phase::PreSwitch).await;
         for (name, message) in failures {
+            self.shared.reporter.emit(Event::HostFailed {
+                host: &name,
+                task: "health check (pre_switch)",
+                message: &message,
+            });
             if let Some(host) = self.hosts.iter_mut().find(|h| h.host.name == name) {
                 host.failure = Some(StepFailure {
                     host: name.clone(),
@@ -1109,12 +1120,18 @@ impl<'p> Engine<'p> {
                                 continue;
                             }
                         };
+                        // An unnamed check is called by its URL or command, as the host sees it.
+                        let label = if check.name == check.template() {
+                            &rendered
+                        } else {
+                            &check.name
+                        };
                         let cwd = h.vars.value_string(cwd_var).unwrap_or_default();
                         let command = check.command(&rendered, &cwd);
                         if h.backend.is_dry_run() {
                             reporter.emit(Event::DryRun {
                                 host: &h.host.name,
-                                task: &format!("health check {}", check.name),
+                                task: &format!("health check {}", label),
                                 command: &command,
                             });
                             continue;
@@ -1135,7 +1152,7 @@ impl<'p> Engine<'p> {
                             };
                             reporter.emit(Event::HealthChecked {
                                 host: &h.host.name,
-                                check: &check.name,
+                                check: label,
                                 attempt,
                                 attempts: check.attempts,
                                 ok: verdict.is_ok(),
@@ -1149,7 +1166,7 @@ impl<'p> Engine<'p> {
                             }
                         }
                         if let Err(why) = verdict {
-                            failures.push(format!("health check `{}` failed: {why}", check.name));
+                            failures.push(format!("health check `{}` failed: {why}", label));
                         }
                     }
                     (h.host.name.clone(), failures)
@@ -1246,10 +1263,16 @@ impl<'p> Engine<'p> {
                 message.push_str(&format!("\n  after the rollback, host `{host}`: {why}"));
             }
             self.shared.reporter.emit(Event::Note { message: &message });
-            let mut all = stuck;
-            all.extend(unhealthy.into_iter().map(|(host, _)| host));
-            all.dedup();
-            return Err(self.inconsistent(&all).await);
+            let mut problems: Vec<String> = stuck
+                .iter()
+                .map(|host| {
+                    format!("host `{host}`: could not be switched back to its previous release")
+                })
+                .collect();
+            problems.extend(unhealthy.iter().map(|(host, why)| {
+                format!("host `{host}`: switched back, but the previous release is not healthy either: {why}")
+            }));
+            return Err(self.inconsistent(problems).await);
         }
         let message = format!(
             "rolled back {} host{} to the release {} had before; verified",
@@ -1262,7 +1285,7 @@ impl<'p> Engine<'p> {
     }
 
     /// Exit 5: say exactly where each host's `current` points.
-    async fn inconsistent(&self, stuck: &[String]) -> Error {
+    async fn inconsistent(&self, problems: Vec<String>) -> Error {
         let mut lines = Vec::new();
         for h in &self.hosts {
             let output = h
@@ -1277,7 +1300,7 @@ impl<'p> Engine<'p> {
             lines.push((h.host.name.clone(), points));
         }
         Error::Inconsistent {
-            stuck: stuck.to_vec(),
+            problems,
             current: lines,
         }
     }
@@ -1852,10 +1875,18 @@ fn now() -> chrono::NaiveDateTime {
 }
 
 fn template_error(task: &Task, host: &Host, message: String) -> Error {
+    // Point at the undefined variable (or the task) in the file that defines the task.
+    let needle = message
+        .strip_prefix("undefined variable `")
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string);
+    let location = crate::recipe::source_text(&task.file)
+        .and_then(|text| crate::recipe::locate_in_task(&text, &task.name, needle.as_deref()));
     Error::Template {
         file: task.file.clone(),
         task: task.name.clone(),
         message: format!("host `{}`: {message}", host.name),
+        location,
     }
 }
 

@@ -112,11 +112,13 @@ pub enum Error {
         message: String,
     },
 
-    #[error("{}: task `{task}`: {message}", file.display())]
+    #[error("{}", template_message(file, task, message, location))]
     Template {
         file: PathBuf,
         task: String,
         message: String,
+        /// Line, column and the source line with carets, when the spot could be found.
+        location: Option<(usize, usize, String)>,
     },
 
     #[error("host `{host}`: {message}")]
@@ -145,9 +147,11 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
-    #[error("{}", inconsistent_message(stuck, current))]
+    #[error("{}", inconsistent_message(problems, current))]
     Inconsistent {
-        stuck: Vec<String>,
+        /// What went wrong, one line per host ("host `web2`: could not be switched back").
+        problems: Vec<String>,
+        /// Where each host's `current` points now.
         current: Vec<(String, String)>,
     },
 
@@ -178,6 +182,23 @@ impl Error {
             Error::Fleet(_) | Error::Interrupted | Error::Local(_) => exit::TASK_FAILED,
             _ => exit::USAGE,
         }
+    }
+}
+
+fn template_message(
+    file: &std::path::Path,
+    task: &str,
+    message: &str,
+    location: &Option<(usize, usize, String)>,
+) -> String {
+    match location {
+        Some((line, column, snippet)) => {
+            format!(
+                "{}:{line}:{column}: task `{task}`: {message}\n{snippet}",
+                file.display()
+            )
+        }
+        None => format!("{}: task `{task}`: {message}", file.display()),
     }
 }
 
@@ -212,15 +233,12 @@ fn locked_message(holders: &[(String, String)]) -> String {
     message
 }
 
-fn inconsistent_message(stuck: &[String], current: &[(String, String)]) -> String {
-    let mut message = format!(
-        "the fleet is inconsistent: could not switch back {}",
-        stuck
-            .iter()
-            .map(|h| format!("`{h}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+fn inconsistent_message(problems: &[String], current: &[(String, String)]) -> String {
+    let mut message = String::from("the fleet is inconsistent:");
+    for problem in problems {
+        message.push_str(&format!("\n  {problem}"));
+    }
+    message.push_str("\nwhere each host's `current` points now:");
     for (host, points) in current {
         message.push_str(&format!("\n  host `{host}`: current -> {points}"));
     }

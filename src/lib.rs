@@ -25,6 +25,7 @@ pub mod script;
 pub mod selector;
 pub mod ssh;
 pub mod suggestion;
+pub mod table;
 pub mod task;
 pub mod template;
 pub mod vars;

@@ -86,11 +86,62 @@ pub enum Event<'a> {
     },
 }
 
+/// How plain output is laid out: where it goes decides what reads best there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Host-prefixed lines (not a terminal: logs, pipes).
+    Lines,
+    /// A live line per host on a terminal (current task, elapsed time); results above it.
+    Live,
+    /// GitHub Actions: a collapsible group per task with its output, `::error` annotations.
+    GitHub,
+    /// GitLab CI: a collapsible section per task with its output.
+    GitLab,
+}
+
+impl Style {
+    /// The style for this process: CI systems by their environment, a live view on a terminal.
+    pub fn detect(is_terminal: bool, env: impl Fn(&str) -> Option<String>) -> Style {
+        let set = |name: &str| env(name).is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if set("GITHUB_ACTIONS") {
+            Style::GitHub
+        } else if set("GITLAB_CI") {
+            Style::GitLab
+        } else if set("CI") || !is_terminal {
+            Style::Lines
+        } else {
+            Style::Live
+        }
+    }
+}
+
+/// What a host did, for the summary table at the end of a deploy.
+#[derive(Debug, Default)]
+struct HostTally {
+    first_start: Option<std::time::Instant>,
+    last_end: Option<std::time::Instant>,
+    slowest: Option<(String, Duration)>,
+    failed: Option<String>,
+    switched: bool,
+    rolled_back: bool,
+}
+
+#[derive(Default)]
+struct State {
+    hosts: indexmap::IndexMap<String, HostTally>,
+    /// Output of each running (host, task), shown in its CI group when it finishes.
+    buffered: std::collections::HashMap<(String, String), Vec<String>>,
+    bars: std::collections::HashMap<String, indicatif::ProgressBar>,
+}
+
 pub struct Reporter {
     format: Format,
+    style: Style,
     /// 0 default, 1 `-v` (commands), 2 `-vv` (their output); -1 `-q`.
     verbosity: i8,
     secrets: Vec<String>,
+    state: std::sync::Mutex<State>,
+    live: Option<indicatif::MultiProgress>,
 }
 
 impl Reporter {
@@ -108,9 +159,27 @@ impl Reporter {
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Reporter {
             format,
+            style: Style::Lines,
             verbosity,
             secrets,
+            state: Default::default(),
+            live: None,
         }
+    }
+
+    /// Lay plain output out in `style` (a live view only at the default verbosity).
+    pub fn with_style(mut self, style: Style) -> Reporter {
+        let style = if style == Style::Live && (self.verbosity != 0 || self.format == Format::Json)
+        {
+            Style::Lines
+        } else {
+            style
+        };
+        self.style = style;
+        if style == Style::Live {
+            self.live = Some(indicatif::MultiProgress::new());
+        }
+        self
     }
 
     pub fn mask(&self, text: &str) -> String {
@@ -124,15 +193,218 @@ impl Reporter {
     }
 
     pub fn emit(&self, event: Event<'_>) {
-        let line = match self.format {
-            Format::Json => Some(self.json(&event).to_string()),
-            Format::Plain => self.plain(&event),
+        self.tally(&event);
+        let line = match (self.format, self.style) {
+            (Format::Json, _) => Some(self.json(&event).to_string()),
+            (Format::Plain, Style::Lines) => self.plain(&event),
+            (Format::Plain, Style::Live) => self.live(&event),
+            (Format::Plain, Style::GitHub | Style::GitLab) => self.ci(&event),
         };
         if let Some(line) = line {
-            let line = self.mask(&line);
-            let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(stdout, "{line}");
+            self.print(&line);
         }
+        if let (Event::DeployFinished { ok, .. }, Format::Plain) = (&event, self.format) {
+            if self.verbosity >= 0 {
+                if let Some(table) = self.summary(*ok) {
+                    self.print(&table);
+                }
+            }
+        }
+    }
+
+    fn print(&self, line: &str) {
+        let line = self.mask(line);
+        match &self.live {
+            // Above the live lines, so they are never torn.
+            Some(live) => {
+                let _ = live.println(line.trim_end_matches('\n'));
+            }
+            None => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{line}");
+            }
+        }
+    }
+
+    /// Keep what the summary table and the CI groups need.
+    fn tally(&self, event: &Event<'_>) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        match *event {
+            Event::TaskStarted { host, task, .. } => {
+                let tally = state.hosts.entry(host.to_string()).or_default();
+                tally.first_start.get_or_insert(now);
+                state
+                    .buffered
+                    .insert((host.to_string(), task.to_string()), Vec::new());
+            }
+            Event::Output {
+                host, task, line, ..
+            } => {
+                if let Some(lines) = state
+                    .buffered
+                    .get_mut(&(host.to_string(), task.to_string()))
+                {
+                    lines.push(line.to_string());
+                }
+            }
+            Event::TaskFinished { host, result } => {
+                let tally = state.hosts.entry(host.to_string()).or_default();
+                tally.first_start.get_or_insert(now);
+                tally.last_end = Some(now);
+                if tally
+                    .slowest
+                    .as_ref()
+                    .is_none_or(|(_, d)| result.duration > *d)
+                {
+                    tally.slowest = Some((result.task.clone(), result.duration));
+                }
+                if result.failed() {
+                    tally.failed = Some(result.task.clone());
+                }
+            }
+            Event::HostFailed { host, task, .. } => {
+                state.hosts.entry(host.to_string()).or_default().failed = Some(task.to_string());
+            }
+            Event::Switched { host, .. } => {
+                state.hosts.entry(host.to_string()).or_default().switched = true
+            }
+            Event::RolledBack { host, .. } => {
+                state.hosts.entry(host.to_string()).or_default().rolled_back = true
+            }
+            _ => {}
+        }
+    }
+
+    /// The live view: one line per host showing its current task; results print above.
+    fn live(&self, event: &Event<'_>) -> Option<String> {
+        let live = self.live.as_ref()?;
+        match *event {
+            Event::TaskStarted { host, task, .. } => {
+                let mut state = self.state.lock().ok()?;
+                let bar = state.bars.entry(host.to_string()).or_insert_with(|| {
+                    let bar = live.add(indicatif::ProgressBar::new_spinner());
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{prefix:.bold} {spinner} {msg} {elapsed:.dim}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    bar.set_prefix(format!("[{host}]"));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                    bar
+                });
+                bar.set_message(task.to_string());
+                bar.reset_elapsed();
+                None
+            }
+            // Successes show on the live line; everything else prints as usual.
+            Event::TaskFinished { result, .. } if result.outcome == Outcome::Ok => None,
+            Event::DeployFinished { .. } => {
+                if let Ok(mut state) = self.state.lock() {
+                    for (_, bar) in state.bars.drain() {
+                        bar.finish_and_clear();
+                    }
+                }
+                self.plain(event)
+            }
+            _ => self.plain(event),
+        }
+    }
+
+    /// CI logs: each finished task as a collapsible group holding its output; failures annotated.
+    fn ci(&self, event: &Event<'_>) -> Option<String> {
+        match *event {
+            Event::TaskFinished { host, result } if result.outcome != Outcome::NotRun => {
+                let header = self.plain(event)?;
+                let lines = self
+                    .state
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.buffered.remove(&(host.to_string(), result.task.clone())))
+                    .unwrap_or_default();
+                let mut out = String::new();
+                if lines.is_empty() {
+                    out.push_str(&header);
+                }
+                let id = format!("{host}_{}", result.task)
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                match self.style {
+                    _ if lines.is_empty() => {}
+                    Style::GitHub => out.push_str(&format!("::group::{header}\n")),
+                    _ => out.push_str(&format!(
+                        "\x1b[0Ksection_start:{stamp}:{id}[collapsed=true]\r\x1b[0K{header}\n"
+                    )),
+                }
+                for line in &lines {
+                    out.push_str(&format!("[{host}] │ {line}\n"));
+                }
+                match self.style {
+                    _ if lines.is_empty() => {}
+                    Style::GitHub => out.push_str("::endgroup::"),
+                    _ => out.push_str(&format!("\x1b[0Ksection_end:{stamp}:{id}\r\x1b[0K")),
+                }
+                if let (Style::GitHub, Outcome::Failed { status, reason }) =
+                    (self.style, &result.outcome)
+                {
+                    let why = reason
+                        .clone()
+                        .unwrap_or_else(|| format!("exit status {}", status.unwrap_or(-1)));
+                    out.push_str(&format!(
+                        "\n::error title=dep: {} failed on {host}::{why}",
+                        result.task
+                    ));
+                }
+                Some(out)
+            }
+            // Inside groups only: output shows in its task's group.
+            Event::Output { .. } | Event::TaskStarted { .. } => None,
+            Event::HostFailed {
+                host,
+                task,
+                message,
+            } if self.style == Style::GitHub => Some(format!(
+                "{}\n::error title=dep: {task} failed on {host}::{message}",
+                self.plain(event)?
+            )),
+            _ => self.plain(event),
+        }
+    }
+
+    /// The table printed when a deploy ends: host, result, release, duration, slowest task.
+    fn summary(&self, ok: bool) -> Option<String> {
+        let state = self.state.lock().ok()?;
+        if state.hosts.is_empty() {
+            return None;
+        }
+        let mut rows = vec![["HOST", "RESULT", "DURATION", "SLOWEST TASK"].map(String::from)];
+        for (host, tally) in &state.hosts {
+            let result = match (&tally.failed, tally.rolled_back, tally.switched, ok) {
+                (Some(task), _, _, _) => format!("failed: {task}"),
+                (None, true, _, _) => "rolled back".to_string(),
+                (None, false, true, _) => "live".to_string(),
+                (None, false, false, true) => "ok".to_string(),
+                // The deploy failed elsewhere before this host switched: it is as it was.
+                (None, false, false, false) => "unchanged".to_string(),
+            };
+            let duration = match (tally.first_start, tally.last_end) {
+                (Some(start), Some(end)) => human_duration(end.saturating_duration_since(start)),
+                _ => "-".to_string(),
+            };
+            let slowest = tally
+                .slowest
+                .as_ref()
+                .map(|(task, d)| format!("{task} ({})", human_duration(*d)))
+                .unwrap_or_default();
+            rows.push([host.clone(), result, duration, slowest]);
+        }
+        Some(crate::table::render(&rows, ""))
     }
 
     fn plain(&self, event: &Event<'_>) -> Option<String> {

@@ -145,6 +145,47 @@ impl Loader {
     }
 }
 
+/// The text of a loaded file: a built-in recipe, or a file on disk.
+pub fn source_text(path: &Path) -> Option<String> {
+    let builtin = path
+        .to_str()
+        .and_then(|p| p.strip_prefix("<built-in>/recipes/"))
+        .and_then(|p| p.strip_suffix(".toml"));
+    match builtin {
+        Some(name) => BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.to_string()),
+        None => std::fs::read_to_string(path).ok(),
+    }
+}
+
+/// Where `needle` first appears inside task `task`'s table in `text` (or the table header),
+/// as line, column and a pointed snippet.
+pub fn locate_in_task(
+    text: &str,
+    task: &str,
+    needle: Option<&str>,
+) -> Option<(usize, usize, String)> {
+    let headers = [
+        format!("[tasks.\"{task}\"]"),
+        format!("[tasks.{task}]"),
+        format!("[tasks.'{task}']"),
+    ];
+    let start = headers.iter().filter_map(|h| text.find(h.as_str())).min()?;
+    let end = text[start + 1..]
+        .find("\n[")
+        .map_or(text.len(), |i| start + 1 + i);
+    let span = needle
+        .and_then(|n| {
+            text[start..end]
+                .find(n)
+                .map(|i| start + i..start + i + n.len())
+        })
+        .unwrap_or(start..start + text[start..].find('\n').unwrap_or(0));
+    Some(deployfile::pointed_snippet(text, span))
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),

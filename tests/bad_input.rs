@@ -162,10 +162,13 @@ after = "deploy:symlink"
 "#,
     );
     let file = deployfile(&project);
+    let (line, column, snippet) = pointed(&project, "aplication");
     assert_usage_error(
         &project,
         &["deploy", "test"],
-        &format!("error: {file}: task `app:notify`: host `h1`: undefined variable `aplication`\n"),
+        &format!(
+            "error: {file}:{line}:{column}: task `app:notify`: host `h1`: undefined variable `aplication`\n{snippet}"
+        ),
     );
 }
 
@@ -178,10 +181,13 @@ run = ["touch {{ (deployfile_dir ~ '/ran')|quote }}", "rm -rf {{ cache_dir }}/*"
 "#,
     );
     let file = deployfile(&project);
+    let (line, column, snippet) = pointed(&project, "cache_dir");
     assert_usage_error(
         &project,
         &["cache:clear", "test"],
-        &format!("error: {file}: task `cache:clear`: host `h1`: undefined variable `cache_dir`\n"),
+        &format!(
+            "error: {file}:{line}:{column}: task `cache:clear`: host `h1`: undefined variable `cache_dir`\n{snippet}"
+        ),
     );
     assert!(!project.join("ran").exists());
 }
@@ -322,8 +328,9 @@ fn a_shared_dir_outside_the_release_is_refused_before_anything_runs() {
     assert_usage_error(
         &project,
         &["deploy", "test"],
-        "error: <built-in>/recipes/common.toml: task `deploy:shared`: host `h1`: invalid operation: \
-         `../../etc` must be a relative path inside the release, without `..` (template line 3)\n",
+        "error: <built-in>/recipes/common.toml:56:1: task `deploy:shared`: host `h1`: invalid operation: \
+         `../../etc` must be a relative path inside the release, without `..` (template line 3)\n   |\n\
+         56 | [tasks.\"deploy:shared\"]\n   | ^^^^^^^^^^^^^^^^^^^^^^^\n",
     );
 }
 
@@ -337,4 +344,24 @@ fn a_bad_keep_releases_is_refused_before_anything_runs() {
         .expect_status(2)
         .stderr_has("`keep_releases` must be a number");
     assert!(!project.join("hosts").exists(), "{}", output.transcript());
+}
+
+/// Where `needle` first appears in the generated Deployfile: line, column and the pointed
+/// snippet dep prints under the message (gutter, source line, carets).
+fn pointed(project: &TestProject, needle: &str) -> (usize, usize, String) {
+    let text = project.deployfile_text();
+    let (index, source) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .expect("needle in the Deployfile");
+    let line = index + 1;
+    let column = source.find(needle).unwrap() + 1;
+    let gutter = " ".repeat(line.to_string().len());
+    let snippet = format!(
+        "{gutter} |\n{line} | {source}\n{gutter} | {}{}\n",
+        " ".repeat(column - 1),
+        "^".repeat(needle.len())
+    );
+    (line, column, snippet)
 }
