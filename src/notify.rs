@@ -163,7 +163,7 @@ impl Webhook {
                 parsed.scheme()
             ));
         }
-        if parsed.host_str().map_or(true, str::is_empty) {
+        if parsed.host_str().is_none_or(str::is_empty) {
             return Err(format!("notify webhook `{}` has no host", redact(url)));
         }
         let timeout = match raw.timeout {

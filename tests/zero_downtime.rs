@@ -166,7 +166,7 @@ fn assert_polled_during(samples: &Samples, hosts: &[&str], from: Instant, to: In
 #[track_caller]
 fn assert_all_after(samples: &Samples, after: Instant, before: Option<Instant>, version: &str) {
     for sample in &samples.0 {
-        if sample.started > after && before.map_or(true, |b| sample.started < b) {
+        if sample.started > after && before.is_none_or(|b| sample.started < b) {
             assert_eq!(
                 sample.ok_body(),
                 Some(version),
