@@ -258,6 +258,13 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
     .with_style(Style::detect(std::io::stdout().is_terminal(), |name| {
         std::env::var(name).ok()
     }));
+    // Running one task by hand (`dep artisan:migrate:status staging`): its output is the point.
+    let reporter = match &command {
+        Invocation::Task { name, .. } if name != "deploy" && name != "rollback" => {
+            reporter.with_output()
+        }
+        _ => reporter,
+    };
     let tasks = TaskSet::compile(&project)?;
     let mut options = Options {
         parallel: global.parallel,

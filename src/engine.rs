@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::join_all;
@@ -74,7 +74,9 @@ struct Shared<'p> {
     who: String,
     lock: LockInfo,
     /// Packed uploads by local path, packed once for all hosts.
-    payloads: HashMap<PathBuf, Payload>,
+    payloads: std::sync::Mutex<HashMap<PathBuf, Payload>>,
+    /// `dep deploy:unlock` by hand clears the lock whoever holds it, like `dep unlock`.
+    force_unlock: bool,
     parallel: Semaphore,
 }
 
@@ -168,9 +170,7 @@ impl<'p> Engine<'p> {
             if options.dry_run {
                 vars.set_placeholders(true);
             }
-            let backend = if options.dry_run {
-                Backend::DryRun(backend::dry_run::DryRun)
-            } else if host.local {
+            let real = if host.local {
                 Backend::Local(backend::local::Local)
             } else {
                 // Resolves the ssh config only: the connection is made on first use.
@@ -180,6 +180,13 @@ impl<'p> Engine<'p> {
                         message,
                     }
                 })?)
+            };
+            let backend = if options.dry_run {
+                Backend::DryRun(backend::dry_run::DryRun {
+                    reads: Some(Box::new(real)),
+                })
+            } else {
+                real
             };
             let mut checks = Vec::new();
             let stage_checks = host
@@ -215,7 +222,7 @@ impl<'p> Engine<'p> {
             id: crate::script::token(),
         };
         let controller = if options.dry_run {
-            Backend::DryRun(backend::dry_run::DryRun)
+            Backend::DryRun(backend::dry_run::DryRun::default())
         } else {
             Backend::Local(backend::local::Local)
         };
@@ -231,7 +238,8 @@ impl<'p> Engine<'p> {
                 started_at: release::now_rfc3339(),
                 who,
                 lock,
-                payloads: HashMap::new(),
+                payloads: Default::default(),
+                force_unlock: false,
                 parallel: Semaphore::new(options.parallel.max(1)),
             },
             hosts: runs,
@@ -276,16 +284,27 @@ impl<'p> Engine<'p> {
         };
         let result = match result {
             Ok(()) => Ok(()),
-            Err(error) if !self.switched => {
-                self.abort().await;
-                Err(error)
-            }
             Err(error) => {
-                let message = format!(
-                    "release {} is live on every host, but a step after the switch failed (`dep rollback` puts the previous release back)",
-                    self.shared.release
-                );
-                self.shared.reporter.emit(Event::Note { message: &message });
+                // Hosts that never switched: the release is failed there. Switched ones keep it.
+                self.abort().await;
+                let live: Vec<&str> = self
+                    .hosts
+                    .iter()
+                    .filter(|h| h.switched_from.is_some())
+                    .map(|h| h.host.name.as_str())
+                    .collect();
+                if !live.is_empty() {
+                    let on = if live.len() == self.hosts.len() {
+                        "every host".to_string()
+                    } else {
+                        live.join(", ")
+                    };
+                    let message = format!(
+                        "release {} is live on {on}, but the deploy failed (`dep rollback` puts the previous release back)",
+                        self.shared.release
+                    );
+                    self.shared.reporter.emit(Event::Note { message: &message });
+                }
                 Err(error)
             }
         };
@@ -305,11 +324,18 @@ impl<'p> Engine<'p> {
             }
         }
         let release = self.shared.release.clone();
-        self.shared.reporter.emit(Event::DeployFinished {
-            release: &release,
-            ok: result.is_ok(),
-            duration: started.elapsed(),
-        });
+        if self.shared.options.dry_run {
+            let message = format!(
+                "dry run: release {release} would be deployed; nothing was run on the hosts"
+            );
+            self.shared.reporter.emit(Event::Note { message: &message });
+        } else if !matches!(result, Err(Error::LockHeld(_))) {
+            self.shared.reporter.emit(Event::DeployFinished {
+                release: &release,
+                ok: result.is_ok(),
+                duration: started.elapsed(),
+            });
+        }
         result
     }
 
@@ -400,6 +426,15 @@ impl<'p> Engine<'p> {
                         .collect();
                     self.roll_back_switched(reasons, false).await?;
                 }
+                // The batch's hosts serve the previous release again: put them back (batch_end).
+                let failures: Vec<Option<StepFailure>> =
+                    self.hosts.iter_mut().map(|h| h.failure.take()).collect();
+                let _ = self.execute(&batch_end).await;
+                for (host, failure) in self.hosts.iter_mut().zip(failures) {
+                    if failure.is_some() {
+                        host.failure = failure;
+                    }
+                }
                 for host in &mut self.hosts {
                     host.active = true;
                 }
@@ -458,6 +493,7 @@ impl<'p> Engine<'p> {
     /// `dep TASK`: run any task, with `release_path` at the current release.
     pub async fn run_task(&mut self, name: &str) -> Result<()> {
         let plan = self.shared.tasks.expand(name)?;
+        self.shared.force_unlock = true;
         for task in &plan {
             if let Action::Builtin(builtin) = task.action {
                 if !matches!(builtin, Builtin::Cleanup | Builtin::Unlock) {
@@ -558,7 +594,7 @@ impl<'p> Engine<'p> {
     pub async fn read_states(&mut self) -> Result<()> {
         let outputs = join_all(self.hosts.iter().map(|h| async {
             let command = release::state_command(&h.deploy_path);
-            (h.backend.capture(&command).await, command)
+            (h.backend.read(&command).await, command)
         }))
         .await;
         let mut failures = Vec::new();
@@ -643,9 +679,7 @@ impl<'p> Engine<'p> {
                     crate::archive::pack(&path, &[])
                         .map_err(|e| config_error(format!("`artifact_path`: {e}")))?
                 };
-                self.shared
-                    .payloads
-                    .insert(PathBuf::from("<code>"), Arc::new(bytes));
+                self.shared.code(Arc::new(bytes));
                 self.shared.revision = vars.value_string("artifact_revision").unwrap_or_default();
             }
             "upload" => {
@@ -661,9 +695,7 @@ impl<'p> Engine<'p> {
                 let dir = self.shared.project.root.join(&from);
                 let packed = crate::archive::pack(&dir, &exclude)
                     .map_err(|e| config_error(format!("`upload_from`: {e}")))?;
-                self.shared
-                    .payloads
-                    .insert(PathBuf::from("<code>"), Arc::new(packed));
+                self.shared.code(Arc::new(packed));
                 let head = backend::local::Local
                     .capture(&format!(
                         "git -C {} rev-parse HEAD 2>/dev/null",
@@ -706,19 +738,14 @@ impl<'p> Engine<'p> {
             let was = self.shared.options.dry_run;
             host.vars.set_placeholders(true);
             for task in plan.iter().filter(|t| t.applies_to(&host.host.roles)) {
-                if let Action::Upload { from, .. } = &task.action {
-                    let from = host
-                        .vars
-                        .render(&task.name, from)
-                        .map_err(|m| template_error(task, &host.host, m))?;
-                    let path = self.shared.project.root.join(from);
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        self.shared.payloads.entry(path)
-                    {
-                        let packed = crate::archive::pack(slot.key(), &[])
+                if let Action::Upload { from, to } = &task.action {
+                    // Packed when first used: a `local` task before it may build what it sends.
+                    for text in [from, to] {
+                        host.vars
+                            .render(&task.name, text)
                             .map_err(|m| template_error(task, &host.host, m))?;
-                        slot.insert(Arc::new(packed));
                     }
+                    continue;
                 }
                 if matches!(
                     task.action,
@@ -853,14 +880,20 @@ impl<'p> Engine<'p> {
                 shared.lock.acquire_command(&h.deploy_path),
                 release::state_command(&h.deploy_path)
             );
+            let started = Instant::now();
             if h.backend.is_dry_run() {
                 shared.reporter.emit(Event::DryRun {
                     host: &h.host.name,
                     task,
                     command: &shared.lock.acquire_command(&h.deploy_path),
                 });
+                // A dry run takes no lock, but reads the state to name the release truly.
+                let state = h
+                    .backend
+                    .read(&release::state_command(&h.deploy_path))
+                    .await;
+                return (state, command, started.elapsed());
             }
-            let started = Instant::now();
             (
                 h.backend.capture(&command).await,
                 command,
@@ -995,6 +1028,7 @@ impl<'p> Engine<'p> {
                     host.failure = Some(step_failure(&host.host.name, result));
                     failed = true;
                 }
+                None if host.backend.is_dry_run() => {}
                 None => {
                     host.switched_from =
                         Some((host.state.current.clone(), host.state.previous.clone()));
@@ -1094,7 +1128,53 @@ impl<'p> Engine<'p> {
     }
 
     /// Run the health checks of `phase` on the active hosts, concurrently; (host, why) per failure.
-    async fn run_checks(&self, phase: Phase) -> Vec<(String, String)> {
+    async fn run_checks(&mut self, phase: Phase) -> Vec<(String, String)> {
+        // Dynamic variables the checks use are evaluated on each host first.
+        let mut failed = Vec::new();
+        for host in self
+            .hosts
+            .iter_mut()
+            .filter(|h| h.active && h.failure.is_none())
+        {
+            let mut needed = Vec::new();
+            for check in host.checks.iter().filter(|c| c.phase == phase) {
+                for name in host
+                    .vars
+                    .dynamic_needed(check.template())
+                    .unwrap_or_default()
+                {
+                    if !needed.contains(&name) {
+                        needed.push(name);
+                    }
+                }
+            }
+            if host.backend.is_dry_run() {
+                continue;
+            }
+            for name in needed {
+                let Ok(command) = host.vars.dynamic_command(&name) else {
+                    continue;
+                };
+                let output = host.backend.capture(&command).await;
+                if output.success() {
+                    host.vars.set_dynamic(
+                        &name,
+                        output.stdout.trim_end_matches(['\n', '\r']).to_string(),
+                    );
+                } else {
+                    failed.push((
+                        host.host.name.clone(),
+                        format!("dynamic variable `{name}` failed: {}", output.stderr.trim()),
+                    ));
+                }
+            }
+        }
+        let mut failures = self.run_checks_now(phase).await;
+        failures.extend(failed);
+        failures
+    }
+
+    async fn run_checks_now(&self, phase: Phase) -> Vec<(String, String)> {
         let reporter = self.shared.reporter;
         // Before the switch the new release is checked; after it, what `current` serves.
         let cwd_var = if phase == Phase::PreSwitch {
@@ -1139,7 +1219,28 @@ impl<'p> Engine<'p> {
                         let mut verdict = Err(String::new());
                         for attempt in 1..=check.attempts {
                             let started = Instant::now();
-                            let output = h.backend.capture(&command).await;
+                            // The check's own timeout bounds it, whatever the command does.
+                            let limit = check.timeout + Duration::from_secs(2);
+                            let output = match tokio::time::timeout(
+                                limit,
+                                h.backend.capture(&command),
+                            )
+                            .await
+                            {
+                                Ok(output) => output,
+                                Err(_) => backend::Output {
+                                    status: None,
+                                    reason: Some(format!(
+                                        "timed out after {}",
+                                        backend::human_duration(check.timeout)
+                                    )),
+                                    stdout: String::new(),
+                                    stderr: format!(
+                                        "timed out after {}",
+                                        backend::human_duration(check.timeout)
+                                    ),
+                                },
+                            };
                             verdict = check.judge(
                                 output.status,
                                 &output.stdout,
@@ -1274,12 +1375,16 @@ impl<'p> Engine<'p> {
             }));
             return Err(self.inconsistent(problems).await);
         }
-        let message = format!(
-            "rolled back {} host{} to the release {} had before; verified",
-            restored.len(),
-            if restored.len() == 1 { "" } else { "s" },
-            if restored.len() == 1 { "it" } else { "they" }
-        );
+        let message = if restored.is_empty() {
+            "there was no release before this one: `current` was removed again".to_string()
+        } else {
+            format!(
+                "rolled back {} host{} to the release {} had before; verified",
+                restored.len(),
+                if restored.len() == 1 { "" } else { "s" },
+                if restored.len() == 1 { "it" } else { "they" }
+            )
+        };
         self.shared.reporter.emit(Event::Note { message: &message });
         Ok(())
     }
@@ -1431,15 +1536,20 @@ impl<'p> Engine<'p> {
     async fn abort(&mut self) {
         let failed = self.log_entry(Status::Failed, true);
         let release = self.shared.release.clone();
-        join_all(self.hosts.iter().filter(|h| h.locked).map(|h| {
-            let mark = format!(
-                "if [ -d {dp}/releases/{r} ]; then {append}; fi",
-                dp = quote(&h.deploy_path),
-                r = quote(&release),
-                append = failed.append_command(&h.deploy_path)
-            );
-            async move { h.backend.capture(&mark).await }
-        }))
+        join_all(
+            self.hosts
+                .iter()
+                .filter(|h| h.locked && h.switched_from.is_none())
+                .map(|h| {
+                    let mark = format!(
+                        "if [ -d {dp}/releases/{r} ]; then {append}; fi",
+                        dp = quote(&h.deploy_path),
+                        r = quote(&release),
+                        append = failed.append_command(&h.deploy_path)
+                    );
+                    async move { h.backend.capture(&mark).await }
+                }),
+        )
         .await;
     }
 
@@ -1632,7 +1742,12 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
         }
         Action::Upload { from, to } => {
             let path = shared.project.root.join(render(from)?);
-            let payload = shared.payloads.get(&path).cloned().unwrap_or_default();
+            // Packed when first needed (a `local` build task may have just made it), once.
+            let payload = if host.backend.is_dry_run() && !path.exists() {
+                Arc::default()
+            } else {
+                shared.packed(&path)?
+            };
             let to = render(to)?;
             let mut command = Command::new(
                 &task.name,
@@ -1671,7 +1786,11 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
                     &task.name,
                     format!("tar -xzf - -C {}", quote(&release_path)),
                 );
-                command.stdin = shared.payloads.get(&PathBuf::from("<code>")).cloned();
+                command.stdin = shared
+                    .payloads
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(&PathBuf::from("<code>")).cloned());
                 return Ok(vec![finish(command, task, vars)?]);
             }
             _ => {
@@ -1708,6 +1827,9 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
                 let names: Vec<String> = remove.iter().map(|r| quote(r)).collect();
                 format!("cd {}/releases && rm -rf -- {}", quote(dp), names.join(" "))
             }
+        }
+        Action::Builtin(Builtin::Unlock) if shared.force_unlock => {
+            LockInfo::force_release_command(dp)
         }
         Action::Builtin(Builtin::Unlock) => shared.lock.release_command(dp),
         Action::Builtin(Builtin::Dotenv) => {
@@ -1772,6 +1894,29 @@ fn truthy(value: &serde_json::Value) -> bool {
         serde_json::Value::String(s) => matches!(s.as_str(), "1" | "true" | "yes" | "on"),
         serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
         _ => false,
+    }
+}
+
+impl Shared<'_> {
+    /// The code the upload and artifact strategies send, packed once for every host.
+    fn code(&self, bytes: Payload) {
+        if let Ok(mut payloads) = self.payloads.lock() {
+            payloads.insert(PathBuf::from("<code>"), bytes);
+        }
+    }
+
+    /// `path` packed with tar+gzip, once per run whatever the number of hosts.
+    fn packed(&self, path: &std::path::Path) -> Result<Payload, String> {
+        let mut payloads = self
+            .payloads
+            .lock()
+            .map_err(|_| "the upload cache is unusable".to_string())?;
+        if let Some(payload) = payloads.get(path) {
+            return Ok(payload.clone());
+        }
+        let payload: Payload = Arc::new(crate::archive::pack(path, &[])?);
+        payloads.insert(path.to_path_buf(), payload.clone());
+        Ok(payload)
     }
 }
 

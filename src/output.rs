@@ -142,6 +142,8 @@ pub struct Reporter {
     secrets: Vec<String>,
     state: std::sync::Mutex<State>,
     live: Option<indicatif::MultiProgress>,
+    /// Show commands' output at the default verbosity (`dep TASK`, where it is the point).
+    show_output: bool,
 }
 
 impl Reporter {
@@ -164,7 +166,18 @@ impl Reporter {
             secrets,
             state: Default::default(),
             live: None,
+            show_output: false,
         }
+    }
+
+    /// Show what commands print without `-vv` (running one task by hand).
+    pub fn with_output(mut self) -> Reporter {
+        self.show_output = true;
+        if self.style == Style::Live {
+            self.style = Style::Lines;
+            self.live = None;
+        }
+        self
     }
 
     /// Lay plain output out in `style` (a live view only at the default verbosity).
@@ -182,6 +195,20 @@ impl Reporter {
         self
     }
 
+    fn mask_json(&self, value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as J;
+        match value {
+            J::String(s) => J::String(self.mask(&s)),
+            J::Array(items) => J::Array(items.into_iter().map(|v| self.mask_json(v)).collect()),
+            J::Object(map) => J::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, self.mask_json(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     pub fn mask(&self, text: &str) -> String {
         let mut masked = text.to_string();
         for secret in &self.secrets {
@@ -195,7 +222,8 @@ impl Reporter {
     pub fn emit(&self, event: Event<'_>) {
         self.tally(&event);
         let line = match (self.format, self.style) {
-            (Format::Json, _) => Some(self.json(&event).to_string()),
+            // Masked value by value, before JSON escaping could hide a secret from the mask.
+            (Format::Json, _) => Some(self.mask_json(self.json(&event)).to_string()),
             (Format::Plain, Style::Lines) => self.plain(&event),
             (Format::Plain, Style::Live) => self.live(&event),
             (Format::Plain, Style::GitHub | Style::GitLab) => self.ci(&event),
@@ -424,7 +452,9 @@ impl Reporter {
                 "[{host}] ▶ {task}\n{}",
                 indent(&format!("$ {command}"), &format!("[{host}]   "))
             )),
-            Event::Output { host, line, .. } if v >= 2 => Some(format!("[{host}] │ {line}")),
+            Event::Output { host, line, .. } if v >= 2 || (v >= 0 && self.show_output) => {
+                Some(format!("[{host}] │ {line}"))
+            }
             Event::Retry {
                 host,
                 task,
@@ -471,6 +501,9 @@ impl Reporter {
             Event::Switched { host, release } if v >= 0 => {
                 Some(format!("[{host}] ⇒ current -> releases/{release}"))
             }
+            Event::RolledBack { host, from, .. } if v >= 0 && to_none(event) => Some(format!(
+                "[{host}] ⇐ current removed (was {from}; there was no release before)"
+            )),
             Event::RolledBack { host, from, to } if v >= 0 => {
                 Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})"))
             }
@@ -597,6 +630,10 @@ fn secret_forms(secret: &str) -> Vec<String> {
         .replace('\n', "\\n")
         .replace('$', "\\$");
     vec![secret.to_string(), shell(secret), shell(&dotenv), dotenv]
+}
+
+fn to_none(event: &Event<'_>) -> bool {
+    matches!(event, Event::RolledBack { to: "(none)", .. })
 }
 
 fn plural(n: usize) -> &'static str {

@@ -6,8 +6,12 @@ use super::{Outcome, StepResult};
 use crate::command::Command;
 use crate::output::{Event, Reporter};
 
-#[derive(Debug, Default)]
-pub struct DryRun;
+/// Prints instead of running; reads (the hosts' state) still go to the real backend, if any,
+/// so a dry run shows what would really happen (the real next release, rollback's target).
+#[derive(Default)]
+pub struct DryRun {
+    pub reads: Option<Box<super::Backend>>,
+}
 
 impl DryRun {
     pub fn run(&self, host: &str, batch: &[Command], reporter: &Reporter) -> Vec<StepResult> {

@@ -193,6 +193,20 @@ impl Backend {
         }
     }
 
+    /// Run a read-only command: like `capture`, but a dry run also reads the real host.
+    pub async fn read(&self, command: &str) -> Output {
+        match self {
+            Backend::DryRun(dry) => match &dry.reads {
+                Some(real) => Box::pin(real.capture(command)).await,
+                None => Output {
+                    status: Some(0),
+                    ..Output::default()
+                },
+            },
+            other => other.capture(command).await,
+        }
+    }
+
     pub fn is_dry_run(&self) -> bool {
         matches!(self, Backend::DryRun(_))
     }
@@ -224,8 +238,25 @@ fn failed_to_start(batch: &[Command], reason: String) -> Vec<StepResult> {
 /// How many trailing lines of a command's output a result keeps.
 const TAIL_LINES: usize = 40;
 
+/// The result of a finished command from what its run has shown so far.
+fn result_of(command: &Command, p: &Progress) -> StepResult {
+    let outcome = p.outcome.clone().unwrap_or(Outcome::NotRun);
+    let failed = matches!(outcome, Outcome::Failed { .. });
+    StepResult {
+        task: command.task.clone(),
+        command: command.shell(),
+        tolerated: failed && command.continue_on_failure,
+        outcome,
+        duration: p.duration,
+        stdout: p.stdout.join("\n"),
+        stderr: p.stderr.join("\n"),
+    }
+}
+
 #[derive(Default)]
 struct Progress {
+    /// Its TaskFinished was already emitted.
+    reported: bool,
     started: Option<Instant>,
     duration: Duration,
     outcome: Option<Outcome>,
@@ -341,6 +372,13 @@ pub async fn drive(
                             reason: None,
                         },
                     });
+                    // Reported as soon as the script says so, not when the whole run ends.
+                    let result = result_of(&batch[index], p);
+                    reporter.emit(Event::TaskFinished {
+                        host,
+                        result: &result,
+                    });
+                    p.reported = true;
                 }
                 _ => {}
             }
@@ -393,16 +431,25 @@ pub async fn drive(
             p.duration
         };
         let failed = matches!(outcome, Outcome::Failed { .. });
+        // Only a command that ran to its own exit status can be tolerated: a timeout or a lost
+        // connection ends the whole script, so the commands after it never ran.
+        let exited = matches!(
+            outcome,
+            Outcome::Failed {
+                status: Some(_),
+                ..
+            }
+        );
         let result = StepResult {
             task: command.task.clone(),
             command: command.shell(),
-            tolerated: failed && command.continue_on_failure,
+            tolerated: failed && exited && command.continue_on_failure,
             outcome,
             duration,
             stdout: p.stdout.join("\n"),
             stderr: p.stderr.join("\n"),
         };
-        if result.outcome != Outcome::NotRun {
+        if result.outcome != Outcome::NotRun && !p.reported {
             reporter.emit(Event::TaskFinished {
                 host,
                 result: &result,
