@@ -141,6 +141,9 @@ struct TaskArgs {
     selector: Option<String>,
     #[arg(long)]
     dry_run: bool,
+    /// The release a task works on, for tasks that take one (`dep db:restore STAGE --release R`)
+    #[arg(long, value_name = "RELEASE")]
+    release: Option<String>,
     #[command(flatten)]
     global: Global,
 }
@@ -195,6 +198,9 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
                 .map_err(|e| Error::Usage(e.to_string().trim().to_string()))?;
             global.file = parsed.global.file.or(global.file);
             global.options.extend(parsed.global.options);
+            if let Some(release) = parsed.release {
+                global.options.push(format!("backup_release={release}"));
+            }
             global.verbose += parsed.global.verbose;
             global.quiet |= parsed.global.quiet;
             global.json |= parsed.global.json;

@@ -124,6 +124,8 @@ struct HostTally {
     failed: Option<String>,
     switched: bool,
     rolled_back: bool,
+    /// The release `current` points at after this run, when the run changed it.
+    release: Option<String>,
 }
 
 #[derive(Default)]
@@ -249,7 +251,7 @@ impl Reporter {
             }
             None => {
                 let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{line}");
+                let _ = writeln!(stdout, "{}", line.trim_end_matches('\n'));
             }
         }
     }
@@ -296,11 +298,15 @@ impl Reporter {
             Event::HostFailed { host, task, .. } => {
                 state.hosts.entry(host.to_string()).or_default().failed = Some(task.to_string());
             }
-            Event::Switched { host, .. } => {
-                state.hosts.entry(host.to_string()).or_default().switched = true
+            Event::Switched { host, release } => {
+                let tally = state.hosts.entry(host.to_string()).or_default();
+                tally.switched = true;
+                tally.release = Some(release.to_string());
             }
-            Event::RolledBack { host, .. } => {
-                state.hosts.entry(host.to_string()).or_default().rolled_back = true
+            Event::RolledBack { host, to, .. } => {
+                let tally = state.hosts.entry(host.to_string()).or_default();
+                tally.rolled_back = true;
+                tally.release = Some(to.to_string());
             }
             _ => {}
         }
@@ -411,7 +417,8 @@ impl Reporter {
         if state.hosts.is_empty() {
             return None;
         }
-        let mut rows = vec![["HOST", "RESULT", "DURATION", "SLOWEST TASK"].map(String::from)];
+        let mut rows =
+            vec![["HOST", "RESULT", "CURRENT", "DURATION", "SLOWEST TASK"].map(String::from)];
         for (host, tally) in &state.hosts {
             let result = match (&tally.failed, tally.rolled_back, tally.switched, ok) {
                 (Some(task), _, _, _) => format!("failed: {task}"),
@@ -430,7 +437,11 @@ impl Reporter {
                 .as_ref()
                 .map(|(task, d)| format!("{task} ({})", human_duration(*d)))
                 .unwrap_or_default();
-            rows.push([host.clone(), result, duration, slowest]);
+            let current = tally
+                .release
+                .clone()
+                .unwrap_or_else(|| "(unchanged)".to_string());
+            rows.push([host.clone(), result, current, duration, slowest]);
         }
         Some(crate::table::render(&rows, ""))
     }

@@ -2,15 +2,23 @@
 
 #[test]
 fn readme_usage_block_is_dep_help() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let block = readme
         .split("## Usage")
         .nth(1)
         .and_then(|usage| usage.split("```text\n").nth(1))
         .and_then(|rest| rest.split("\n```").next())
         .expect("README.md has a ```text block under ## Usage");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dep")).arg("--help").output().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dep"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(block, help.trim_end(), "update README.md's usage block to the output of `dep --help`");
+    assert_eq!(
+        block,
+        help.trim_end(),
+        "update README.md's usage block to the output of `dep --help`"
+    );
 }
