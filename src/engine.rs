@@ -756,6 +756,18 @@ impl<'p> Engine<'p> {
                 commands_for(&self.shared, task, host)
                     .map_err(|m| template_error(task, &host.host, m))?;
             }
+            // Health checks render too: a typo must not surface only after the switch.
+            for check in &host.checks {
+                host.vars
+                    .render(&check.name, check.template())
+                    .map_err(|message| Error::Config {
+                        path: self.shared.project.deployfile.clone(),
+                        message: format!(
+                            "health check `{}`: host `{}`: {message}",
+                            check.name, host.host.name
+                        ),
+                    })?;
+            }
             host.vars.set_placeholders(was);
         }
         Ok(())
@@ -905,7 +917,9 @@ impl<'p> Engine<'p> {
         let mut taken = Vec::new();
         for (host, (output, command, duration)) in self.hosts.iter_mut().zip(outputs) {
             let first = output.stdout.lines().next().unwrap_or_default();
-            if host.backend.is_dry_run() || (output.success() && first == lock::TAKEN) {
+            // A dry run takes no lock, but must still have read the host.
+            let dry_read = host.backend.is_dry_run() && output.success();
+            if dry_read || (output.success() && first == lock::TAKEN) {
                 host.locked = true;
                 host.state = HostState::parse(&output.stdout);
                 if !host.backend.is_dry_run() {
@@ -1469,11 +1483,19 @@ impl<'p> Engine<'p> {
             .await?;
         for h in &mut self.hosts {
             let from = h.state.current.clone().unwrap_or_default();
-            self.shared.reporter.emit(Event::RolledBack {
-                host: &h.host.name,
-                from: &from,
-                to: &target,
-            });
+            if h.backend.is_dry_run() {
+                let message = format!(
+                    "[{}] dry run: would go back to {target} (from {from})",
+                    h.host.name
+                );
+                self.shared.reporter.emit(Event::Note { message: &message });
+            } else {
+                self.shared.reporter.emit(Event::RolledBack {
+                    host: &h.host.name,
+                    from: &from,
+                    to: &target,
+                });
+            }
             h.vars.set("release_name", target.clone());
             h.vars.set("previous_release", from);
         }
@@ -1615,7 +1637,8 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
         let needed = match dynamic_needed(task, &host.vars) {
             Ok(needed) => needed,
             Err(message) => {
-                host.failure = Some(render_failure(host, task, message));
+                let failure = render_failure(host, task, message);
+                fail(shared, host, failure);
                 break;
             }
         };
@@ -1627,7 +1650,8 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
                 let command = match host.vars.dynamic_command(&name) {
                     Ok(command) => command,
                     Err(message) => {
-                        host.failure = Some(render_failure(host, task, message));
+                        let failure = render_failure(host, task, message);
+                        fail(shared, host, failure);
                         return;
                     }
                 };
@@ -1642,7 +1666,7 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
                             output.status.unwrap_or(-1)
                         ))
                     ));
-                    host.failure = Some(failure);
+                    fail(shared, host, failure);
                     return;
                 }
                 host.vars.set_dynamic(
@@ -1654,7 +1678,8 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
         match commands_for(shared, task, host) {
             Ok(commands) => pending.extend(commands),
             Err(message) => {
-                host.failure = Some(render_failure(host, task, message));
+                let failure = render_failure(host, task, message);
+                fail(shared, host, failure);
                 break;
             }
         }
@@ -2033,6 +2058,22 @@ fn template_error(task: &Task, host: &Host, message: String) -> Error {
         message: format!("host `{}`: {message}", host.name),
         location,
     }
+}
+
+fn fail(shared: &Shared<'_>, host: &mut HostRun, failure: StepFailure) {
+    report_failure(shared.reporter, &failure);
+    host.failure = Some(failure);
+}
+
+/// A failure found before a command ran (a template, a dynamic variable, an upload): reported
+/// now, since no task result will show it.
+fn report_failure(reporter: &Reporter, failure: &StepFailure) {
+    let message = failure.reason.clone().unwrap_or_default();
+    reporter.emit(Event::HostFailed {
+        host: &failure.host,
+        task: &failure.task,
+        message: &message,
+    });
 }
 
 fn render_failure(host: &HostRun, task: &Task, message: String) -> StepFailure {

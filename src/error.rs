@@ -39,7 +39,7 @@ impl Display for StepFailure {
         }
         let tail = self.stderr_tail.trim_end();
         if !tail.is_empty() {
-            write!(f, "\n  stderr:")?;
+            write!(f, "\n  output:")?;
             for line in tail.lines() {
                 write!(f, "\n  │ {line}")?;
             }
@@ -155,7 +155,7 @@ pub enum Error {
         current: Vec<(String, String)>,
     },
 
-    #[error("release {release} failed its health checks; every host was rolled back to the release it had, and the rollback was verified:\n  {}", failures.join("\n  "))]
+    #[error("release {release} failed its health checks; the hosts checked were rolled back to the release they had, and the rollback was verified:\n  {}", failures.join("\n  "))]
     HealthFailed {
         release: String,
         failures: Vec<String>,

@@ -157,6 +157,11 @@ impl HealthCheck {
                 )
             }
             Probe::Command(_) => {
+                if status.is_none() {
+                    let why =
+                        last_line(stderr).unwrap_or_else(|| "the command did not finish".into());
+                    return Err(why);
+                }
                 if status != Some(0) {
                     let why = last_line(stderr)
                         .or_else(|| last_line(stdout))

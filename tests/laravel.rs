@@ -193,8 +193,20 @@ impl PhpServer {
         server
     }
 
-    /// GET `path`: the status code and the body.
+    /// GET `path`: the status code and the body (retried twice: a loaded CI machine can stall
+    /// php's built-in server for a moment).
     fn get(&self, path: &str) -> (u16, String) {
+        for attempt in 1..=3 {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.get_once(path))) {
+                Ok(response) => return response,
+                Err(panic) if attempt == 3 => std::panic::resume_unwind(panic),
+                Err(_) => thread::sleep(Duration::from_millis(500)),
+            }
+        }
+        unreachable!("the third attempt returns or panics")
+    }
+
+    fn get_once(&self, path: &str) -> (u16, String) {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("cannot connect to php -S on {}: {e}", self.addr));
         stream
