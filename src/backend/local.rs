@@ -74,13 +74,37 @@ impl Local {
 
     /// Run one command with `bash -c` and collect its output.
     pub async fn capture(&self, command: &str) -> Output {
-        let output = Command::new("bash")
+        let mut std_command = std::process::Command::new("bash");
+        std_command
             .arg("-c")
             .arg(command)
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await;
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Its own process group: abandoning the capture (a health check's timeout) stops
+        // everything it started, not only bash.
+        std_command.process_group(0);
+        let child = match Command::from(std_command).spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                return Output {
+                    status: None,
+                    reason: Some(format!("cannot start bash: {e}")),
+                    ..Output::default()
+                }
+            }
+        };
+        let pid = child.id().unwrap_or(0) as i32;
+        let mut guard = KillGuard::new(move || {
+            if pid > 0 {
+                // SAFETY: killpg only sends a signal to the group created above.
+                unsafe {
+                    libc::killpg(pid, libc::SIGKILL);
+                }
+            }
+        });
+        let output = child.wait_with_output().await;
+        guard.disarm();
         match output {
             Ok(output) => Output {
                 status: output.status.code(),

@@ -1,0 +1,48 @@
+//! A health check that hangs fails at its timeout, and what it started is stopped with it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::project::{TestProject, T1, T2};
+
+/// Processes running this test's distinctive `sleep 28.8642` (zombies excluded).
+fn hanging() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let cmdline = std::fs::read(path.join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            let zombie = stat.rsplit(") ").next()?.starts_with('Z');
+            (!zombie && cmdline.windows(7).any(|w| w == b"28.8642")).then_some(())
+        })
+        .count()
+}
+
+#[test]
+fn a_hanging_command_check_times_out_and_leaves_nothing_running() {
+    let project = TestProject::new().fleet(2);
+    project.deploy_at(T1);
+    let project =
+        project.top("[[health]]\nname = \"slow\"\ncommand = \"sleep 28.8642\"\ntimeout = \"1s\"\n");
+    let started = Instant::now();
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    output.expect_status(5);
+    output.stderr_has("the fleet is inconsistent:");
+    output.stdout_has("✗ health check slow: timed out after 1s");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hanging() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} check processes still run",
+            hanging()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
