@@ -1,7 +1,7 @@
 //! Webhook delivery against tiny HTTP servers on 127.0.0.1: bodies, retries, give-ups, triggers
 //! and redaction. No outside network.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -9,14 +9,10 @@ use std::time::{Duration, Instant};
 
 use dep::notify::{payload, send, Kind, Notice, Trigger, Webhook};
 
+mod support;
+
 /// One request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    content_type: Option<String>,
-    body: String,
-}
+use support::web::{read_request, Hooked as Seen};
 
 /// What the server does with the n-th request: answer with a status, or hold the connection
 /// open without answering.
@@ -65,40 +61,6 @@ impl Server {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
-}
-
-fn read_request(stream: &TcpStream) -> Option<Seen> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut content_type = None;
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-type" => content_type = Some(value.trim().to_string()),
-            "content-length" => length = value.trim().parse().ok()?,
-            _ => {}
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Seen {
-        method,
-        path,
-        content_type,
-        body: String::from_utf8(body).ok()?,
-    })
 }
 
 fn respond(mut stream: TcpStream, reply: Reply) {

@@ -710,7 +710,8 @@ impl HookServer {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Hooked> {
+/// Read one HTTP/1 request (line, headers, a Content-Length body) from a test server's stream.
+pub fn read_request(stream: &TcpStream) -> Option<Hooked> {
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
