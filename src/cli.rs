@@ -171,6 +171,7 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             return exit::TASK_FAILED;
         }
     };
+    raise_open_file_limit();
     let mut secrets = Vec::new();
     let result = runtime.block_on(dispatch(cli, &mut secrets));
     match result {
@@ -387,6 +388,20 @@ enum Invocation {
         selector: Option<String>,
         dry_run: bool,
     },
+}
+
+/// One SSH connection per host stays open for the whole run: lift the soft open-file limit to
+/// the hard one so large fleets do not run out of descriptors.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// The hosts a selector picks. Commands that change hosts need one; the others default to all.
