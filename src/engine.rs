@@ -777,7 +777,20 @@ impl<'p> Engine<'p> {
         let mut index = 0;
         while index < plan.len() {
             let task = &plan[index];
-            if task.is_barrier() {
+            if task.action == Action::Builtin(Builtin::Unlock) {
+                // The whole fleet waits here for the health checks; then each host unlocks and
+                // goes on with what follows (cleanup) in the same script.
+                self.check()?;
+                if self.deploying && self.switched && !self.rolling {
+                    self.verify_switch(false).await?;
+                }
+                let end = plan[index + 1..]
+                    .iter()
+                    .position(|t| t.is_barrier())
+                    .map_or(plan.len(), |p| index + 1 + p);
+                self.segment(&plan[index..end]).await;
+                index = end;
+            } else if task.is_barrier() {
                 self.check()?;
                 self.barrier(task).await?;
                 index += 1;
@@ -823,13 +836,7 @@ impl<'p> Engine<'p> {
                 self.check()?;
                 self.switch_all(task).await
             }
-            Action::Builtin(Builtin::Unlock) => {
-                if self.deploying && self.switched && !self.rolling {
-                    self.verify_switch(false).await?;
-                }
-                self.segment(std::slice::from_ref(task)).await;
-                Ok(())
-            }
+
             Action::Builtin(Builtin::Rollback) => self.rollback_all(task).await,
             _ if (task.local || task.once) && !self.once_done.insert(task.name.clone()) => Ok(()),
             _ if task.local => {
