@@ -29,12 +29,24 @@ pub struct StepFailure {
 impl Display for StepFailure {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(f, "host `{}`, task `{}`: ", self.host, self.task)?;
-        match (self.status, &self.reason) {
+        // Transport errors name the host themselves; it is named once already.
+        let reason = self.reason.as_deref().map(|r| {
+            r.strip_prefix(&format!("host `{}`: ", self.host))
+                .unwrap_or(r)
+        });
+        match (self.status, reason) {
             (_, Some(reason)) => write!(f, "{reason}")?,
             (Some(code), None) => write!(f, "command exited with status {code}")?,
             (None, None) => write!(f, "command did not finish")?,
         }
-        if !self.command.is_empty() {
+        // A command the host never got to run (no connection, refused key) is not worth showing.
+        let never_ran = self.status.is_none()
+            && reason.is_some_and(|r| {
+                ["cannot connect", "authentication failed", "host key"]
+                    .iter()
+                    .any(|m| r.contains(m))
+            });
+        if !self.command.is_empty() && !never_ran {
             write!(f, "\n  command: {}", first_lines(&self.command, 6))?;
         }
         let tail = self.stderr_tail.trim_end();

@@ -544,7 +544,10 @@ impl Reporter {
             } if v >= 0 => Some(if ok {
                 format!("release {release} is live ({})", human_duration(duration))
             } else {
-                format!("release {release} failed ({})", human_duration(duration))
+                format!(
+                    "deploy failed after {}: release {release} is not live",
+                    human_duration(duration)
+                )
             }),
             Event::Note { message } if v >= 0 => Some(message.to_string()),
             _ => None,

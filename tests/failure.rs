@@ -40,7 +40,7 @@ after = "deploy:update_code"
          command: test h2 != h2\n"
     );
     output.stdout_has("[h2] ✗ check: exit status 1");
-    output.stdout_has(&format!("release {T1} failed"));
+    output.stdout_has(&format!("release {T1} is not live"));
     for host in HOSTS {
         assert_eq!(project.current(host), None, "{host} switched");
         assert_eq!(project.previous(host), None, "{host}");

@@ -383,7 +383,7 @@ fn connection_errors_name_the_host_and_the_cause() {
         .run_env(&["hello", "test"], &env(&fleet, &[]))
         .expect_status(1)
         .stderr_has(&format!(
-            "host `host0`: cannot connect to {}:{closed_port}: connection refused",
+            "host `host0`, task `read state`: cannot connect to {}:{closed_port}: connection refused",
             fleet.host(0).ip()
         ));
 
@@ -396,7 +396,7 @@ fn connection_errors_name_the_host_and_the_cause() {
         .run_env(&["hello", "test"], &env(&fleet, &[]))
         .expect_status(1)
         .stderr_has(&format!(
-            "host `host0`: authentication failed for user `{}` (tried: {})",
+            "host `host0`, task `read state`: authentication failed for user `{}` (tried: {})",
             fleet.user(),
             stranger.display()
         ));
@@ -411,7 +411,7 @@ fn connection_errors_name_the_host_and_the_cause() {
     fleet.host(0).cont();
     output
         .expect_status(1)
-        .stderr_has("host `host0`: cannot connect to")
+        .stderr_has("host `host0`, task `read state`: cannot connect to")
         .stderr_has("timed out after 1s");
     assert_fast(started, Duration::from_secs(10), &output);
 }
