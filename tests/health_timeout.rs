@@ -6,18 +6,9 @@ use std::time::{Duration, Instant};
 
 use support::project::{TestProject, T1, T2};
 
-/// Processes running this test's distinctive `sleep 28.8642` (zombies excluded).
+/// Processes running this test's distinctive `sleep 28.8642`.
 fn hanging() -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            let cmdline = std::fs::read(path.join("cmdline")).ok()?;
-            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-            let zombie = stat.rsplit(") ").next()?.starts_with('Z');
-            (!zombie && cmdline.windows(7).any(|w| w == b"28.8642")).then_some(())
-        })
-        .count()
+    support::processes::running_with("28.8642")
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Ctrl-C during a deploy: nothing switches, every lock is released, the release is marked
 //! failed, and the commands that were running are stopped.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,16 +83,7 @@ fn ctrl_c_before_the_switch_changes_nothing_and_releases_the_locks() {
     assert!(!dir.path().join("finished-h1").exists() && !dir.path().join("finished-h2").exists());
 }
 
-/// Processes running this test's distinctive `sleep 29.7531` (zombies excluded).
+/// Processes running this test's distinctive `sleep 29.7531`.
 fn sleeping() -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            let cmdline = std::fs::read(path.join("cmdline")).ok()?;
-            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-            let zombie = stat.rsplit(") ").next()?.starts_with('Z');
-            (!zombie && cmdline.windows(7).any(|w| w == b"29.7531")).then_some(())
-        })
-        .count()
+    support::processes::running_with("29.7531")
 }

@@ -4,6 +4,7 @@
 // sshd or nginx, the sshd smoke tests never build a project), so unused items are expected.
 #![allow(dead_code)]
 
+pub mod processes;
 pub mod project;
 pub mod sshd;
 pub mod web;
