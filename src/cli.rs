@@ -347,7 +347,7 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
                     .await
             }
             Commands::Releases { selector } => {
-                releases(&project, &tasks, &reporter, &options, selector).await
+                releases(&project, &tasks, &reporter, &options, selector, global.json).await
             }
             Commands::Run { selector, command } => {
                 run(&project, &tasks, &reporter, &options, selector, command).await
@@ -434,12 +434,42 @@ async fn releases(
     reporter: &Reporter,
     options: &Options,
     selector: Option<String>,
+    json: bool,
 ) -> Result<()> {
     let hosts = select(project, selector.as_deref(), true)?;
     let mut engine = Engine::new(project, tasks, reporter, options, hosts)?;
     engine.read_states().await?;
     let mut out = String::new();
     for host in engine.hosts() {
+        if json {
+            // One object per host and line: its links and its releases, newest first.
+            let statuses = host.state.statuses();
+            let releases: Vec<serde_json::Value> = host
+                .state
+                .releases
+                .iter()
+                .rev()
+                .map(|release| {
+                    let entry = statuses.get(release.as_str());
+                    serde_json::json!({
+                        "release": release,
+                        "status": entry.map(|e| e.status.as_str()),
+                        "revision": entry.and_then(|e| e.revision.clone()),
+                        "user": entry.map(|e| e.user.clone()),
+                        "finished_at": entry.and_then(|e| e.finished_at.clone()),
+                    })
+                })
+                .collect();
+            let line = serde_json::json!({
+                "host": host.host.name,
+                "deploy_path": host.deploy_path,
+                "current": host.state.current,
+                "previous": host.state.previous,
+                "releases": releases,
+            });
+            out.push_str(&format!("{line}\n"));
+            continue;
+        }
         out.push_str(&format!("{} ({})\n", host.host.name, host.deploy_path));
         out.push_str(&releases_table(&host.state));
     }

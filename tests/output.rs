@@ -98,3 +98,26 @@ fn completions_and_man_page() {
         man.transcript()
     );
 }
+
+#[test]
+fn releases_as_json_one_object_per_host() {
+    let project = TestProject::new().fleet(2);
+    project.deploy_at(T1);
+    project.deploy_at("20250101100100");
+    let output = project.run(&["releases", "test", "--json"]);
+    output.success();
+    let hosts: Vec<serde_json::Value> = output
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(hosts.len(), 2, "{}", output.transcript());
+    for (value, host) in hosts.iter().zip(["h1", "h2"]) {
+        assert_eq!(value["host"], host);
+        assert_eq!(value["current"], "20250101100100");
+        assert_eq!(value["previous"], T1);
+        assert_eq!(value["releases"][0]["release"], "20250101100100");
+        assert_eq!(value["releases"][0]["status"], "live");
+        assert_eq!(value["releases"][1]["release"], T1);
+    }
+}
