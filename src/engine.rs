@@ -83,7 +83,6 @@ struct Shared<'p> {
 pub struct Engine<'p> {
     shared: Shared<'p>,
     hosts: Vec<HostRun>,
-    controller: Backend,
     controller_failure: Option<StepFailure>,
     switched: bool,
     /// A deploy (not a rollback or a task): announce the release once its name is chosen.
@@ -221,11 +220,6 @@ impl<'p> Engine<'p> {
             since: release::now_rfc3339(),
             id: crate::script::token(),
         };
-        let controller = if options.dry_run {
-            Backend::DryRun(backend::dry_run::DryRun::default())
-        } else {
-            Backend::Local(backend::local::Local)
-        };
         Ok(Engine {
             shared: Shared {
                 project,
@@ -243,7 +237,6 @@ impl<'p> Engine<'p> {
                 parallel: Semaphore::new(options.parallel.max(1)),
             },
             hosts: runs,
-            controller,
             controller_failure: None,
             switched: false,
             deploying: false,
@@ -840,20 +833,32 @@ impl<'p> Engine<'p> {
             Action::Builtin(Builtin::Rollback) => self.rollback_all(task).await,
             _ if (task.local || task.once) && !self.once_done.insert(task.name.clone()) => Ok(()),
             _ if task.local => {
-                let Some(first) = self.hosts.iter_mut().find(|h| h.active) else {
+                let Some(first) = self.hosts.iter().find(|h| h.active) else {
                     return Ok(());
                 };
-                let commands = match commands_for(&self.shared, task, first) {
-                    Ok(commands) => commands,
-                    Err(message) => return Err(template_error(task, &first.host, message)),
+                // This machine as a host with the first host's variables: its dynamic variables
+                // are evaluated here, where the task runs.
+                let mut controller = HostRun {
+                    host: Host {
+                        name: "local".into(),
+                        ..first.host.clone()
+                    },
+                    vars: first.vars.clone(),
+                    backend: if self.shared.options.dry_run {
+                        Backend::DryRun(backend::dry_run::DryRun::default())
+                    } else {
+                        Backend::Local(backend::local::Local)
+                    },
+                    deploy_path: first.deploy_path.clone(),
+                    state: first.state.clone(),
+                    locked: false,
+                    failure: None,
+                    switched_from: first.switched_from.clone(),
+                    active: true,
+                    checks: Vec::new(),
                 };
-                let results = self
-                    .controller
-                    .run("local", &commands, self.shared.reporter)
-                    .await;
-                if let Some(failed) = results.iter().find(|r| r.failed()) {
-                    self.controller_failure = Some(step_failure("local", failed));
-                }
+                run_on_host(&self.shared, &mut controller, std::slice::from_ref(task)).await;
+                self.controller_failure = controller.failure;
                 Ok(())
             }
             _ if task.once => {

@@ -827,3 +827,20 @@ fn the_release_name_is_later_than_any_release_on_any_host() {
         );
     }
 }
+
+#[test]
+fn a_local_task_evaluates_its_dynamic_variables_on_this_machine() {
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[config.build_id]
+run = "echo build-$(printf 42)"
+
+[tasks."assets:local"]
+local = true
+run = "echo {{ build_id }} >> {{ (deployfile_dir ~ '/built')|quote }}"
+after = "deploy:update_code"
+"#,
+    );
+    project.deploy_at(T1);
+    assert_eq!(project.read("built").as_deref(), Some("build-42\n"));
+}
