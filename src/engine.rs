@@ -1177,22 +1177,8 @@ impl<'p> Engine<'p> {
             if host.backend.is_dry_run() {
                 continue;
             }
-            for name in needed {
-                let Ok(command) = host.vars.dynamic_command(&name) else {
-                    continue;
-                };
-                let output = host.backend.capture(&command).await;
-                if output.success() {
-                    host.vars.set_dynamic(
-                        &name,
-                        output.stdout.trim_end_matches(['\n', '\r']).to_string(),
-                    );
-                } else {
-                    failed.push((
-                        host.host.name.clone(),
-                        format!("dynamic variable `{name}` failed: {}", output.stderr.trim()),
-                    ));
-                }
+            if let Err(failure) = evaluate_dynamic(host, "health check", needed).await {
+                failed.push((host.host.name.clone(), failure.reason.unwrap_or_default()));
             }
         }
         let mut failures = self.run_checks_now(phase).await;
@@ -1658,33 +1644,9 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
             if !flush(shared, host, &mut pending, &mut pending_unlock).await {
                 return;
             }
-            for name in needed {
-                let command = match host.vars.dynamic_command(&name) {
-                    Ok(command) => command,
-                    Err(message) => {
-                        let failure = render_failure(host, task, message);
-                        fail(shared, host, failure);
-                        return;
-                    }
-                };
-                let output = host.backend.capture(&command).await;
-                if !output.success() {
-                    let mut failure =
-                        capture_failure(&host.host.name, &task.name, &command, &output);
-                    failure.reason = Some(format!(
-                        "dynamic variable `{name}` failed: {}",
-                        failure.reason.unwrap_or_else(|| format!(
-                            "exit status {}",
-                            output.status.unwrap_or(-1)
-                        ))
-                    ));
-                    fail(shared, host, failure);
-                    return;
-                }
-                host.vars.set_dynamic(
-                    &name,
-                    output.stdout.trim_end_matches(['\n', '\r']).to_string(),
-                );
+            if let Err(failure) = evaluate_dynamic(host, &task.name, needed).await {
+                fail(shared, host, failure);
+                return;
             }
         }
         match commands_for(shared, task, host) {
@@ -2070,6 +2032,43 @@ fn template_error(task: &Task, host: &Host, message: String) -> Error {
         message: format!("host `{}`: {message}", host.name),
         location,
     }
+}
+
+/// Evaluate dynamic variables `names` on the host, in order, caching each value there; the
+/// first that fails is the failure of `task`.
+async fn evaluate_dynamic(
+    host: &mut HostRun,
+    task: &str,
+    names: Vec<String>,
+) -> Result<(), StepFailure> {
+    for name in names {
+        let command = host
+            .vars
+            .dynamic_command(&name)
+            .map_err(|message| StepFailure {
+                host: host.host.name.clone(),
+                task: task.to_string(),
+                command: String::new(),
+                status: None,
+                reason: Some(message),
+                stderr_tail: String::new(),
+            })?;
+        let output = host.backend.capture(&command).await;
+        if !output.success() {
+            let mut failure = capture_failure(&host.host.name, task, &command, &output);
+            let why = failure
+                .reason
+                .take()
+                .unwrap_or_else(|| format!("exit status {}", output.status.unwrap_or(-1)));
+            failure.reason = Some(format!("dynamic variable `{name}` failed: {why}"));
+            return Err(failure);
+        }
+        host.vars.set_dynamic(
+            &name,
+            output.stdout.trim_end_matches(['\n', '\r']).to_string(),
+        );
+    }
+    Ok(())
 }
 
 fn fail(shared: &Shared<'_>, host: &mut HostRun, failure: StepFailure) {
