@@ -498,8 +498,8 @@ fn a_stopped_host_times_out_instead_of_hanging_the_deploy() {
 /// and killing a command ends it at once.
 #[test]
 fn one_connection_many_channels_stdin_and_kill() {
-    use dep::backend::Chunk;
-    use dep::ssh::{Settings, Ssh, MAX_SESSIONS};
+    use dep::transport::ssh::{Settings, Ssh, MAX_SESSIONS};
+    use dep::transport::Chunk;
     use std::sync::Arc;
 
     let fleet = Fleet::start(1);

@@ -1,15 +1,17 @@
 //! The task compiler: validates every task, wires hooks, expands groups into the flat list of
 //! steps a run executes, and reports unknown names ("did you mean") and cycles (the whole circle).
 
+pub mod task;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::config::project::Project;
 use crate::error::{Error, Result};
-use crate::project::Project;
+use crate::plan::task::{Action, Builtin, Task};
 use crate::suggestion::suggest;
-use crate::task::{Action, Builtin, Task};
 
 /// All tasks of a project, validated, with hooks indexed by the task they attach to.
 #[derive(Debug)]

@@ -1,6 +1,8 @@
 //! Releases on a host: their names, the JSON-lines releases log, reading a host's state, and the
 //! pure decisions made from it (next release name, what cleanup removes, where rollback goes).
 
+pub mod lock;
+
 use std::collections::HashMap;
 
 use chrono::{NaiveDateTime, TimeDelta, Timelike, Utc};

@@ -12,19 +12,19 @@ use chrono::Utc;
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 
-use crate::backend::{self, Backend, Outcome, Payload, StepResult};
-use crate::command::Command;
+use crate::config::host::Host;
+use crate::config::project::{local_machine, local_user, Project};
+use crate::config::vars::{environment_layer, override_layer, Layer, Vars};
 use crate::error::{Error, Result, StepFailure};
-use crate::health_check::{HealthCheck, Phase};
-use crate::host::Host;
-use crate::lock::{self, LockInfo};
-use crate::output::{Event, Reporter};
+use crate::health::{HealthCheck, Phase};
+use crate::plan::task::{Action, Builtin, Task};
 use crate::plan::TaskSet;
-use crate::project::{local_machine, local_user, Project};
 use crate::quote::quote;
+use crate::release::lock::{self, LockInfo};
 use crate::release::{self, HostState, LogEntry, Status};
-use crate::task::{Action, Builtin, Task};
-use crate::vars::{environment_layer, override_layer, Layer, Vars};
+use crate::report::{Event, Reporter};
+use crate::transport::command::Command;
+use crate::transport::{self, Backend, Outcome, Payload, StepResult};
 
 /// What the command line asked for, beyond the selector.
 #[derive(Debug, Clone, Default)]
@@ -170,18 +170,18 @@ impl<'p> Engine<'p> {
                 vars.set_placeholders(true);
             }
             let real = if host.local {
-                Backend::Local(backend::local::Local)
+                Backend::Local(transport::local::Local)
             } else {
                 // Resolves the ssh config only: the connection is made on first use.
-                Backend::Ssh(crate::ssh::Ssh::for_host(host, &vars).map_err(|message| {
-                    Error::InvalidHost {
+                Backend::Ssh(crate::transport::ssh::Ssh::for_host(host, &vars).map_err(
+                    |message| Error::InvalidHost {
                         host: host.name.clone(),
                         message,
-                    }
-                })?)
+                    },
+                )?)
             };
             let backend = if options.dry_run {
-                Backend::DryRun(backend::dry_run::DryRun {
+                Backend::DryRun(transport::dry_run::DryRun {
                     reads: Some(Box::new(real)),
                 })
             } else {
@@ -218,7 +218,7 @@ impl<'p> Engine<'p> {
             pid: std::process::id(),
             release: release.clone(),
             since: release::now_rfc3339(),
-            id: crate::script::token(),
+            id: crate::transport::script::token(),
         };
         Ok(Engine {
             shared: Shared {
@@ -669,7 +669,7 @@ impl<'p> Engine<'p> {
                         ))
                     })?
                 } else {
-                    crate::archive::pack(&path, &[])
+                    crate::fleet::archive::pack(&path, &[])
                         .map_err(|e| config_error(format!("`artifact_path`: {e}")))?
                 };
                 self.shared.code(Arc::new(bytes));
@@ -686,10 +686,10 @@ impl<'p> Engine<'p> {
                         _ => Vec::new(),
                     };
                 let dir = self.shared.project.root.join(&from);
-                let packed = crate::archive::pack(&dir, &exclude)
+                let packed = crate::fleet::archive::pack(&dir, &exclude)
                     .map_err(|e| config_error(format!("`upload_from`: {e}")))?;
                 self.shared.code(Arc::new(packed));
-                let head = backend::local::Local
+                let head = transport::local::Local
                     .capture(&format!(
                         "git -C {} rev-parse HEAD 2>/dev/null",
                         quote(&dir.display().to_string())
@@ -845,9 +845,9 @@ impl<'p> Engine<'p> {
                     },
                     vars: first.vars.clone(),
                     backend: if self.shared.options.dry_run {
-                        Backend::DryRun(backend::dry_run::DryRun::default())
+                        Backend::DryRun(transport::dry_run::DryRun::default())
                     } else {
-                        Backend::Local(backend::local::Local)
+                        Backend::Local(transport::local::Local)
                     },
                     deploy_path: first.deploy_path.clone(),
                     state: first.state.clone(),
@@ -1240,16 +1240,16 @@ impl<'p> Engine<'p> {
                             .await
                             {
                                 Ok(output) => output,
-                                Err(_) => backend::Output {
+                                Err(_) => transport::Output {
                                     status: None,
                                     reason: Some(format!(
                                         "timed out after {}",
-                                        backend::human_duration(check.timeout)
+                                        transport::human_duration(check.timeout)
                                     )),
                                     stdout: String::new(),
                                     stderr: format!(
                                         "timed out after {}",
-                                        backend::human_duration(check.timeout)
+                                        transport::human_duration(check.timeout)
                                     ),
                                 },
                             };
@@ -1867,7 +1867,9 @@ fn dotenv_content(shared: &Shared<'_>, vars: &Vars) -> Result<String, String> {
         }
         let path = shared.project.root.join(&name);
         match std::fs::read_to_string(&path) {
-            Ok(text) => crate::dotenv::layer(&mut entries, crate::dotenv::parse(&text)),
+            Ok(text) => {
+                crate::config::dotenv::layer(&mut entries, crate::config::dotenv::parse(&text))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
         }
@@ -1877,14 +1879,14 @@ fn dotenv_content(shared: &Shared<'_>, vars: &Vars) -> Result<String, String> {
         .filter(|(key, _)| !key.is_empty())
         .collect();
     from_env.sort();
-    crate::dotenv::layer(&mut entries, from_env);
+    crate::config::dotenv::layer(&mut entries, from_env);
     let secrets = shared
         .project
         .secrets
         .iter()
         .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)));
-    crate::dotenv::layer(&mut entries, secrets);
-    Ok(crate::dotenv::render(&entries))
+    crate::config::dotenv::layer(&mut entries, secrets);
+    Ok(crate::config::dotenv::render(&entries))
 }
 
 fn truthy(value: &serde_json::Value) -> bool {
@@ -1913,7 +1915,7 @@ impl Shared<'_> {
         if let Some(payload) = payloads.get(path) {
             return Ok(payload.clone());
         }
-        let payload: Payload = Arc::new(crate::archive::pack(path, &[])?);
+        let payload: Payload = Arc::new(crate::fleet::archive::pack(path, &[])?);
         payloads.insert(path.to_path_buf(), payload.clone());
         Ok(payload)
     }
@@ -1937,7 +1939,7 @@ async fn ls_remote(repository: &str, reference: &str, label: &str) -> Result<Str
         quote(reference),
         quote(&format!("{reference}^{{}}"))
     );
-    let output = backend::local::Local.capture(&command).await;
+    let output = transport::local::Local.capture(&command).await;
     if !output.success() {
         return Err(Error::Local(format!(
             "cannot read `{repository}` with `{command}`:\n{}",
@@ -2024,8 +2026,9 @@ fn template_error(task: &Task, host: &Host, message: String) -> Error {
         .strip_prefix("undefined variable `")
         .and_then(|rest| rest.split('`').next())
         .map(str::to_string);
-    let location = crate::recipe::source_text(&task.file)
-        .and_then(|text| crate::recipe::locate_in_task(&text, &task.name, needle.as_deref()));
+    let location = crate::config::recipe::source_text(&task.file).and_then(|text| {
+        crate::config::recipe::locate_in_task(&text, &task.name, needle.as_deref())
+    });
     Error::Template {
         file: task.file.clone(),
         task: task.name.clone(),
@@ -2118,7 +2121,12 @@ fn step_failure(host: &str, result: &StepResult) -> StepFailure {
     }
 }
 
-fn capture_failure(host: &str, task: &str, command: &str, output: &backend::Output) -> StepFailure {
+fn capture_failure(
+    host: &str,
+    task: &str,
+    command: &str,
+    output: &transport::Output,
+) -> StepFailure {
     StepFailure {
         host: host.to_string(),
         task: task.to_string(),

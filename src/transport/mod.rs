@@ -1,10 +1,13 @@
 //! Where commands run. The engine hands a host's run of consecutive commands to its backend as
 //! one unit; the backend sends it as one script (see `script`) and reports each command's start,
 //! output, end and exit status. Implementations: `local` (this machine), `dry_run` (prints, runs
-//! nothing), and `crate::ssh` (a remote host over one SSH connection).
+//! nothing), and `crate::transport::ssh` (a remote host over one SSH connection).
 
+pub mod command;
 pub mod dry_run;
 pub mod local;
+pub mod script;
+pub mod ssh;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::command::Command;
-use crate::output::{Event, Reporter, Stream};
-use crate::script::{self, Reader};
+use self::script::Reader;
+use crate::report::{Event, Reporter, Stream};
+use crate::transport::command::Command;
 
 /// A piece of what a running remote or local process produced.
 #[derive(Debug)]
@@ -110,7 +113,7 @@ impl StepResult {
 pub enum Backend {
     Local(local::Local),
     DryRun(dry_run::DryRun),
-    Ssh(crate::ssh::Ssh),
+    Ssh(crate::transport::ssh::Ssh),
 }
 
 impl Backend {

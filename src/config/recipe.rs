@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::deployfile::{self, RawFile};
+use crate::config::deployfile::{self, RawFile};
 use crate::error::{Error, Result};
 use crate::suggestion::suggest;
 
 /// Built-in recipes, by name, embedded at build time.
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("common", include_str!("../recipes/common.toml")),
-    ("laravel", include_str!("../recipes/laravel.toml")),
+    ("common", include_str!("../../recipes/common.toml")),
+    ("laravel", include_str!("../../recipes/laravel.toml")),
 ];
 
 /// One loaded file: a built-in recipe, an imported file, or the Deployfile itself.

@@ -269,6 +269,6 @@ fn ensure_open(handle: &Handle<Handler>) -> Result<(), String> {
 fn timed_out(timeout: Duration) -> String {
     format!(
         "authentication timed out after {}",
-        crate::backend::human_duration(timeout)
+        crate::transport::human_duration(timeout)
     )
 }

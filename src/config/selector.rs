@@ -1,7 +1,7 @@
 //! Host selectors: `production`, `web1`, `role=web`, `stage=production&role=db`, comma for "or".
 
+use crate::config::host::Host;
 use crate::error::{Error, Result};
-use crate::host::Host;
 
 /// A parsed selector: a list of alternatives, each a list of terms that must all hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

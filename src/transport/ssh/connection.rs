@@ -20,8 +20,8 @@ use tokio::net::TcpStream;
 use super::auth;
 use super::config::Settings;
 use super::handler::{describe_error, Handler, HostKeyPolicy, State};
-use crate::backend::human_duration;
-use crate::known_hosts::KnownHosts;
+use crate::transport::human_duration;
+use crate::transport::ssh::known_hosts::KnownHosts;
 
 /// An authenticated connection, with the connections to its jump hosts kept open under it.
 pub struct Connection {

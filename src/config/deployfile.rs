@@ -31,7 +31,7 @@ pub struct RawFile {
     pub tasks: IndexMap<String, RawTask>,
     /// Health checks for every stage.
     #[serde(default)]
-    pub health: Vec<crate::health_check::RawHealth>,
+    pub health: Vec<crate::health::RawHealth>,
     /// Webhooks told about deploys and rollbacks.
     #[serde(default)]
     pub notify: Vec<crate::notify::RawNotify>,
@@ -71,7 +71,7 @@ pub struct RawStage {
     pub config: RawConfig,
     /// Health checks for this stage only (in addition to the global ones).
     #[serde(default)]
-    pub health: Vec<crate::health_check::RawHealth>,
+    pub health: Vec<crate::health::RawHealth>,
     /// Deploy this stage in batches of this many hosts (like `--rolling N`).
     pub rolling: Option<usize>,
 }

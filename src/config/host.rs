@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::deployfile::{HostKeyCheck, RawConfig};
+use crate::config::deployfile::{HostKeyCheck, RawConfig};
 
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -25,6 +25,8 @@ pub struct Host {
 impl Host {
     /// The login user: the configured one, else the local user name (as ssh does).
     pub fn login_user(&self) -> String {
-        self.user.clone().unwrap_or_else(crate::project::local_user)
+        self.user
+            .clone()
+            .unwrap_or_else(crate::config::project::local_user)
     }
 }

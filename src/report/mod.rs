@@ -1,12 +1,14 @@
 //! What the user sees while dep works: events from the engine, shown plain (host-prefixed
 //! lines), as JSON lines, or not at all. Secrets are masked here, so no output path can forget.
 
+pub mod table;
+
 use std::io::Write;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::backend::{human_duration, Outcome, StepResult};
+use crate::transport::{human_duration, Outcome, StepResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -443,7 +445,7 @@ impl Reporter {
                 .unwrap_or_else(|| "(unchanged)".to_string());
             rows.push([host.clone(), result, current, duration, slowest]);
         }
-        Some(crate::table::render(&rows, ""))
+        Some(crate::report::table::render(&rows, ""))
     }
 
     fn plain(&self, event: &Event<'_>) -> Option<String> {

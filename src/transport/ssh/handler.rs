@@ -1,5 +1,5 @@
 //! The russh client handler: checks the server's host key against known_hosts (OpenSSH's
-//! semantics, `crate::known_hosts`) and remembers why the connection ended.
+//! semantics, `crate::transport::ssh::known_hosts`) and remembers why the connection ended.
 //!
 //! No code path accepts a key silently: a known key is accepted, an unknown one is learned only
 //! with accept-new (appended under a lock, `known_hosts::learn`), a changed or revoked one is
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 
-use crate::known_hosts::{self, HostKeyStatus, Learned, PublicKey};
+use crate::transport::ssh::known_hosts::{self, HostKeyStatus, Learned, PublicKey};
 
 use super::config::{display_path, Settings};
 

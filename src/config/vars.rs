@@ -7,7 +7,7 @@ use figment::value::{Dict, Map};
 use figment::{Figment, Metadata, Profile, Provider};
 use minijinja::value::Value;
 
-use crate::deployfile::RawConfig;
+use crate::config::deployfile::RawConfig;
 use crate::suggestion::suggest;
 
 /// One layer of configuration, named for `dep config` ("recipe common", "stage production", …).
@@ -222,7 +222,7 @@ impl Vars {
         src: &str,
         stack: &mut Vec<String>,
     ) -> Result<String, String> {
-        let env = crate::template::environment();
+        let env = crate::config::template::environment();
         let template = env
             .template_from_named_str(label, src)
             .map_err(|e| template_message(&e))?;
@@ -321,7 +321,7 @@ fn is_template(src: &str) -> bool {
 }
 
 fn undeclared(src: &str) -> Result<Vec<String>, String> {
-    let env = crate::template::environment();
+    let env = crate::config::template::environment();
     let template = env
         .template_from_str(src)
         .map_err(|e| template_message(&e))?;

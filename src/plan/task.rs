@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::deployfile::OnFailure;
+use crate::config::deployfile::OnFailure;
+use crate::config::project::TaskSource;
 use crate::error::{Error, Result};
-use crate::project::TaskSource;
 
 /// Steps of the release lifecycle that need native code for their atomicity or fleet semantics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

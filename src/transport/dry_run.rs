@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{Outcome, StepResult};
-use crate::command::Command;
-use crate::output::{Event, Reporter};
+use crate::report::{Event, Reporter};
+use crate::transport::command::Command;
 
 /// Prints instead of running; reads (the hosts' state) still go to the real backend, if any,
 /// so a dry run shows what would really happen (the real next release, rollback's target).

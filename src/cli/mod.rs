@@ -1,6 +1,8 @@
 //! The command line: arguments (clap), and each subcommand turned into engine calls. The only
 //! place that decides what is printed at the end and which exit code dep returns.
 
+pub mod init;
+
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -8,15 +10,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use futures::future::join_all;
 
-use crate::command::Command;
-use crate::engine::{Engine, Options};
+use crate::config::project::Project;
+use crate::config::selector::Selector;
+use crate::config::vars::Var;
 use crate::error::{exit, Error, Result};
-use crate::output::{Format, Reporter, Style};
+use crate::fleet::engine::{Engine, Options};
 use crate::plan::TaskSet;
-use crate::project::Project;
 use crate::release::HostState;
-use crate::selector::Selector;
-use crate::vars::Var;
+use crate::report::{Format, Reporter, Style};
+use crate::transport::command::Command;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,7 +129,7 @@ enum Commands {
     /// Print the manual page (roff): `dep man > dep.1`
     Man,
     /// Scaffold Deployfile.toml and a CI workflow for the project here
-    Init(crate::init::Answers),
+    Init(crate::cli::init::Answers),
     /// Remove the deploy lock (after a crashed deploy)
     Unlock { selector: Option<String> },
     #[command(external_subcommand)]
@@ -226,7 +228,7 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
         Commands::Init(answers) => {
             let dir = std::env::current_dir()
                 .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
-            for path in crate::init::init(&dir, &answers)? {
+            for path in crate::cli::init::init(&dir, &answers)? {
                 println!(
                     "wrote {}",
                     path.strip_prefix(&dir).unwrap_or(&path).display()
@@ -245,7 +247,7 @@ async fn dispatch(cli: Cli, secrets: &mut Vec<String>) -> Result<()> {
         .secrets
         .iter()
         .map(String::as_str)
-        .chain([crate::ssh::auth::PASSPHRASE_ENV])
+        .chain([crate::transport::ssh::auth::PASSPHRASE_ENV])
         .filter_map(|name| std::env::var(name).ok())
         .filter(|v| !v.is_empty())
         .collect();
@@ -409,7 +411,7 @@ fn select<'a>(
     project: &'a Project,
     selector: Option<&str>,
     required: bool,
-) -> Result<Vec<&'a crate::host::Host>> {
+) -> Result<Vec<&'a crate::config::host::Host>> {
     match selector {
         Some(text) => Selector::parse(text)?.select(&project.hosts),
         None if !required => Ok(project.hosts.iter().collect()),
@@ -511,7 +513,7 @@ pub fn releases_table(state: &HostState) -> String {
             mark.to_string(),
         ]);
     }
-    crate::table::render(&rows, "  ")
+    crate::report::table::render(&rows, "  ")
 }
 
 async fn run(
@@ -553,11 +555,11 @@ async fn run(
                 task: "run".into(),
                 command: result.command.clone(),
                 status: match result.outcome {
-                    crate::backend::Outcome::Failed { status, .. } => status,
+                    crate::transport::Outcome::Failed { status, .. } => status,
                     _ => None,
                 },
                 reason: match &result.outcome {
-                    crate::backend::Outcome::Failed { reason, .. } => reason.clone(),
+                    crate::transport::Outcome::Failed { reason, .. } => reason.clone(),
                     _ => None,
                 },
                 stderr_tail: String::new(),
@@ -587,7 +589,7 @@ fn ssh(project: &Project, options: &Options, name: Option<String>) -> Result<()>
             stages: project.stages.keys().cloned().collect(),
         });
     };
-    let vars = crate::engine::host_vars(project, host, options)?;
+    let vars = crate::fleet::engine::host_vars(project, host, options)?;
     let current = vars
         .value_string("current_path")
         .map_err(|message| Error::Config {
@@ -616,7 +618,7 @@ fn ssh(project: &Project, options: &Options, name: Option<String>) -> Result<()>
                 .arg("-o")
                 .arg(format!("UserKnownHostsFile={}", known_hosts.display()));
         }
-        if host.host_key_check == crate::deployfile::HostKeyCheck::AcceptNew {
+        if host.host_key_check == crate::config::deployfile::HostKeyCheck::AcceptNew {
             command.arg("-o").arg("StrictHostKeyChecking=accept-new");
         }
         let target = match &host.user {
@@ -639,7 +641,7 @@ fn list(tasks: &TaskSet) {
         rows.push([task.name.clone(), task.desc.clone()]);
     }
     rows.sort();
-    print!("{}", crate::table::render(&rows, ""));
+    print!("{}", crate::report::table::render(&rows, ""));
 }
 
 fn hosts(project: &Project, selector: Option<String>) -> Result<()> {
@@ -662,7 +664,7 @@ fn hosts(project: &Project, selector: Option<String>) -> Result<()> {
             host.roles.join(","),
         ]);
     }
-    print!("{}", crate::table::render(&rows, ""));
+    print!("{}", crate::report::table::render(&rows, ""));
     Ok(())
 }
 
@@ -686,7 +688,7 @@ fn config(
     }
     let mut out = String::new();
     for host in hosts {
-        let mut vars = crate::engine::host_vars(project, host, options)?;
+        let mut vars = crate::fleet::engine::host_vars(project, host, options)?;
         vars.set_placeholders(true);
         out.push_str(&format!("{}\n", host.name));
         let mut rows = vec![["NAME", "VALUE", "FROM"].map(String::from)];
@@ -702,7 +704,7 @@ fn config(
             };
             rows.push([name.clone(), value, vars.origin(&name).to_string()]);
         }
-        out.push_str(&crate::table::render(&rows, "  "));
+        out.push_str(&crate::report::table::render(&rows, "  "));
     }
     print!("{}", reporter.mask(&out));
     Ok(())
@@ -721,7 +723,7 @@ async fn unlock(
     let outputs = join_all(engine.hosts().iter().map(|h| async move {
         let output = h
             .backend
-            .capture(&crate::lock::LockInfo::force_release_command(
+            .capture(&crate::release::lock::LockInfo::force_release_command(
                 &h.deploy_path,
             ))
             .await;
@@ -745,7 +747,7 @@ async fn unlock(
             Some(record) => format!(
                 "[{}] unlocked (was {})",
                 h.host.name,
-                crate::lock::describe_holder(record)
+                crate::release::lock::describe_holder(record)
             ),
             None => format!("[{}] was not locked", h.host.name),
         };

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::deployfile::{RawConfig, RawTask};
+use crate::config::deployfile::{RawConfig, RawTask};
+use crate::config::host::Host;
+use crate::config::recipe;
+use crate::config::vars::Layer;
 use crate::error::{Error, Result};
-use crate::health_check::RawHealth;
-use crate::host::Host;
-use crate::recipe;
-use crate::vars::Layer;
+use crate::health::RawHealth;
 
 /// A stage: its variables, its own health checks, and its rolling batch size.
 #[derive(Debug, Clone, Default)]
@@ -150,7 +150,7 @@ impl Project {
             None => {
                 let cwd = std::env::current_dir()
                     .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
-                crate::deployfile::find(&cwd)?
+                crate::config::deployfile::find(&cwd)?
             }
         };
         Project::load(&path)

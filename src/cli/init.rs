@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-const DEPLOYFILE_TEMPLATE: &str = include_str!("../templates/init/Deployfile.toml.j2");
-const WORKFLOW_TEMPLATE: &str = include_str!("../templates/init/deploy.yml.j2");
+const DEPLOYFILE_TEMPLATE: &str = include_str!("../../templates/init/Deployfile.toml.j2");
+const WORKFLOW_TEMPLATE: &str = include_str!("../../templates/init/deploy.yml.j2");
 
 /// Answers to the questions `dep init` asks; None means "ask, or use the default".
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -92,7 +92,7 @@ pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
         },
     )?;
     if !recipe.is_empty()
-        && !crate::recipe::BUILTIN
+        && !crate::config::recipe::BUILTIN
             .iter()
             .any(|(name, _)| *name == recipe)
     {

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use ssh2_config::{HostParams, ParseRule, SshConfig};
 
-use crate::deployfile::HostKeyCheck;
-use crate::host::Host;
+use crate::config::deployfile::HostKeyCheck;
+use crate::config::host::Host;
 
 /// The environment variable naming the one ssh config file dep reads instead of the defaults.
 pub const CONFIG_ENV: &str = "DEP_SSH_CONFIG";
@@ -596,7 +596,7 @@ pub fn display_path(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployfile::RawConfig;
+    use crate::config::deployfile::RawConfig;
 
     fn host(name: &str) -> Host {
         Host {

@@ -4,8 +4,8 @@
 //! One script per run of steps is what makes a fleet fast over SSH (one session and one shell per
 //! host instead of one per command); markers on both streams keep reports per task.
 
-use crate::command::Command;
 use crate::quote::quote;
+use crate::transport::command::Command;
 
 /// The marker byte that starts a control line (ASCII record separator: never in normal output).
 const MARK: char = '\u{1e}';

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::deployfile::RawDuration;
+use crate::config::deployfile::RawDuration;
 use crate::error::{Error, Result};
 use crate::quote::quote;
 

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod config;
 pub mod connection;
 pub mod handler;
+pub mod known_hosts;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,10 +25,10 @@ use russh::client::Msg;
 use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Sig};
 use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
 
-use crate::backend::{human_duration, Chunk, KillGuard, Output, Running};
-use crate::host::Host;
+use crate::config::host::Host;
+use crate::config::vars::Vars;
 use crate::quote::quote;
-use crate::vars::Vars;
+use crate::transport::{human_duration, Chunk, KillGuard, Output, Running};
 
 pub use config::Settings;
 use connection::Connection;
@@ -78,7 +79,7 @@ impl Ssh {
             None => None,
             Some(_) => {
                 let text = vars.value_string(config::CONNECT_TIMEOUT_VAR)?;
-                let timeout = crate::deployfile::parse_duration(&text)
+                let timeout = crate::config::deployfile::parse_duration(&text)
                     .map_err(|e| format!("`{}`: {e}", config::CONNECT_TIMEOUT_VAR))?;
                 (!timeout.is_zero()).then_some(timeout)
             }
@@ -88,7 +89,7 @@ impl Ssh {
             host,
             &files,
             &config::home_dir(),
-            &crate::project::local_user(),
+            &crate::config::project::local_user(),
             connect_timeout,
         )
         .map_err(|e| e.to_string())?;
