@@ -14,7 +14,7 @@ use crate::config::project::Project;
 use crate::config::selector::Selector;
 use crate::config::vars::Var;
 use crate::error::{exit, Error, Result};
-use crate::fleet::engine::{Engine, Options};
+use crate::fleet::{Fleet as Engine, Options};
 use crate::plan::TaskSet;
 use crate::release::HostState;
 use crate::report::{Format, Reporter, Style};
@@ -589,7 +589,7 @@ fn ssh(project: &Project, options: &Options, name: Option<String>) -> Result<()>
             stages: project.stages.keys().cloned().collect(),
         });
     };
-    let vars = crate::fleet::engine::host_vars(project, host, options)?;
+    let vars = crate::fleet::host_vars(project, host, options)?;
     let current = vars
         .value_string("current_path")
         .map_err(|message| Error::Config {
@@ -688,7 +688,7 @@ fn config(
     }
     let mut out = String::new();
     for host in hosts {
-        let mut vars = crate::fleet::engine::host_vars(project, host, options)?;
+        let mut vars = crate::fleet::host_vars(project, host, options)?;
         vars.set_placeholders(true);
         out.push_str(&format!("{}\n", host.name));
         let mut rows = vec![["NAME", "VALUE", "FROM"].map(String::from)];

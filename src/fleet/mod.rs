@@ -1,4 +1,213 @@
-//! The fleet: running a compiled plan on the selected hosts, meeting only at barriers.
+//! The fleet: a compiled plan run on the selected hosts, each host running its steps back to
+//! back and meeting the others only at barriers (the lock, `once`, `local` and `barrier` tasks,
+//! the switch). Nothing switches unless every host is ready; on any failure before the switch
+//! the release is marked failed and every lock released.
+//!
+//! `Fleet` holds the run (its `Context` and one `HostRun` per host); the commands are `deploy`
+//! (a state machine in `deploy`, ordered by a `strategy`), `rollback`, `run_task`, `health` and
+//! `read_states`. Each concept has its file: `scheduler` (segments and barriers), `render`
+//! (a task into commands for one host), `preflight`, `lock`, `switch`, `checks`, `rollback`,
+//! `notify`, `code` (which code every host gets).
 
 pub mod archive;
-pub mod engine;
+mod checks;
+mod code;
+mod context;
+mod deploy;
+mod failure;
+mod host_run;
+mod lock;
+mod notify;
+mod options;
+mod preflight;
+mod render;
+mod rollback;
+mod scheduler;
+mod strategy;
+mod switch;
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use futures::future::join_all;
+
+use crate::config::host::Host;
+use crate::config::project::Project;
+use crate::error::{Error, Result, StepFailure};
+use crate::health::Phase;
+use crate::notify::{Trigger, Webhook};
+use crate::plan::task::{Action, Builtin};
+use crate::plan::TaskSet;
+use crate::release::{self, HostState};
+use crate::report::Reporter;
+
+pub use context::Mode;
+pub use host_run::{host_vars, HostRun, Links};
+pub use options::Options;
+
+use context::Context;
+
+pub struct Fleet<'p> {
+    ctx: Context<'p>,
+    hosts: Vec<HostRun>,
+    /// A `local` task's failure on this machine.
+    controller_failure: Option<StepFailure>,
+    /// `once` and `local` tasks already run (a rolling deploy runs them in its first batch only).
+    once_done: HashSet<String>,
+    webhooks: Vec<Webhook>,
+    started: Instant,
+}
+
+impl<'p> Fleet<'p> {
+    pub fn new(
+        project: &'p Project,
+        tasks: &'p TaskSet,
+        reporter: &'p Reporter,
+        options: &'p Options,
+        hosts: Vec<&Host>,
+    ) -> Result<Fleet<'p>> {
+        let hosts = hosts
+            .into_iter()
+            .map(|host| HostRun::new(project, host, options))
+            .collect::<Result<_>>()?;
+        Ok(Fleet {
+            ctx: Context::new(project, tasks, reporter, options),
+            hosts,
+            controller_failure: None,
+            once_done: HashSet::new(),
+            webhooks: Vec::new(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn hosts(&self) -> &[HostRun] {
+        &self.hosts
+    }
+
+    fn everyone(&self) -> Vec<usize> {
+        (0..self.hosts.len()).collect()
+    }
+
+    /// `dep rollback`: under the lock, every host back to the same older live release.
+    pub async fn rollback(&mut self) -> Result<()> {
+        self.ctx.mode = Mode::Rollback;
+        let mut plan = Vec::new();
+        let post_switch = self.ctx.tasks.post_switch()?;
+        for task in self.ctx.tasks.expand("rollback")? {
+            let is_rollback = task.action == Action::Builtin(Builtin::Rollback);
+            plan.push(task);
+            if is_rollback {
+                plan.extend(post_switch.iter().cloned());
+            }
+        }
+        self.preflight(&plan).await?;
+        self.load_webhooks()?;
+        let abandoned = self.hosts.first().and_then(|h| h.state.current.clone());
+        let everyone = self.everyone();
+        let work = async {
+            self.lock_all("deploy:lock").await?;
+            self.execute(&plan, &everyone).await
+        };
+        let result = tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        };
+        self.unlock_remaining().await;
+        if result.is_ok() {
+            // Tell who rolled back from what to what: the notice names the abandoned release.
+            let from = self
+                .hosts
+                .first()
+                .and_then(|h| h.switched_from.clone())
+                .and_then(|before| before.current)
+                .or(abandoned);
+            if let Some(from) = from {
+                let message = format!(
+                    "rolled back to release {} by {}",
+                    self.ctx.release, self.ctx.who
+                );
+                self.notify_about(Trigger::Rollback, &from, Some(message))
+                    .await;
+            }
+        }
+        result
+    }
+
+    /// `dep TASK`: run any task, with `release_path` at the current release.
+    pub async fn run_task(&mut self, name: &str) -> Result<()> {
+        self.ctx.mode = Mode::Task;
+        let plan = self.ctx.tasks.expand(name)?;
+        for task in &plan {
+            if let Action::Builtin(builtin) = task.action {
+                if !matches!(builtin, Builtin::Cleanup | Builtin::Unlock) {
+                    return Err(Error::Usage(format!(
+                        "task `{}` is a step of the deploy; run `dep deploy` (or `dep rollback`)",
+                        task.name
+                    )));
+                }
+            }
+        }
+        self.read_states().await?;
+        for host in &mut self.hosts {
+            let current = host.state.current.clone().unwrap_or_default();
+            let previous = host.state.previous.clone().unwrap_or_default();
+            host.set_release(&current, &previous);
+        }
+        self.preflight(&plan).await?;
+        let everyone = self.everyone();
+        self.execute(&plan, &everyone).await
+    }
+
+    /// `dep health`: every health check (both phases) against what `current` serves now.
+    pub async fn health(&mut self) -> Result<()> {
+        self.read_states().await?;
+        for host in &mut self.hosts {
+            let current = host.state.current.clone().unwrap_or_default();
+            host.vars.set("release_name", current);
+        }
+        let everyone = self.everyone();
+        let mut failures = self.run_checks(Phase::PreSwitch, &everyone).await;
+        failures.extend(self.run_checks(Phase::PostSwitch, &everyone).await);
+        if self.hosts.iter().all(|h| h.checks.is_empty()) {
+            return Err(Error::Usage(
+                "no health checks are configured (`[[health]]`)".into(),
+            ));
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Unhealthy(
+            failures
+                .into_iter()
+                .map(|(host, why)| format!("host `{host}`: {why}"))
+                .collect(),
+        ))
+    }
+
+    /// Read every host's state (releases, links, log, lock) concurrently.
+    pub async fn read_states(&mut self) -> Result<()> {
+        let outputs = join_all(self.hosts.iter().map(|h| async {
+            let command = release::state_command(&h.deploy_path);
+            (h.backend.read(&command).await, command)
+        }))
+        .await;
+        let mut failures = Vec::new();
+        for (host, (output, command)) in self.hosts.iter_mut().zip(outputs) {
+            if output.success() {
+                host.state = HostState::parse(&output.stdout);
+            } else {
+                failures.push(failure::of_capture(
+                    host.name(),
+                    "read state",
+                    &command,
+                    &output,
+                ));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Fleet(failures))
+        }
+    }
+}

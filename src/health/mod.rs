@@ -1,6 +1,8 @@
 //! Health checks: an HTTP request made with curl on the host, or any command; what is expected
 //! (status, body, latency), how many attempts, and the verdict on what came back.
 
+pub mod run;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

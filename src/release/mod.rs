@@ -2,6 +2,7 @@
 //! pure decisions made from it (next release name, what cleanup removes, where rollback goes).
 
 pub mod lock;
+pub mod switch;
 
 use std::collections::HashMap;
 

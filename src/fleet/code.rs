@@ -1,0 +1,244 @@
+//! Which code every host deploys, decided once for the fleet: the git strategy resolves ONE
+//! revision (on this machine with `ls-remote`, or `--revision` on the first host under the lock);
+//! the upload and artifact strategies pack their bytes once, here.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::quote::quote;
+use crate::transport::local::Local;
+
+use super::context::{Context, Revision};
+use super::host_run::HostRun;
+
+/// Resolve the code for `hosts` (their first host's variables decide) and give every host the
+/// revision and branch.
+pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()> {
+    let Some(first) = hosts.first() else {
+        return Ok(());
+    };
+    let vars = &first.vars;
+    let config_error = |message: String| Error::Config {
+        path: ctx.project.deployfile.clone(),
+        message,
+    };
+    let strategy = vars.value_string("strategy").map_err(config_error)?;
+    ctx.branch = vars.value_string("branch").unwrap_or_default();
+    match strategy.as_str() {
+        "git" => {
+            let repository = vars.value_string("repository").map_err(config_error)?;
+            if repository.is_empty() {
+                return Err(config_error(
+                    "`repository` is empty: set it, or use `strategy = \"upload\"`".into(),
+                ));
+            }
+            ctx.revision = git_revision(ctx, &repository).await?;
+        }
+        "artifact" => {
+            // A build made elsewhere (CI): a directory packed once, or a .tar.gz sent as is.
+            let artifact = vars.value_string("artifact_path").map_err(config_error)?;
+            let path = ctx.project.root.join(&artifact);
+            let bytes = blocking(move || {
+                if path.is_file() {
+                    std::fs::read(&path).map_err(|e| {
+                        Worded(format!(
+                            "`artifact_path`: cannot read `{}`: {e}",
+                            path.display()
+                        ))
+                    })
+                } else {
+                    super::archive::pack(&path, &[])
+                        .map_err(|e| Worded(format!("`artifact_path`: {e}")))
+                }
+            })
+            .await
+            .map_err(|Worded(m)| config_error(m))?;
+            ctx.code.set_release(Arc::new(bytes));
+            let revision = vars.value_string("artifact_revision").unwrap_or_default();
+            ctx.revision = resolved(revision);
+        }
+        "upload" => {
+            let from = vars.value_string("upload_from").map_err(config_error)?;
+            let exclude: Vec<String> =
+                match vars.value_json("upload_exclude").map_err(config_error)? {
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+            let dir = ctx.project.root.join(&from);
+            let packing = dir.clone();
+            let packed = blocking(move || {
+                super::archive::pack(&packing, &exclude)
+                    .map_err(|e| Worded(format!("`upload_from`: {e}")))
+            })
+            .await
+            .map_err(|Worded(m)| config_error(m))?;
+            ctx.code.set_release(Arc::new(packed));
+            let head = Local
+                .capture(&format!(
+                    "git -C {} rev-parse HEAD 2>/dev/null",
+                    quote(&dir.display().to_string())
+                ))
+                .await;
+            ctx.revision = if head.success() {
+                resolved(head.stdout.trim().to_string())
+            } else {
+                Revision::None
+            };
+        }
+        other => {
+            return Err(config_error(format!(
+                "unknown `strategy = \"{other}\"` (use \"git\", \"upload\" or \"artifact\")"
+            )));
+        }
+    }
+    for host in hosts.iter_mut() {
+        host.vars.set("revision", ctx.revision.commit().to_string());
+        host.vars.set("branch", ctx.branch.clone());
+    }
+    Ok(())
+}
+
+/// The git strategy's revision: `--revision` (resolved later, under the lock), `--tag`, the
+/// branch, or HEAD, resolved here with `git ls-remote`.
+async fn git_revision(ctx: &mut Context<'_>, repository: &str) -> Result<Revision> {
+    let options = ctx.options;
+    if let Some(revision) = &options.revision {
+        if revision.is_empty()
+            || revision.starts_with('-')
+            || !revision
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        {
+            return Err(Error::Usage(format!(
+                "`--revision {revision}` is not a revision name"
+            )));
+        }
+        return Ok(Revision::Pending(revision.clone()));
+    }
+    let (reference, label) = if let Some(tag) = &options.tag {
+        ctx.branch = String::new();
+        (format!("refs/tags/{tag}"), format!("tag `{tag}`"))
+    } else if ctx.branch.is_empty() {
+        ("HEAD".to_string(), "HEAD".to_string())
+    } else {
+        let branch = &ctx.branch;
+        (format!("refs/heads/{branch}"), format!("branch `{branch}`"))
+    };
+    Ok(Revision::Resolved(
+        ls_remote(repository, &reference, &label).await?,
+    ))
+}
+
+/// `--revision R`: under the lock, update the first host's mirror and resolve R to the one
+/// commit every host will archive; an unknown revision stops the deploy before any release.
+pub async fn resolve_pending(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()> {
+    let Revision::Pending(revision) = ctx.revision.clone() else {
+        return Ok(());
+    };
+    let Some(host) = hosts.first() else {
+        return Ok(());
+    };
+    let commit = if host.backend.is_dry_run() {
+        revision
+    } else {
+        look_up_on_host(ctx, host, &revision).await?
+    };
+    for host in hosts.iter_mut() {
+        host.vars.set("revision", commit.clone());
+    }
+    ctx.revision = Revision::Resolved(commit);
+    Ok(())
+}
+
+async fn look_up_on_host(ctx: &Context<'_>, host: &HostRun, revision: &str) -> Result<String> {
+    let repository = host
+        .vars
+        .value_string("repository")
+        .map_err(|message| Error::Config {
+            path: ctx.project.deployfile.clone(),
+            message,
+        })?;
+    let command = format!(
+        "set -e\ncd {}/.dep\n{}\ngit -C repo rev-parse --verify --quiet {}",
+        quote(&host.deploy_path),
+        mirror_command(&repository),
+        quote(&format!("{revision}^{{commit}}"))
+    );
+    let output = host.backend.capture(&command).await;
+    let commit = output.stdout.trim().to_string();
+    if output.success() && !commit.is_empty() {
+        return Ok(commit);
+    }
+    let detail = output.stderr.trim();
+    Err(Error::Local(format!(
+        "revision `{revision}` not found in `{repository}` (looked up on host `{}`){}",
+        host.name(),
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(":\n{detail}")
+        }
+    )))
+}
+
+/// Clone the repository as a mirror in `.dep/repo`, or bring the mirror up to date.
+pub fn mirror_command(repository: &str) -> String {
+    format!(
+        "if [ -d repo ]; then git -C repo remote set-url origin {repo} && git -C repo remote update --prune >/dev/null; \
+         else git clone --mirror --quiet {repo} repo; fi",
+        repo = quote(repository)
+    )
+}
+
+/// Resolve a reference of `repository` to a commit on this machine, once for all hosts.
+/// Annotated tags resolve to the commit they point at.
+async fn ls_remote(repository: &str, reference: &str, label: &str) -> Result<String> {
+    let peeled = format!("{reference}^{{}}");
+    let command = format!(
+        "git ls-remote -- {} {} {}",
+        quote(repository),
+        quote(reference),
+        quote(&peeled)
+    );
+    let output = Local.capture(&command).await;
+    if !output.success() {
+        return Err(Error::Local(format!(
+            "cannot read `{repository}` with `{command}`:\n{}",
+            output.stderr.trim()
+        )));
+    }
+    let refs: Vec<(&str, &str)> = output
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .collect();
+    refs.iter()
+        .find(|(_, name)| *name == peeled)
+        .or_else(|| refs.iter().find(|(_, name)| *name == reference))
+        .map(|(commit, _)| commit.to_string())
+        .ok_or_else(|| Error::Local(format!("{label} not found in `{repository}`")))
+}
+
+fn resolved(revision: String) -> Revision {
+    if revision.is_empty() {
+        Revision::None
+    } else {
+        Revision::Resolved(revision)
+    }
+}
+
+/// Local work that reads or packs files, off the runtime's threads; its error is worded for
+/// the Deployfile's variable it concerns.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::result::Result<T, Worded> + Send + 'static,
+) -> std::result::Result<T, Worded> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Worded(format!("stopped: {e}")))?
+}
+
+/// A message already worded for the user, to become an `Error::Config` naming the Deployfile.
+struct Worded(String);

@@ -1,0 +1,257 @@
+//! The deploy as a state machine: started → locked → prepared → switched → verified → done, each
+//! transition one function, run for the whole fleet or batch by batch as the strategy decides.
+//! A failed transition ends the deploy: hosts that never switched mark the release `failed`,
+//! every lock is released, the team is told, and the error says why.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::notify::Trigger;
+use crate::plan::task::{Action, Builtin, Task};
+use crate::plan::TaskSet;
+use crate::release::Status;
+use crate::report::Event;
+
+use super::context::Mode;
+use super::strategy::Strategy;
+use super::Fleet;
+
+/// Where a deploy stands (for the batch being deployed, in a rolling or canary deploy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Started,
+    /// Every host is locked and the release has its name.
+    Locked,
+    /// The release is prepared on the batch's hosts.
+    Prepared,
+    /// The batch's hosts serve the new release and ran the post-switch tasks.
+    Switched,
+    /// The batch passed its post-switch health checks.
+    Verified,
+    /// Unlocked and cleaned up.
+    Done,
+}
+
+/// The `deploy` task's steps, cut at the fleet-wide ones.
+pub struct DeployPlan {
+    /// Up to and including `deploy:lock`.
+    lock: Vec<Arc<Task>>,
+    /// After the lock, before the switch.
+    prepare: Vec<Arc<Task>>,
+    /// `deploy:symlink` and the post-switch tasks after it, up to the unlock.
+    switch: Vec<Arc<Task>>,
+    /// `deploy:unlock` and what follows (tag, cleanup).
+    finish: Vec<Arc<Task>>,
+    /// Around each batch of a rolling or canary deploy (empty when not defined).
+    pub batch_start: Vec<Arc<Task>>,
+    pub batch_end: Vec<Arc<Task>>,
+}
+
+impl DeployPlan {
+    pub fn compile(tasks: &TaskSet) -> Result<DeployPlan> {
+        let plan = tasks.expand("deploy")?;
+        let at = |builtin: Builtin| {
+            plan.iter()
+                .position(|t| t.action == Action::Builtin(builtin))
+        };
+        let Some(lock) = at(Builtin::Lock) else {
+            return Err(Error::Usage(
+                "the `deploy` task must include `deploy:lock`".into(),
+            ));
+        };
+        let unlock = at(Builtin::Unlock).unwrap_or(plan.len()).max(lock + 1);
+        let switch = at(Builtin::Symlink)
+            .filter(|&s| s > lock && s < unlock)
+            .unwrap_or(unlock);
+        let hook = |name: &str| -> Result<Vec<Arc<Task>>> {
+            match tasks.get(name) {
+                Ok(_) => tasks.expand(name),
+                Err(_) => Ok(Vec::new()),
+            }
+        };
+        Ok(DeployPlan {
+            lock: plan[..=lock].to_vec(),
+            prepare: plan[lock + 1..switch].to_vec(),
+            switch: plan[switch..unlock].to_vec(),
+            finish: plan[unlock..].to_vec(),
+            batch_start: hook("deploy:batch_start")?,
+            batch_end: hook("deploy:batch_end")?,
+        })
+    }
+
+    /// Every step in order, as `plan.expand("deploy")` gave them.
+    pub fn steps(&self) -> impl Iterator<Item = &Arc<Task>> {
+        self.lock
+            .iter()
+            .chain(&self.prepare)
+            .chain(&self.switch)
+            .chain(&self.finish)
+    }
+}
+
+/// A deploy under way: the fleet, the plan, and where it stands.
+pub struct Deploy<'f, 'p> {
+    pub fleet: &'f mut Fleet<'p>,
+    plan: DeployPlan,
+    phase: Phase,
+}
+
+impl<'f, 'p> Deploy<'f, 'p> {
+    pub fn new(fleet: &'f mut Fleet<'p>, plan: DeployPlan) -> Deploy<'f, 'p> {
+        Deploy {
+            fleet,
+            plan,
+            phase: Phase::Started,
+        }
+    }
+
+    pub fn plan(&self) -> &DeployPlan {
+        &self.plan
+    }
+
+    /// Every host of the fleet, by index.
+    pub fn everyone(&self) -> Vec<usize> {
+        (0..self.fleet.hosts.len()).collect()
+    }
+
+    /// started → locked: the steps up to the lock, then the lock on every host.
+    pub async fn lock(&mut self) -> Result<()> {
+        debug_assert_eq!(self.phase, Phase::Started);
+        let everyone = self.everyone();
+        self.fleet.execute(&self.plan.lock, &everyone).await?;
+        self.phase = Phase::Locked;
+        Ok(())
+    }
+
+    /// locked (or the previous batch verified) → prepared: the release on `batch`'s hosts.
+    pub async fn prepare(&mut self, batch: &[usize]) -> Result<()> {
+        debug_assert!(matches!(self.phase, Phase::Locked | Phase::Verified));
+        self.fleet.execute(&self.plan.prepare, batch).await?;
+        self.phase = Phase::Prepared;
+        Ok(())
+    }
+
+    /// prepared → switched: `pre_switch` checks, the switch of `batch`, its post-switch tasks.
+    pub async fn switch(&mut self, batch: &[usize]) -> Result<()> {
+        debug_assert_eq!(self.phase, Phase::Prepared);
+        self.fleet.execute(&self.plan.switch, batch).await?;
+        if !self.plan.switch.is_empty() {
+            self.phase = Phase::Switched;
+        }
+        Ok(())
+    }
+
+    /// switched → verified: the `post_switch` checks on `batch`; a failure rolls back every
+    /// switched host (or only the batch's, `only_batch`) and ends the deploy with exit 4.
+    pub async fn verify(&mut self, batch: &[usize], only_batch: bool) -> Result<()> {
+        if self.phase == Phase::Switched {
+            self.fleet.verify_switch(batch, only_batch).await?;
+        }
+        self.phase = Phase::Verified;
+        Ok(())
+    }
+
+    /// verified → done: every host unlocks and cleans up.
+    pub async fn finish(&mut self) -> Result<()> {
+        self.fleet.check()?;
+        let everyone = self.everyone();
+        self.fleet.execute(&self.plan.finish, &everyone).await?;
+        self.phase = Phase::Done;
+        Ok(())
+    }
+}
+
+impl Fleet<'_> {
+    /// `dep deploy`: resolve the code, check every step renders, then deploy as the strategy says.
+    pub async fn deploy(&mut self) -> Result<()> {
+        let plan = DeployPlan::compile(self.ctx.tasks)?;
+        self.ctx.mode = Mode::Deploy;
+        let started = Instant::now();
+        self.started = started;
+        self.load_webhooks()?;
+        super::code::resolve(&mut self.ctx, &mut self.hosts).await?;
+        let steps: Vec<Arc<Task>> = plan.steps().cloned().collect();
+        self.preflight(&steps).await?;
+        let strategy = Strategy::choose(self);
+        let result = {
+            let mut deploy = Deploy::new(self, plan);
+            tokio::select! {
+                result = strategy.run(&mut deploy) => result,
+                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            }
+        };
+        if result.is_err() {
+            self.abandon().await;
+        }
+        self.unlock_remaining().await;
+        self.tell(&result).await;
+        let release = self.ctx.release.clone();
+        if self.ctx.dry_run() {
+            let message = format!(
+                "dry run: release {release} would be deployed; nothing was run on the hosts"
+            );
+            self.ctx.reporter.emit(Event::Note { message: &message });
+        } else if !matches!(result, Err(Error::LockHeld(_))) {
+            self.ctx.reporter.emit(Event::DeployFinished {
+                release: &release,
+                ok: result.is_ok(),
+                duration: started.elapsed(),
+            });
+        }
+        result
+    }
+
+    /// After a failed deploy: the release is failed where it was created and never switched;
+    /// where it did switch and stays live, say so.
+    async fn abandon(&mut self) {
+        let failed = self.ctx.log_entry(Status::Failed, true);
+        let release = self.ctx.release.clone();
+        futures::future::join_all(
+            self.hosts
+                .iter()
+                .filter(|h| h.locked && h.switched_from.is_none())
+                .map(|h| {
+                    let mark = format!(
+                        "if [ -d {dp}/releases/{r} ]; then {append}; fi",
+                        dp = crate::quote::quote(&h.deploy_path),
+                        r = crate::quote::quote(&release),
+                        append = failed.append_command(&h.deploy_path)
+                    );
+                    async move { h.backend.capture(&mark).await }
+                }),
+        )
+        .await;
+        let live: Vec<&str> = self
+            .hosts
+            .iter()
+            .filter(|h| h.switched_from.is_some())
+            .map(|h| h.name())
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let on = if live.len() == self.hosts.len() {
+            "every host".to_string()
+        } else {
+            live.join(", ")
+        };
+        let message = format!(
+            "release {release} is live on {on}, but the deploy failed (`dep rollback` puts the previous release back)"
+        );
+        self.ctx.reporter.emit(Event::Note { message: &message });
+    }
+
+    /// Notify the team of how the deploy ended (nothing when it never took the lock).
+    async fn tell(&self, result: &Result<()>) {
+        match result {
+            Ok(()) => self.notify(Trigger::Success, None).await,
+            Err(Error::LockHeld(_)) => {}
+            Err(error @ Error::HealthFailed { .. }) => {
+                self.notify(Trigger::Rollback, Some(error.to_string()))
+                    .await
+            }
+            Err(error) => self.notify(Trigger::Failure, Some(error.to_string())).await,
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One selected host during a run: its variables, its transport, what it holds (the lock), where
+//! its links pointed before this run switched it, and its first failure.
+
+use std::sync::Arc;
+
+use crate::config::host::Host;
+use crate::config::project::Project;
+use crate::config::vars::{environment_layer, override_layer, Layer, Vars};
+use crate::error::{Error, Result, StepFailure};
+use crate::health::HealthCheck;
+use crate::release::HostState;
+use crate::transport::{self, Backend};
+
+use super::Options;
+
+/// Where `current` and `previous` pointed (release names; None: the link did not exist).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Links {
+    pub current: Option<String>,
+    pub previous: Option<String>,
+}
+
+pub struct HostRun {
+    pub host: Host,
+    pub vars: Vars,
+    pub backend: Backend,
+    pub deploy_path: String,
+    pub state: HostState,
+    /// This run holds the host's deploy lock.
+    pub locked: bool,
+    /// The first failure on this host; later steps do not run on it.
+    pub failure: Option<StepFailure>,
+    /// Set once this run switched the host: where its links pointed before.
+    pub switched_from: Option<Links>,
+    /// The global health checks and those of the host's stage.
+    pub checks: Vec<Arc<HealthCheck>>,
+}
+
+impl HostRun {
+    pub fn new(project: &Project, host: &Host, options: &Options) -> Result<HostRun> {
+        let mut vars = host_vars(project, host, options)?;
+        let deploy_path = deploy_path(host, &vars)?;
+        if options.dry_run {
+            vars.set_placeholders(true);
+        }
+        let real = if host.local {
+            Backend::Local(transport::local::Local)
+        } else {
+            // Resolves the ssh config only: the connection is made on first use.
+            Backend::Ssh(
+                transport::ssh::Ssh::for_host(host, &vars).map_err(|message| {
+                    Error::InvalidHost {
+                        host: host.name.clone(),
+                        message,
+                    }
+                })?,
+            )
+        };
+        let backend = if options.dry_run {
+            Backend::DryRun(transport::dry_run::DryRun {
+                reads: Some(Box::new(real)),
+            })
+        } else {
+            real
+        };
+        Ok(HostRun {
+            host: host.clone(),
+            vars,
+            backend,
+            deploy_path,
+            state: HostState::default(),
+            locked: false,
+            failure: None,
+            switched_from: None,
+            checks: health_checks(project, host)?,
+        })
+    }
+
+    /// This machine standing in for `first` (a `local` task): its variables, and a transport of
+    /// its own, so its dynamic variables are evaluated here, where the task runs.
+    pub fn controller(first: &HostRun, dry_run: bool) -> HostRun {
+        HostRun {
+            host: Host {
+                name: "local".into(),
+                ..first.host.clone()
+            },
+            vars: first.vars.clone(),
+            backend: if dry_run {
+                Backend::DryRun(transport::dry_run::DryRun::default())
+            } else {
+                Backend::Local(transport::local::Local)
+            },
+            deploy_path: first.deploy_path.clone(),
+            state: first.state.clone(),
+            locked: false,
+            failure: None,
+            switched_from: first.switched_from.clone(),
+            checks: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.host.name
+    }
+
+    /// Healthy so far: later steps run here.
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// Keep the first failure: it is the cause, what follows is consequence.
+    pub fn record(&mut self, failure: StepFailure) {
+        if self.failure.is_none() {
+            self.failure = Some(failure);
+        }
+    }
+
+    /// The release and the previous one for templates: `release_name`, `previous_release`.
+    pub fn set_release(&mut self, release: &str, previous: &str) {
+        self.vars.set("release_name", release.to_string());
+        self.vars.set("previous_release", previous.to_string());
+    }
+}
+
+/// Build a host's variables: SPEC's layers, then the values dep provides.
+pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Vars> {
+    let mut layers: Vec<Layer> = project.file_layers.clone();
+    if let Some(stage) = &host.stage {
+        if let Some(config) = project.stages.get(stage) {
+            layers.push(Layer::new(format!("stage {stage}"), config.config.clone()));
+        }
+    }
+    layers.push(Layer::new(
+        format!("host {}", host.name),
+        host.config.clone(),
+    ));
+    layers.push(environment_layer(std::env::vars()));
+    layers.push(override_layer(&options.overrides).map_err(Error::Usage)?);
+    let mut vars = Vars::layered(&layers).map_err(|message| Error::Config {
+        path: project.deployfile.clone(),
+        message,
+    })?;
+    vars.set("host", host.name.clone());
+    vars.set("hostname", host.hostname.clone());
+    vars.set("user", host.login_user());
+    vars.set("stage", host.stage.clone().unwrap_or_default());
+    vars.set("roles", host.roles.clone());
+    vars.set("local_user", crate::config::project::local_user());
+    vars.set("deployfile_dir", project.root.display().to_string());
+    vars.set("release_name", "");
+    vars.set("previous_release", "");
+    vars.set("revision", "");
+    if let Some(branch) = &options.branch {
+        vars.set("branch", branch.clone());
+    }
+    Ok(vars)
+}
+
+/// Render and check `deploy_path`: absolute, not `/`, no `..`.
+fn deploy_path(host: &Host, vars: &Vars) -> Result<String> {
+    let invalid = |message: String| Error::InvalidHost {
+        host: host.name.clone(),
+        message,
+    };
+    let path = vars
+        .value_string("deploy_path")
+        .map_err(|e| invalid(format!("`deploy_path`: {e}")))?;
+    let trimmed = path.trim_end_matches('/');
+    if !path.starts_with('/') {
+        return Err(invalid(format!(
+            "`deploy_path` must be an absolute path, not `{path}`"
+        )));
+    }
+    if trimmed.is_empty() || trimmed.split('/').any(|p| p == "..") {
+        return Err(invalid(format!(
+            "`deploy_path` must not be `/` or contain `..` (got `{path}`)"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// The global health checks, then those of the host's stage.
+fn health_checks(project: &Project, host: &Host) -> Result<Vec<Arc<HealthCheck>>> {
+    let stage_checks = host
+        .stage
+        .as_ref()
+        .and_then(|stage| project.stages.get(stage))
+        .map(|stage| stage.health.as_slice())
+        .unwrap_or_default();
+    project
+        .health
+        .iter()
+        .chain(stage_checks)
+        .enumerate()
+        .map(|(index, (raw, file))| Ok(Arc::new(HealthCheck::from_raw(raw, file, index)?)))
+        .collect()
+}
+
+impl HostRun {
+    /// Evaluate dynamic variables `names` on the host, in order, caching each value there; the
+    /// first that fails is the failure of `task`.
+    pub async fn evaluate_dynamic(
+        &mut self,
+        task: &str,
+        names: Vec<String>,
+    ) -> std::result::Result<(), StepFailure> {
+        for name in names {
+            let command = self
+                .vars
+                .dynamic_command(&name)
+                .map_err(|message| super::failure::before_running(self.name(), task, message))?;
+            let output = self.backend.capture(&command).await;
+            if !output.success() {
+                let mut failure = super::failure::of_capture(self.name(), task, &command, &output);
+                let why = failure
+                    .reason
+                    .take()
+                    .unwrap_or_else(|| format!("exit status {}", output.status.unwrap_or(-1)));
+                failure.reason = Some(format!("dynamic variable `{name}` failed: {why}"));
+                return Err(failure);
+            }
+            self.vars.set_dynamic(
+                &name,
+                output.stdout.trim_end_matches(['\n', '\r']).to_string(),
+            );
+        }
+        Ok(())
+    }
+}

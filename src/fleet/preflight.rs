@@ -1,0 +1,69 @@
+//! Before anything runs: every step and every health check rendered for every host, so a bad
+//! template or an undefined variable is reported before the first command touches a host.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::plan::task::{Action, Builtin, Task};
+
+use super::render::{self, Packing, RenderError};
+use super::Fleet;
+
+impl Fleet<'_> {
+    pub(crate) async fn preflight(&mut self, plan: &[Arc<Task>]) -> Result<()> {
+        let ctx = &self.ctx;
+        for host in &mut self.hosts {
+            let release = host
+                .vars
+                .value_string("release_name")
+                .ok()
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| ctx.release.clone());
+            host.vars.set("release_name", release);
+            // Dynamic variables are not evaluated yet: they render as placeholders here.
+            host.vars.set_placeholders(true);
+            for task in plan.iter().filter(|t| t.applies_to(&host.host.roles)) {
+                let rendered = match &task.action {
+                    // Packed when first used: a `local` task before it may build what it sends.
+                    Action::Upload { from, to } => [from, to]
+                        .into_iter()
+                        .try_for_each(|text| host.vars.render(&task.name, text).map(drop))
+                        .map_err(RenderError::from),
+                    Action::Builtin(Builtin::Lock | Builtin::Symlink | Builtin::Rollback) => Ok(()),
+                    _ => match render::fetch(ctx, task, host, Packing::Skip).await {
+                        Ok(fetched) => render::commands_for(ctx, task, host, &fetched).map(drop),
+                        Err(error) => Err(error),
+                    },
+                };
+                rendered.map_err(|e| template_error(task, host.name(), e))?;
+            }
+            // Health checks render too: a typo must not surface only after the switch.
+            for check in &host.checks {
+                host.vars
+                    .render(&check.name, check.template())
+                    .map_err(|message| Error::Config {
+                        path: ctx.project.deployfile.clone(),
+                        message: format!(
+                            "health check `{}`: host `{}`: {message}",
+                            check.name, host.host.name
+                        ),
+                    })?;
+            }
+            host.vars.set_placeholders(ctx.dry_run());
+        }
+        Ok(())
+    }
+}
+
+/// A task that does not render: pointed at the undefined variable (or the task) in its file.
+fn template_error(task: &Task, host: &str, error: RenderError) -> Error {
+    use crate::config::recipe;
+    let location = recipe::source_text(&task.file)
+        .and_then(|text| recipe::locate_in_task(&text, &task.name, error.undefined_variable()));
+    Error::Template {
+        file: task.file.clone(),
+        task: task.name.clone(),
+        message: format!("host `{host}`: {error}"),
+        location,
+    }
+}

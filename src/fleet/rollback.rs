@@ -1,0 +1,223 @@
+//! Going back: the automatic rollback of switched hosts after a failed check or batch (verified
+//! with the same checks), and `dep rollback`'s barrier (every host to one older live release,
+//! or nothing changes).
+
+use futures::future::join_all;
+
+use crate::error::{Error, Result};
+use crate::plan::task::Task;
+use crate::release::switch::revert_command;
+use crate::release::{self, LogEntry, Status};
+use crate::report::Event;
+
+use super::checks::CheckFailure;
+use super::switch::Target;
+use super::Fleet;
+
+impl Fleet<'_> {
+    /// Put every switched host of `scope` back on the release it had, re-run the post-switch
+    /// tasks there, verify with the same checks; mark the new release failed. Exit 5
+    /// (`Inconsistent`) when some host could not be restored or does not pass its checks.
+    pub(crate) async fn roll_back_switched(
+        &mut self,
+        reasons: &[CheckFailure],
+        scope: &[usize],
+    ) -> Result<()> {
+        let (restored, stuck) = self.revert(scope).await;
+        // The restored hosts run their post-switch tasks again and must pass the same checks.
+        if let Ok(post_switch) = self.ctx.tasks.post_switch() {
+            self.segment(&post_switch, &restored).await;
+        }
+        let mut unhealthy: Vec<CheckFailure> = restored
+            .iter()
+            .filter_map(|&i| {
+                let h = &self.hosts[i];
+                Some((h.host.name.clone(), h.failure.as_ref()?.to_string()))
+            })
+            .collect();
+        unhealthy.extend(
+            self.run_checks(crate::health::Phase::PostSwitch, &restored)
+                .await,
+        );
+        if stuck.is_empty() && unhealthy.is_empty() {
+            let message = if restored.is_empty() {
+                "there was no release before this one: `current` was removed again".to_string()
+            } else {
+                let n = restored.len();
+                format!(
+                    "rolled back {n} host{} to the release {} had before; verified",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "it" } else { "they" }
+                )
+            };
+            self.ctx.reporter.emit(Event::Note { message: &message });
+            return Ok(());
+        }
+        self.report_failed_rollback(reasons, &unhealthy);
+        let mut problems: Vec<String> = stuck
+            .iter()
+            .map(|host| {
+                format!("host `{host}`: could not be switched back to its previous release")
+            })
+            .collect();
+        problems.extend(unhealthy.iter().map(|(host, why)| {
+            format!("host `{host}`: switched back, but the previous release is not healthy either: {why}")
+        }));
+        Err(self.inconsistent(problems).await)
+    }
+
+    /// Switch the hosts of `scope` that this run switched back, marking the release failed
+    /// there: the indices of the hosts restored to a release, and the names of those stuck.
+    async fn revert(&mut self, scope: &[usize]) -> (Vec<usize>, Vec<String>) {
+        let failed = self.ctx.log_entry(Status::Failed, true);
+        let reverts = join_all(
+            self.hosts
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| scope.contains(i))
+                .filter_map(|(i, h)| Some((i, h, h.switched_from.clone()?)))
+                .map(|(i, h, before)| {
+                    let command = format!(
+                        "{} && {}",
+                        revert_command(
+                            &h.deploy_path,
+                            before.current.as_deref(),
+                            before.previous.as_deref()
+                        ),
+                        failed.append_command(&h.deploy_path)
+                    );
+                    async move { (i, h.backend.capture(&command).await, before.current) }
+                }),
+        )
+        .await;
+        let (mut restored, mut stuck) = (Vec::new(), Vec::new());
+        for (i, output, current) in reverts {
+            let host = &mut self.hosts[i];
+            if !output.success() {
+                stuck.push(host.host.name.clone());
+                continue;
+            }
+            let to = current.clone().unwrap_or_else(|| "(none)".into());
+            self.ctx.reporter.emit(Event::RolledBack {
+                host: &host.host.name,
+                from: &self.ctx.release,
+                to: &to,
+            });
+            host.switched_from = None;
+            if let Some(current) = current {
+                host.vars.set("release_name", current);
+                restored.push(i);
+            }
+        }
+        (restored, stuck)
+    }
+
+    fn report_failed_rollback(&self, reasons: &[CheckFailure], unhealthy: &[CheckFailure]) {
+        let summary: Vec<String> = reasons
+            .iter()
+            .map(|(host, why)| format!("host `{host}`: {why}"))
+            .collect();
+        let mut message = format!(
+            "release {} failed its health checks:\n  {}",
+            self.ctx.release,
+            summary.join("\n  ")
+        );
+        for (host, why) in unhealthy {
+            message.push_str(&format!("\n  after the rollback, host `{host}`: {why}"));
+        }
+        self.ctx.reporter.emit(Event::Note { message: &message });
+    }
+
+    /// The rollback barrier: all hosts to one older live release (or `--to`), or nothing changes.
+    pub(crate) async fn rollback_all(&mut self, task: &Task) -> Result<()> {
+        let target = self.rollback_target()?;
+        let targets: Vec<Target> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| Target {
+                host: i,
+                release: target.clone(),
+                log: vec![self.abandoned_entry(h)],
+            })
+            .collect();
+        self.switch(&task.name, targets).await?;
+        for h in &mut self.hosts {
+            let from = h.state.current.clone().unwrap_or_default();
+            if h.backend.is_dry_run() {
+                let message = format!(
+                    "[{}] dry run: would go back to {target} (from {from})",
+                    h.host.name
+                );
+                self.ctx.reporter.emit(Event::Note { message: &message });
+            } else {
+                self.ctx.reporter.emit(Event::RolledBack {
+                    host: &h.host.name,
+                    from: &from,
+                    to: &target,
+                });
+            }
+            h.set_release(&target, &from);
+        }
+        self.ctx.release = target;
+        Ok(())
+    }
+
+    /// The one release every host goes back to, or why the rollback is refused.
+    fn rollback_target(&self) -> Result<String> {
+        let to = self.ctx.options.rollback_to.as_deref();
+        let mut problems = Vec::new();
+        let mut chosen: Vec<String> = Vec::new();
+        for h in &self.hosts {
+            match h.state.rollback_target(to) {
+                Ok(target) => chosen.push(target),
+                Err(reason) => problems.push(format!("host `{}`: {reason}", h.host.name)),
+            }
+        }
+        if problems.is_empty() {
+            let mut distinct = chosen.clone();
+            distinct.sort();
+            distinct.dedup();
+            if distinct.len() > 1 {
+                for (h, target) in self.hosts.iter().zip(&chosen) {
+                    problems.push(format!("host `{}` would go to {target}", h.host.name));
+                }
+                problems.push(
+                    "hosts disagree on the release to go back to; choose one with `--to RELEASE`"
+                        .into(),
+                );
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Refused(format!(
+                "rollback refused, nothing was changed:\n  {}",
+                problems.join("\n  ")
+            )));
+        }
+        chosen
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Refused("rollback refused: no host selected".into()))
+    }
+
+    /// The log entry that marks the release a host leaves `rolled_back`.
+    fn abandoned_entry(&self, host: &super::host_run::HostRun) -> LogEntry {
+        let abandoned = host.state.current.clone().unwrap_or_default();
+        let statuses = host.state.statuses();
+        let mut entry = statuses
+            .get(abandoned.as_str())
+            .map(|e| (*e).clone())
+            .unwrap_or_else(|| LogEntry {
+                release: abandoned.clone(),
+                status: Status::RolledBack,
+                revision: None,
+                branch: None,
+                user: self.ctx.who.clone(),
+                started_at: String::new(),
+                finished_at: None,
+            });
+        entry.status = Status::RolledBack;
+        entry.finished_at = Some(release::now_rfc3339());
+        entry
+    }
+}

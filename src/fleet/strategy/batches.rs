@@ -1,0 +1,65 @@
+//! Deploying batch by batch (rolling and canary): every host is locked first; each batch then
+//! runs `deploy:batch_start`, prepares, switches and is health-checked, then `deploy:batch_end`,
+//! before the next starts. When a batch fails, the batches already switched go back too (unless
+//! `--keep-switched`), and the failed batch's hosts still run `deploy:batch_end` (back into the
+//! load balancer, serving the previous release).
+
+use crate::error::{Error, Result};
+use crate::fleet::deploy::Deploy;
+
+pub async fn run(deploy: &mut Deploy<'_, '_>, batches: Vec<Vec<usize>>) -> Result<()> {
+    deploy.lock().await?;
+    let keep = deploy.fleet.ctx.options.keep_switched;
+    let count = batches.len();
+    for (number, batch) in batches.iter().enumerate() {
+        let names: Vec<&str> = batch
+            .iter()
+            .map(|&i| deploy.fleet.hosts[i].name())
+            .collect();
+        let message = format!("batch {}/{count}: {}", number + 1, names.join(", "));
+        deploy
+            .fleet
+            .ctx
+            .reporter
+            .emit(crate::report::Event::Note { message: &message });
+        if let Err(error) = one_batch(deploy, batch, keep).await {
+            return Err(fail_batch(deploy, batch, keep, error).await);
+        }
+    }
+    deploy.finish().await
+}
+
+async fn one_batch(deploy: &mut Deploy<'_, '_>, batch: &[usize], keep: bool) -> Result<()> {
+    let start = deploy.plan().batch_start.clone();
+    deploy.fleet.execute(&start, batch).await?;
+    deploy.prepare(batch).await?;
+    deploy.switch(batch).await?;
+    deploy.verify(batch, keep).await?;
+    let end = deploy.plan().batch_end.clone();
+    deploy.fleet.execute(&end, batch).await
+}
+
+/// After a batch failed: roll back what switched (unless kept), put the batch's hosts back.
+async fn fail_batch(
+    deploy: &mut Deploy<'_, '_>,
+    batch: &[usize],
+    keep: bool,
+    error: Error,
+) -> Error {
+    let fleet = &mut *deploy.fleet;
+    let switched = fleet.hosts.iter().any(|h| h.switched_from.is_some());
+    if switched && !keep {
+        let reasons: Vec<(String, String)> = fleet
+            .hosts
+            .iter()
+            .filter_map(|h| Some((h.host.name.clone(), h.failure.as_ref()?.to_string())))
+            .collect();
+        let everyone: Vec<usize> = (0..fleet.hosts.len()).collect();
+        if let Err(inconsistent) = fleet.roll_back_switched(&reasons, &everyone).await {
+            return inconsistent;
+        }
+    }
+    let end = deploy.plan().batch_end.clone();
+    let _ = deploy.fleet.execute_regardless(&end, batch).await;
+    error
+}

@@ -1,0 +1,76 @@
+//! One health check on one host: its attempts, each bounded by the check's timeout, reported as
+//! they finish, until one passes or the attempts run out.
+
+use std::time::{Duration, Instant};
+
+use crate::report::{Event, Reporter};
+use crate::transport::{human_duration, Backend, Output};
+
+use super::HealthCheck;
+
+/// Why a check failed on a host, after its last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unhealthy(pub String);
+
+/// The check as one host runs it: `label` names it in reports, `command` is what runs.
+pub struct Attempts<'a> {
+    pub backend: &'a Backend,
+    pub host: &'a str,
+    pub check: &'a HealthCheck,
+    pub label: &'a str,
+    pub command: &'a str,
+}
+
+impl Attempts<'_> {
+    pub async fn run(&self, reporter: &Reporter) -> Result<(), Unhealthy> {
+        let check = self.check;
+        let mut verdict = Err(String::new());
+        for attempt in 1..=check.attempts {
+            let started = Instant::now();
+            let output = self.attempt().await;
+            verdict = check.judge(
+                output.status,
+                &output.stdout,
+                &output.stderr,
+                started.elapsed(),
+            );
+            let detail = match &verdict {
+                Ok(summary) => summary,
+                Err(why) => why,
+            };
+            reporter.emit(Event::HealthChecked {
+                host: self.host,
+                check: self.label,
+                attempt,
+                attempts: check.attempts,
+                ok: verdict.is_ok(),
+                detail,
+            });
+            if verdict.is_ok() {
+                break;
+            }
+            if attempt < check.attempts {
+                tokio::time::sleep(check.interval).await;
+            }
+        }
+        verdict.map(|_| ()).map_err(Unhealthy)
+    }
+
+    /// One attempt; the check's own timeout bounds it, whatever the command does.
+    async fn attempt(&self) -> Output {
+        let limit = self.check.timeout + Duration::from_secs(2);
+        match tokio::time::timeout(limit, self.backend.capture(self.command)).await {
+            Ok(output) => output,
+            Err(_) => {
+                let why = format!("timed out after {}", human_duration(self.check.timeout));
+                Output {
+                    status: None,
+                    reason: Some(why.clone()),
+                    stdout: String::new(),
+                    stderr: why,
+                }
+            }
+        }
+    }
+}
