@@ -1,0 +1,141 @@
+//! A host's state as one command reads it: whether the deploy path exists, where `current` and
+//! `previous` point, the release directories, the releases log and the lock record.
+
+use std::collections::HashMap;
+
+use crate::quote::quote;
+
+use super::log::{LogEntry, Status};
+use super::name::valid_name;
+
+/// What a host looks like now: read with one command (`state_command`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostState {
+    /// `deploy_path` exists.
+    pub exists: bool,
+    pub current: Option<String>,
+    pub previous: Option<String>,
+    /// Release directory names, oldest first.
+    pub releases: Vec<String>,
+    pub log: Vec<LogEntry>,
+    pub lock: Option<String>,
+}
+
+pub const SECTION: &str = "--dep-section ";
+
+/// One command printing everything `HostState::parse` needs.
+pub fn state_command(deploy_path: &str) -> String {
+    format!(
+        "cd {} 2>/dev/null || exit 0\necho '{SECTION}exists'\n\
+         echo '{SECTION}current'; readlink current 2>/dev/null\n\
+         echo '{SECTION}previous'; readlink previous 2>/dev/null\n\
+         echo '{SECTION}releases'; ls -1 releases 2>/dev/null\n\
+         echo '{SECTION}log'; cat .dep/releases.log 2>/dev/null\n\
+         echo '{SECTION}lock'; cat .dep/deploy.lock 2>/dev/null\n\
+         echo '{SECTION}end'; true",
+        quote(deploy_path)
+    )
+}
+
+impl HostState {
+    pub fn parse(output: &str) -> HostState {
+        let mut state = HostState::default();
+        let mut section = "";
+        let mut lock = String::new();
+        for line in output.lines() {
+            if let Some(name) = line.strip_prefix(SECTION) {
+                section = match name {
+                    "exists" => {
+                        state.exists = true;
+                        ""
+                    }
+                    "current" => "current",
+                    "previous" => "previous",
+                    "releases" => "releases",
+                    "log" => "log",
+                    "lock" => "lock",
+                    _ => "",
+                };
+                continue;
+            }
+            match section {
+                "current" => state.current = release_of_link(line),
+                "previous" => state.previous = release_of_link(line),
+                "releases" if valid_name(line) => state.releases.push(line.to_string()),
+                // A line that does not parse (a torn write, a hand edit) is skipped, not fatal.
+                "log" => {
+                    if let Ok(entry) = serde_json::from_str::<LogEntry>(line) {
+                        state.log.push(entry);
+                    }
+                }
+                "lock" => {
+                    lock.push_str(line);
+                    lock.push('\n');
+                }
+                _ => {}
+            }
+        }
+        state.releases.sort();
+        if !lock.trim().is_empty() {
+            state.lock = Some(lock.trim().to_string());
+        }
+        state
+    }
+
+    /// The latest log status of each release.
+    pub fn statuses(&self) -> HashMap<&str, &LogEntry> {
+        let mut statuses = HashMap::new();
+        for entry in &self.log {
+            statuses.insert(entry.release.as_str(), entry);
+        }
+        statuses
+    }
+}
+
+/// Why a host has no release to roll back to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoRollbackTarget {
+    #[error("no `current` release to roll back from")]
+    NoCurrent,
+    #[error("release `{0}` does not exist")]
+    Missing(String),
+    #[error("release `{0}` is already current")]
+    AlreadyCurrent(String),
+    #[error("no release older than current `{0}` went live and was not rolled back")]
+    NoneOlder(String),
+}
+
+impl HostState {
+    /// The release rollback goes to: `to` if given, else the newest release older than current
+    /// that went live and was not rolled back. Err says why there is none.
+    pub fn rollback_target(&self, to: Option<&str>) -> Result<String, NoRollbackTarget> {
+        let current = self.current.as_deref().ok_or(NoRollbackTarget::NoCurrent)?;
+        if let Some(to) = to {
+            if !self.releases.iter().any(|r| r == to) {
+                return Err(NoRollbackTarget::Missing(to.to_string()));
+            }
+            if to == current {
+                return Err(NoRollbackTarget::AlreadyCurrent(to.to_string()));
+            }
+            return Ok(to.to_string());
+        }
+        let statuses = self.statuses();
+        self.releases
+            .iter()
+            .rev()
+            .filter(|r| r.as_str() < current)
+            .find(|r| {
+                statuses
+                    .get(r.as_str())
+                    .is_some_and(|e| e.status == Status::Live)
+            })
+            .cloned()
+            .ok_or_else(|| NoRollbackTarget::NoneOlder(current.to_string()))
+    }
+}
+
+/// `releases/20261126101500` (or an absolute path ending so) -> `20261126101500`.
+fn release_of_link(target: &str) -> Option<String> {
+    let name = target.trim_end_matches('/').rsplit('/').next()?;
+    valid_name(name).then(|| name.to_string())
+}
