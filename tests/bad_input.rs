@@ -1,9 +1,7 @@
 //! Mistakes in a Deployfile or on the command line: each is reported with its exact place and
 //! wording, exits 2, and is caught before any command runs on any host.
 
-mod support;
-
-use support::project::{TestProject, T1};
+use crate::support::project::{TestProject, T1};
 
 /// The Deployfile's path as dep reports it (dep runs in the canonical project directory).
 fn deployfile(project: &TestProject) -> String {

@@ -1,8 +1,6 @@
 //! Ctrl-C during a deploy: nothing switches, every lock is released, the release is marked
 //! failed, and the commands that were running are stopped.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,5 +83,5 @@ fn ctrl_c_before_the_switch_changes_nothing_and_releases_the_locks() {
 
 /// Processes running this test's distinctive `sleep 29.7531`.
 fn sleeping() -> usize {
-    support::processes::running_with("29.7531")
+    crate::support::process::running_with("29.7531")
 }

@@ -1,11 +1,9 @@
 //! The deploy lock: a held lock on any host stops the whole deploy with exit 3, naming the holder,
 //! and changes nothing anywhere; `dep unlock` clears a stale one; two deploys cannot overlap.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::project::{TestProject, T1, T2};
+use crate::support::project::{TestProject, T1, T2};
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 

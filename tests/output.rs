@@ -1,9 +1,7 @@
 //! What dep prints: the summary table, GitHub Actions groups and annotations, completions and
 //! the man page (exact text where it is stable).
 
-mod support;
-
-use support::project::{TestProject, T1};
+use crate::support::project::{TestProject, T1};
 
 #[test]
 fn deploy_ends_with_a_summary_table() {

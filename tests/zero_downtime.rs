@@ -9,15 +9,15 @@
 //! Needs nginx, php-fpm and curl (scripts/setup-test-deps installs them); the test starts its
 //! own servers on 127.0.0.1 ports, never the system services.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use support::project::{Output, TestProject, T1, T2, T3};
-use support::sshd::Fleet;
-use support::web::{closed_port, HookServer, Poller, Samples, Watchdog, WebServer};
+use crate::support::net::{ClosedPort, HookServer};
+use crate::support::process::Watchdog;
+use crate::support::project::{Output, TestProject, T1, T2, T3};
+use crate::support::sshd::Fleet;
+use crate::support::web::{Poller, Sample, Samples, WebServer};
 
 /// No test may run longer than this (each dep run is also bounded by the project harness).
 const LIMIT: Duration = Duration::from_secs(50);
@@ -142,7 +142,7 @@ fn assert_no_failed_request(samples: &Samples, known: &[&str], web: &WebServer) 
         bad.is_empty(),
         "{} of {} requests failed, e.g. {:?}\n{}",
         bad.len(),
-        samples.len(),
+        samples.0.len(),
         bad.iter().take(5).collect::<Vec<_>>(),
         web.logs()
     );
@@ -522,7 +522,7 @@ after = "deploy:batch_end"
         "the client saw the hosts switch out of order"
     );
     // The batch hooks saw the same: h2's batch began after h1 served v2 (wall clock).
-    let wall = |s: &support::web::Sample| s.wall.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let wall = |s: &Sample| s.wall.duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let h1_v2 = samples
         .of("h1")
         .into_iter()
@@ -686,7 +686,8 @@ on = ["success", "rollback"]
 #[test]
 fn a_dead_webhook_only_warns() {
     let _watchdog = Watchdog::arm("dead webhook", LIMIT);
-    let port = closed_port();
+    let closed = ClosedPort::new();
+    let port = closed.port();
     let notify = format!(
         "\n[[notify]]\nwebhook = \"http://127.0.0.1:{port}/hook\"\nkind = \"json\"\non = [\"success\"]\ntimeout = 1\n"
     );
