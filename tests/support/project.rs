@@ -3,9 +3,16 @@
 //! run in it, and helpers that read each host's layout the way a user would check it.
 //!
 //! ```text
-//! let project = TestProject::new().fleet(3).config("keep_releases", "2");
-//! project.deploy_at(T1);                       // `dep deploy test`, must exit 0
-//! assert_eq!(project.current("h2").as_deref(), Some(T1));
+//! let project = TestProject::new().fleet(2).deployfile("[tasks.say]\nrun = \"echo hi\"\n");
+//! project
+//!     .dep(&["deploy", "test"])                // a `Run`: args in...
+//!     .now(T1)                                 // ...env in (DEP_NOW pins the release name)...
+//!     .status(1)                               // ...and out: the exit status (0 by default),
+//!     .stdout("deploying release 20250101100000 to 2 hosts: h1, h2\n...")
+//!     .stderr("error: ...\n")                  // the WHOLE stdout and stderr, normalised
+//!     .run();                                  // (see `transcript`); returns the raw `Output`
+//! project.deploy_at(T2);                       // `dep deploy test`, must exit 0
+//! assert_eq!(project.current("h2").as_deref(), Some(T2));
 //! ```
 //!
 //! Layout of the temporary directory (removed on drop):
