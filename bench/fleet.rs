@@ -5,6 +5,15 @@
 //! Run: `cargo bench --bench fleet` (env BENCH_HOSTS="1 10 30 60", BENCH_ROUNDS=5).
 //! Reports medians and the ratio dep/floor, dep's CPU time per host and peak memory.
 
+// The sshd fleet of the integration tests, with the two support modules it builds on. The bench
+// uses a part of each (no fault injection, no watchdog, no webhook receiver).
+#[allow(dead_code, reason = "the bench uses a part of the test support")]
+#[path = "../tests/support/net.rs"]
+mod net;
+#[allow(dead_code, reason = "the bench uses a part of the test support")]
+#[path = "../tests/support/process.rs"]
+mod process;
+#[allow(dead_code, reason = "the bench uses a part of the test support")]
 #[path = "../tests/support/sshd.rs"]
 mod sshd;
 
@@ -220,14 +229,8 @@ fn floor(fleet: &Fleet, repo: &Path, revision: &str, round: usize) -> Cost {
     let started = Instant::now();
     let before = children_usage();
     let mut children = Vec::new();
-    for host in fleet.hosts() {
-        let script = floor_script(
-            host.deploy_path(),
-            &release,
-            repo,
-            revision,
-            host.index() == 0,
-        );
+    for (index, host) in fleet.hosts().iter().enumerate() {
+        let script = floor_script(host.deploy_path(), &release, repo, revision, index == 0);
         let mut child = fleet
             .ssh()
             .arg(host.name())

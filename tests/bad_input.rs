@@ -1,9 +1,7 @@
 //! Mistakes in a Deployfile or on the command line: each is reported with its exact place and
 //! wording, exits 2, and is caught before any command runs on any host.
 
-mod support;
-
-use support::project::{TestProject, T1};
+use crate::support::project::{TestProject, T1};
 
 /// The Deployfile's path as dep reports it (dep runs in the canonical project directory).
 fn deployfile(project: &TestProject) -> String {
@@ -14,12 +12,19 @@ fn deployfile(project: &TestProject) -> String {
         .to_string()
 }
 
-/// Run dep, expect exit 2 and exactly `message` on stderr, and nothing on any host.
+/// Run dep, expect exit 2, nothing on stdout and exactly `message` on stderr, and nothing on
+/// any host.
 #[track_caller]
 fn assert_usage_error(project: &TestProject, args: &[&str], message: &str) {
-    let output = project.run_env(args, &[("DEP_NOW", T1)]);
-    output.expect_status(2);
-    assert_eq!(output.stderr, message, "{}", output.transcript());
+    let output = project
+        .dep(args)
+        .now(T1)
+        .status(2)
+        .stdout("")
+        .stderr(message)
+        .run();
+    // Also unnormalised: the path dep names is the canonical one.
+    assert_eq!(output.stderr, message);
     assert!(
         !project.join("hosts").exists(),
         "a host was touched\n{}",

@@ -1,12 +1,10 @@
 //! The artifact strategy (a directory or a .tar.gz built elsewhere), the layered `.env`, and
 //! tagging the deployed revision.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use support::project::{TestProject, T1};
+use crate::support::project::{TestProject, T1};
 
 fn sh(dir: &std::path::Path, script: &str) -> String {
     let out = Command::new("bash")

@@ -2,14 +2,12 @@
 //! writable paths, cleanup, task options (`once`, `local`, `roles`, hooks), dry runs, variable
 //! precedence, dynamic variables and the git strategy.
 
-mod support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use support::project::{TestProject, T1, T2, T3, T4};
+use crate::support::project::{TestProject, T1, T2, T3, T4};
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 

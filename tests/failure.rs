@@ -2,11 +2,10 @@
 //! released, and the error names the host, the task, the command and its exit status. Also the
 //! task options that decide what counts as a failure: `on_failure`, `retries`, `timeout`, `if`.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::project::{TestProject, T1, T2, T3};
+use crate::support::process;
+use crate::support::project::{TestProject, T1, T2, T3};
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 
@@ -246,19 +245,10 @@ after = "deploy:update_code"
     // The timed-out command was stopped, not left running.
     let marker = project.join("hanging").display().to_string();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while processes_named(&marker) > 0 {
+    while process::named(&marker) > 0 {
         assert!(Instant::now() < deadline, "`sleep 30` still running");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// How many processes have `name` as argv[0].
-fn processes_named(name: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .filter(|cmdline| cmdline.split(|b| *b == 0).next() == Some(name.as_bytes()))
-        .count()
 }
 
 #[test]
@@ -391,7 +381,7 @@ after = "deploy:update_code"
     };
     let running = project.start_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_named(&blocked("h1")) == 0 || processes_named(&blocked("h2")) == 0 {
+    while process::named(&blocked("h1")) == 0 || process::named(&blocked("h2")) == 0 {
         assert!(
             Instant::now() < deadline,
             "the deploy never reached the task"
@@ -410,7 +400,7 @@ after = "deploy:update_code"
     }
     // The interrupted commands were stopped, not left running on the hosts.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while processes_named(&blocked("h1")) + processes_named(&blocked("h2")) > 0 {
+    while process::named(&blocked("h1")) + process::named(&blocked("h2")) > 0 {
         assert!(
             Instant::now() < deadline,
             "the interrupted task kept running"

@@ -1,14 +1,12 @@
 //! A health check that hangs fails at its timeout, and what it started is stopped with it.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::project::{TestProject, T1, T2};
+use crate::support::project::{TestProject, T1, T2};
 
 /// Processes running this test's distinctive `sleep 28.8642`.
 fn hanging() -> usize {
-    support::processes::running_with("28.8642")
+    crate::support::process::running_with("28.8642")
 }
 
 #[test]

@@ -13,20 +13,19 @@
 //! Needs php-cli, php-sqlite3, php-mbstring, php-xml, php-laravel-framework, composer and sqlite3
 //! (scripts/setup-test-deps installs them).
 
-mod support;
-
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::project::{Output, TestProject, T1, T2};
-use support::sshd::Fleet;
+use crate::support::net;
+use crate::support::process::{self, Watchdog};
+
+use crate::support::project::{Output, TestProject, T1, T2};
+use crate::support::sshd::Fleet;
 
 /// The whole test must finish within this (each dep run is also bounded by the harness).
 const WATCHDOG: Duration = Duration::from_secs(150);
@@ -75,31 +74,6 @@ class CreateTagsTable extends Migration
 }
 "#;
 
-/// Kills the whole test process (and says why) if the test is still running after `limit`:
-/// a hang anywhere (sshd, php, dep) fails instead of blocking the suite. Disarmed on drop.
-struct Watchdog {
-    disarm: mpsc::Sender<()>,
-}
-
-impl Watchdog {
-    fn arm(limit: Duration) -> Watchdog {
-        let (disarm, disarmed) = mpsc::channel::<()>();
-        thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(limit) {
-                eprintln!("laravel test: still running after {limit:?}; aborting");
-                std::process::abort();
-            }
-        });
-        Watchdog { disarm }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.disarm.send(());
-    }
-}
-
 /// Runs a local helper command with a time limit; returns (exit code, stdout, stderr).
 fn run_local(command: &mut Command) -> (i32, String, String) {
     let label = format!("{command:?}");
@@ -109,26 +83,12 @@ fn run_local(command: &mut Command) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {label}: {e}"));
-    let pid = child.id() as libc::pid_t;
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(COMMAND_LIMIT) {
-        Ok(output) => {
-            let output = output.unwrap_or_else(|e| panic!("cannot wait for {label}: {e}"));
-            (
-                output.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&output.stdout).into_owned(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        }
-        Err(_) => {
-            // SAFETY: kill only sends a signal to the child we spawned (not reaped yet).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("{label} still running after {COMMAND_LIMIT:?}");
-        }
-    }
+    let finished = process::wait_within(child, &label, COMMAND_LIMIT);
+    (
+        finished.status.code().unwrap_or(-1),
+        finished.stdout,
+        finished.stderr,
+    )
 }
 
 /// `sqlite3 DB SQL`, which must succeed; its stdout.
@@ -164,9 +124,7 @@ struct PhpServer {
 
 impl PhpServer {
     fn start(public: &Path) -> PhpServer {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("no free loopback port");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, net::free_port(Ipv4Addr::LOCALHOST)));
         let child = Command::new("php")
             .arg("-S")
             .arg(addr.to_string())
@@ -207,30 +165,9 @@ impl PhpServer {
     }
 
     fn get_once(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("cannot connect to php -S on {}: {e}", self.addr));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .unwrap_or_else(|e| panic!("GET {path} on {}: {e}", self.addr));
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("GET {path}: not an HTTP response: {response:?}"));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("GET {path}: no status in {head:?}"));
-        (status, body.to_string())
+        let response = net::get(self.addr, path, Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("GET {path} on php -S at {}: {e}", self.addr));
+        (response.status, response.body)
     }
 }
 
@@ -429,7 +366,7 @@ fn position(output: &Output, prefix: &str) -> usize {
 
 #[test]
 fn deploys_a_laravel_app_to_three_hosts_with_one_migration_run() {
-    let _watchdog = Watchdog::arm(WATCHDOG);
+    let _watchdog = Watchdog::arm("laravel deploy", WATCHDOG);
     let started = Instant::now();
     let setup = Setup::new(3);
     let db = &setup.db;
@@ -804,7 +741,7 @@ fn read_dotenv(dir: &Path) -> serde_json::Value {
 /// (`deploy:env` runs only as a step of the deploy, hence a whole deploy to one host.)
 #[test]
 fn a_secret_that_needs_quoting_never_reaches_the_output() {
-    let _watchdog = Watchdog::arm(Duration::from_secs(60));
+    let _watchdog = Watchdog::arm("laravel secret", Duration::from_secs(60));
     let setup = Setup::new(1);
     // Setup::dep fails the test if any piece of the secret is in the output.
     setup

@@ -1,91 +1,11 @@
 //! Webhook delivery against tiny HTTP servers on 127.0.0.1: bodies, retries, give-ups, triggers
 //! and redaction. No outside network.
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use dep::notify::{payload, send, Kind, Notice, Trigger, Webhook};
 
-mod support;
-
-/// One request as the server saw it.
-use support::web::{read_request, Hooked as Seen};
-
-/// What the server does with the n-th request: answer with a status, or hold the connection
-/// open without answering.
-#[derive(Clone, Copy)]
-enum Reply {
-    Status(u16),
-    Silence,
-}
-
-/// A loopback HTTP/1.1 server answering requests in order from `script` (the last entry
-/// repeats), recording every request. Runs until the test process ends.
-struct Server {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn start(script: &[Reply]) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script = script.to_vec();
-        let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let index = {
-                    let mut seen = record.lock().unwrap();
-                    match read_request(&stream) {
-                        Some(request) => seen.push(request),
-                        None => continue,
-                    }
-                    seen.len() - 1
-                };
-                let reply = script[index.min(script.len() - 1)];
-                respond(stream, reply);
-            }
-        });
-        Server { port, seen }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn respond(mut stream: TcpStream, reply: Reply) {
-    match reply {
-        Reply::Status(code) => {
-            let body = match code {
-                200 => "ok",
-                404 => "no_service",
-                _ => "server trouble",
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {code} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-        // Keep the socket open, unanswered, until the client gives up.
-        Reply::Silence => {
-            thread::spawn(move || {
-                thread::sleep(Duration::from_secs(10));
-                drop(stream);
-            });
-        }
-    }
-}
+use crate::support::net::{ClosedPort, HookServer as Server, Reply};
 
 fn hook(url: String, kind: Kind, on: &[Trigger]) -> Webhook {
     Webhook {
@@ -111,17 +31,9 @@ fn notice(trigger: Trigger) -> Notice {
     }
 }
 
-/// A port on 127.0.0.1 that nothing listens on.
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
-}
-
 #[tokio::test]
 async fn every_kind_is_delivered_as_json() {
-    let server = Server::start(&[Reply::Status(200)]);
+    let server = Server::scripted(&[Reply::Status(200)]);
     let hooks = [
         hook(server.url("/slack"), Kind::Slack, &Trigger::ALL),
         hook(server.url("/teams"), Kind::Teams, &Trigger::ALL),
@@ -149,7 +61,7 @@ async fn every_kind_is_delivered_as_json() {
 
 #[tokio::test]
 async fn a_server_error_is_retried_until_it_succeeds() {
-    let server = Server::start(&[Reply::Status(500), Reply::Status(200)]);
+    let server = Server::scripted(&[Reply::Status(500), Reply::Status(200)]);
     let hooks = [hook(server.url("/hook"), Kind::Json, &Trigger::ALL)];
 
     let started = Instant::now();
@@ -163,7 +75,7 @@ async fn a_server_error_is_retried_until_it_succeeds() {
 
 #[tokio::test]
 async fn a_client_error_is_not_retried() {
-    let server = Server::start(&[Reply::Status(404)]);
+    let server = Server::scripted(&[Reply::Status(404)]);
     let hooks = [hook(
         server.url("/services/T000/B000/s3cret?token=s3cret"),
         Kind::Slack,
@@ -184,7 +96,8 @@ async fn a_client_error_is_not_retried() {
 
 #[tokio::test]
 async fn a_dead_endpoint_gives_up_after_three_tries() {
-    let port = closed_port();
+    let closed = ClosedPort::new();
+    let port = closed.port();
     let hooks = [Webhook {
         url: format!("http://user:s3cret@127.0.0.1:{port}/hook/s3cret"),
         kind: Kind::Teams,
@@ -214,7 +127,7 @@ async fn a_dead_endpoint_gives_up_after_three_tries() {
 
 #[tokio::test]
 async fn a_silent_server_times_out() {
-    let server = Server::start(&[Reply::Silence]);
+    let server = Server::scripted(&[Reply::Silence]);
     let hooks = [Webhook {
         url: server.url("/hook?key=s3cret"),
         kind: Kind::Json,
@@ -240,7 +153,7 @@ async fn a_silent_server_times_out() {
 
 #[tokio::test]
 async fn only_subscribed_hooks_hear_of_a_trigger() {
-    let server = Server::start(&[Reply::Status(200)]);
+    let server = Server::scripted(&[Reply::Status(200)]);
     let hooks = [
         hook(server.url("/failures"), Kind::Json, &[Trigger::Failure]),
         hook(
@@ -264,8 +177,8 @@ async fn only_subscribed_hooks_hear_of_a_trigger() {
 
 #[tokio::test]
 async fn one_failing_hook_does_not_stop_the_others() {
-    let good = Server::start(&[Reply::Status(200)]);
-    let bad = Server::start(&[Reply::Status(403)]);
+    let good = Server::scripted(&[Reply::Status(200)]);
+    let bad = Server::scripted(&[Reply::Status(403)]);
     let hooks = [
         hook(bad.url("/a"), Kind::Slack, &Trigger::ALL),
         hook(good.url("/b"), Kind::Slack, &Trigger::ALL),

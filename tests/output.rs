@@ -1,83 +1,137 @@
 //! What dep prints: the summary table, GitHub Actions groups and annotations, completions and
 //! the man page (exact text where it is stable).
 
-mod support;
+use crate::support::project::{TestProject, T1};
+use crate::support::transcript;
 
-use support::project::{TestProject, T1};
+/// A task that is surely the slowest of each host's deploy, so the summary's last column is
+/// pinned.
+const SLOWEST: &str = "[tasks.build]\nrun = \"sleep 0.6\"\nafter = \"deploy:update_code\"\n";
 
 #[test]
 fn deploy_ends_with_a_summary_table() {
-    let project = TestProject::new().fleet(2);
-    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
-    output.success();
-    let table: Vec<&str> = output.stdout.lines().rev().take(3).collect();
-    assert!(
-        table[2].starts_with("HOST  RESULT  CURRENT         DURATION  SLOWEST TASK"),
-        "{}",
-        output.transcript()
-    );
-    for (line, host) in table[..2].iter().rev().zip(["h1", "h2"]) {
-        assert!(
-            line.starts_with(&format!("{host}    live    {T1}")),
-            "{line:?}\n{}",
-            output.transcript()
-        );
-    }
+    let project = TestProject::new().fleet(2).deployfile(SLOWEST);
+    project
+        .dep(&["deploy", "test"])
+        .now(T1)
+        .stdout(
+            "deploying release 20250101100000 to 2 hosts: h1, h2
+[h1] ✓ deploy:lock ([TIME])
+[h1] ✓ deploy:setup ([TIME])
+[h1] ✓ deploy:release ([TIME])
+[h1] ✓ deploy:update_code ([TIME])
+[h1] ✓ build ([TIME])
+[h1] ✓ deploy:shared ([TIME])
+[h1] ✓ deploy:writable ([TIME])
+[h1] ✓ deploy:symlink ([TIME])
+[h1] ⇒ current -> releases/20250101100000
+[h1] ✓ deploy:unlock ([TIME])
+[h1] ✓ deploy:cleanup ([TIME])
+[h2] ✓ deploy:lock ([TIME])
+[h2] ✓ deploy:setup ([TIME])
+[h2] ✓ deploy:release ([TIME])
+[h2] ✓ deploy:update_code ([TIME])
+[h2] ✓ build ([TIME])
+[h2] ✓ deploy:shared ([TIME])
+[h2] ✓ deploy:writable ([TIME])
+[h2] ✓ deploy:symlink ([TIME])
+[h2] ⇒ current -> releases/20250101100000
+[h2] ✓ deploy:unlock ([TIME])
+[h2] ✓ deploy:cleanup ([TIME])
+release 20250101100000 is live ([TIME])
+HOST  RESULT  CURRENT         DURATION  SLOWEST TASK
+h1    live    20250101100000  [TIME]    build ([TIME])
+h2    live    20250101100000  [TIME]    build ([TIME])
+",
+        )
+        .stderr("")
+        .run();
 }
 
+/// The summary of a failed deploy, and its whole error. (What the healthy host printed before
+/// the failure stopped it depends on timing, so stdout is stated from the summary on.)
 #[test]
 fn a_failed_deploy_summary_names_the_failed_task_and_the_unchanged_hosts() {
-    let project = TestProject::new().fleet(2).deployfile(
-        "[tasks.check]\nrun = \"test {{ host }} != h2\"\nafter = \"deploy:update_code\"\n",
-    );
-    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
-    output.expect_status(1);
-    assert!(
-        output.stdout.contains("\nh1    unchanged      (unchanged)"),
+    let project = TestProject::new()
+        .fleet(2)
+        .deployfile(SLOWEST)
+        .deployfile("[tasks.check]\nrun = \"test {{ host }} != h2\"\nafter = \"build\"\n");
+    let output = project
+        .dep(&["deploy", "test"])
+        .now(T1)
+        .status(1)
+        .stderr(
+            "error: failed on 1 host
+
+host `h2`, task `check`: command exited with status 1
+  command: test h2 != h2
+",
+        )
+        .run();
+    let stdout = transcript::normalize(&output.stdout, project.path());
+    let summary = &stdout[stdout
+        .find("deploy failed after ")
+        .unwrap_or_else(|| panic!("no summary\n{}", output.transcript()))..];
+    assert_eq!(
+        summary,
+        "deploy failed after [TIME]: release 20250101100000 is not live
+HOST  RESULT         CURRENT      DURATION  SLOWEST TASK
+h1    unchanged      (unchanged)  [TIME]    build ([TIME])
+h2    failed: check  (unchanged)  [TIME]    build ([TIME])
+",
         "{}",
         output.transcript()
     );
     assert!(
-        output.stdout.contains("\nh2    failed: check  (unchanged)"),
+        stdout.contains("\n[h2] ✗ check: exit status 1\n"),
         "{}",
         output.transcript()
     );
 }
 
+/// Known flaky under load until the reader orders a failing task's stderr before its end
+/// marker (issue 9, fixed in src).
 #[test]
 fn github_actions_gets_groups_with_output_and_error_annotations() {
     let project = TestProject::new()
         .fleet(1)
         .deployfile(
-            "[tasks.say]\nrun = \"echo hello from {{ host }}\"\nafter = \"deploy:update_code\"\n",
+            "[tasks.say]\nrun = \"echo hello from {{ host }}; sleep 0.6\"\nafter = \"deploy:update_code\"\n",
         )
         .deployfile("[tasks.boom]\nrun = \"echo nope >&2; exit 7\"\nafter = \"say\"\n");
-    let output = project.run_env(
-        &["deploy", "test"],
-        &[("DEP_NOW", T1), ("GITHUB_ACTIONS", "true")],
-    );
-    output.expect_status(1);
-    assert!(
-        output.stdout.contains("::group::[h1] ✓ say (")
-            && output
-                .stdout
-                .contains(")\n[h1] │ hello from h1\n::endgroup::\n"),
-        "{}",
-        output.transcript()
-    );
-    assert!(
-        output.stdout.contains(
-            "[h1] │ nope\n::endgroup::\n::error title=dep: boom failed on h1::exit status 7\n"
-        ),
-        "{}",
-        output.transcript()
-    );
-    // Tasks without output stay single lines.
-    assert!(
-        output.stdout.contains("\n[h1] ✓ deploy:setup ("),
-        "{}",
-        output.transcript()
-    );
+    project
+        .dep(&["deploy", "test"])
+        .now(T1)
+        .env("GITHUB_ACTIONS", "true")
+        .status(1)
+        .stdout(
+            "deploying release 20250101100000 to 1 host: h1
+[h1] ✓ deploy:lock ([TIME])
+[h1] ✓ deploy:setup ([TIME])
+[h1] ✓ deploy:release ([TIME])
+[h1] ✓ deploy:update_code ([TIME])
+::group::[h1] ✓ say ([TIME])
+[h1] │ hello from h1
+::endgroup::
+::group::[h1] ✗ boom: exit status 7
+[h1] │ nope
+::endgroup::
+::error title=dep: boom failed on h1::exit status 7
+deploy failed after [TIME]: release 20250101100000 is not live
+HOST  RESULT        CURRENT      DURATION  SLOWEST TASK
+h1    failed: boom  (unchanged)  [TIME]    say ([TIME])
+",
+        )
+        .stderr(
+            "error: failed on 1 host
+
+host `h1`, task `boom`: command exited with status 7
+  command: echo nope >&2; exit 7
+  output:
+  │ nope
+",
+        )
+        .run();
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! The README's usage block is `dep --help`, word for word.
 
+use crate::support::project::TestProject;
+
 #[test]
 fn readme_usage_block_is_dep_help() {
     let readme =
@@ -10,12 +12,12 @@ fn readme_usage_block_is_dep_help() {
         .and_then(|usage| usage.split("```text\n").nth(1))
         .and_then(|rest| rest.split("\n```").next())
         .expect("README.md has a ```text block under ## Usage");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dep"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let help = String::from_utf8(output.stdout).unwrap();
+    let help = TestProject::empty()
+        .no_deployfile()
+        .dep(&["--help"])
+        .stderr("")
+        .run()
+        .stdout;
     assert_eq!(
         block,
         help.trim_end(),

@@ -1,9 +1,7 @@
 //! `dep rollback`: every host back to the same older live release (or `--to`), the abandoned
 //! release marked `rolled_back`; refused, changing nothing, when a host cannot follow.
 
-mod support;
-
-use support::project::{TestProject, T1, T2, T3, T4};
+use crate::support::project::{TestProject, T1, T2, T3, T4};
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
 

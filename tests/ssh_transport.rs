@@ -3,16 +3,15 @@
 //! keys, goes through ProxyJump, checks host keys, and fails fast and cleanly when a host dies
 //! or stops answering mid-deploy.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::project::{Output, TestProject};
-use support::sshd::{Fleet, KeyKind};
+use crate::support::net::ClosedPort;
+use crate::support::project::{Output, TestProject};
+use crate::support::sshd::{Fleet, Key, KeyKind};
 
 const T1: &str = "20250101100000";
 const T2: &str = "20250101110000";
@@ -257,7 +256,7 @@ fn proxy_jump_agent_and_key_kinds() {
         .stderr_has("authentication failed for user");
 
     // IdentitiesOnly: the agent's key is not offered when it is not one of the IdentityFiles.
-    let stranger = support::sshd::Key::generate(
+    let stranger = Key::generate(
         &fleet.dir().join("client/stranger"),
         KeyKind::Ed25519,
         None,
@@ -372,11 +371,8 @@ fn connection_errors_name_the_host_and_the_cause() {
     let fleet = Fleet::start(1);
     let tasks = "[tasks.hello]\nrun = \"echo hello\"\n";
     // Nothing listens on that port.
-    let closed_port = std::net::TcpListener::bind((fleet.host(0).ip(), 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = ClosedPort::on(fleet.host(0).ip());
+    let closed_port = closed.port();
     let mut entry = Entry::for_host(&fleet, 0);
     entry.port = Some(closed_port);
     project_for(&fleet, &[(0, entry)], tasks)
@@ -389,7 +385,7 @@ fn connection_errors_name_the_host_and_the_cause() {
 
     // A key the hosts do not accept.
     let stranger = fleet.dir().join("client/stranger");
-    support::sshd::Key::generate(&stranger, KeyKind::Ed25519, None, "stranger");
+    Key::generate(&stranger, KeyKind::Ed25519, None, "stranger");
     let mut entry = Entry::for_host(&fleet, 0);
     entry.identity_file = Some(stranger.clone());
     project_for(&fleet, &[(0, entry)], tasks)

@@ -1,8 +1,6 @@
 //! Smoke tests for the sshd fleet harness (`tests/support/sshd.rs`), driven by the system `ssh`
 //! client: they prove the harness, not dep.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -10,7 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::sshd::{Fleet, KeyKind};
+use crate::support::process::is_gone;
+use crate::support::sshd::{Fleet, Key, KeyKind};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -56,16 +55,6 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
             panic!("process still running after {limit:?}");
         }
         thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn is_gone(pid: u32) -> bool {
-    // Gone, or a zombie waiting for init to reap it.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat[stat.rfind(')').unwrap() + 1..]
-            .trim_start()
-            .starts_with('Z'),
     }
 }
 
@@ -230,7 +219,7 @@ fn other_key_kinds_and_an_agent_log_in() {
     assert_ok(&ssh_with(&config, Some(agent.sock())), "ssh via the agent");
 
     // A key that is not authorized is refused.
-    let stranger = support::sshd::Key::generate(
+    let stranger = Key::generate(
         &fleet.dir().join("stranger"),
         KeyKind::Ed25519,
         None,

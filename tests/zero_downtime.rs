@@ -9,15 +9,15 @@
 //! Needs nginx, php-fpm and curl (scripts/setup-test-deps installs them); the test starts its
 //! own servers on 127.0.0.1 ports, never the system services.
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use support::project::{Output, TestProject, T1, T2, T3};
-use support::sshd::Fleet;
-use support::web::{closed_port, HookServer, Poller, Samples, Watchdog, WebServer};
+use crate::support::net::{ClosedPort, HookServer};
+use crate::support::process::Watchdog;
+use crate::support::project::{Output, TestProject, T1, T2, T3};
+use crate::support::sshd::Fleet;
+use crate::support::web::{Poller, Sample, Samples, WebServer};
 
 /// No test may run longer than this (each dep run is also bounded by the project harness).
 const LIMIT: Duration = Duration::from_secs(50);
@@ -116,6 +116,45 @@ fn local_fleet(n: usize, health: &str, extra: &str) -> (TestProject, WebServer) 
     (project, web)
 }
 
+/// `local_fleet`, deployed once at `T1`: every host serves v1.
+fn deployed_fleet(n: usize, health: &str, extra: &str) -> (TestProject, WebServer) {
+    let (project, web) = local_fleet(n, health, extra);
+    deploy(&project, T1, &[]).success();
+    (project, web)
+}
+
+/// A deploy while a client polls `/` on every host, and what the client saw.
+struct Watched {
+    output: Output,
+    samples: Samples,
+    /// When the deploy started and finished.
+    started: Instant,
+    finished: Instant,
+}
+
+/// Deploys at `now` with `extra` arguments while a client polls `/` on every host of `hosts`:
+/// before the run each answered `before` 5 times, after it `after` 5 times.
+fn deploy_watched(
+    project: &TestProject,
+    web: &WebServer,
+    hosts: &[&str],
+    (now, extra): (&str, &[&str]),
+    (before, after): (&str, &str),
+) -> Watched {
+    let poller = Poller::start(web, "/");
+    poller.wait_for(hosts, before, 5, Instant::now());
+    let started = Instant::now();
+    let output = deploy(project, now, extra);
+    let finished = Instant::now();
+    poller.wait_for(hosts, after, 5, finished);
+    Watched {
+        output,
+        samples: poller.stop(),
+        started,
+        finished,
+    }
+}
+
 fn deploy(project: &TestProject, now: &str, extra: &[&str]) -> Output {
     let mut args = vec!["deploy", "test"];
     args.extend_from_slice(extra);
@@ -142,7 +181,7 @@ fn assert_no_failed_request(samples: &Samples, known: &[&str], web: &WebServer) 
         bad.is_empty(),
         "{} of {} requests failed, e.g. {:?}\n{}",
         bad.len(),
-        samples.len(),
+        samples.0.len(),
         bad.iter().take(5).collect::<Vec<_>>(),
         web.logs()
     );
@@ -305,19 +344,23 @@ fn no_request_fails_during_a_deploy_and_a_rollback_over_ssh() {
 #[test]
 fn a_failing_health_check_rolls_every_host_back() {
     let _watchdog = Watchdog::arm("health check rollback", LIMIT);
-    let (project, web) = local_fleet(3, HEALTH, "");
+    let (project, web) = deployed_fleet(3, HEALTH, "");
     let hosts = ["h1", "h2", "h3"];
-    deploy(&project, T1, &[]).success();
     assert_serving(&web, &hosts, "v1");
 
     write_app(&project, "v2", false);
-    let poller = Poller::start(&web, "/");
-    poller.wait_for(&hosts, "v1", 5, Instant::now());
-    let started = Instant::now();
-    let output = deploy(&project, T2, &["-o", "break_host=h2"]);
-    let finished = Instant::now();
-    poller.wait_for(&hosts, "v1", 5, finished);
-    let samples = poller.stop();
+    let Watched {
+        output,
+        samples,
+        started,
+        finished,
+    } = deploy_watched(
+        &project,
+        &web,
+        &hosts,
+        (T2, &["-o", "break_host=h2"]),
+        ("v1", "v1"),
+    );
 
     output.expect_status(4);
     output
@@ -424,13 +467,18 @@ after = "deploy:batch_end"
     let _ = fs::remove_file(project.join("timeline.log"));
 
     write_app(&project, "v2", false);
-    let poller = Poller::start(&web, "/");
-    poller.wait_for(&hosts, "v1", 5, Instant::now());
-    let started = Instant::now();
-    let output = deploy(&project, T2, &["--rolling", "1"]);
-    let finished = Instant::now();
-    poller.wait_for(&hosts, "v2", 5, finished);
-    let samples = poller.stop();
+    let Watched {
+        output,
+        samples,
+        started,
+        finished,
+    } = deploy_watched(
+        &project,
+        &web,
+        &hosts,
+        (T2, &["--rolling", "1"]),
+        ("v1", "v2"),
+    );
     output.success();
 
     // The timeline the hosts wrote: (event, host, nanoseconds, what h1 h2 h3 served).
@@ -522,7 +570,7 @@ after = "deploy:batch_end"
         "the client saw the hosts switch out of order"
     );
     // The batch hooks saw the same: h2's batch began after h1 served v2 (wall clock).
-    let wall = |s: &support::web::Sample| s.wall.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let wall = |s: &Sample| s.wall.duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let h1_v2 = samples
         .of("h1")
         .into_iter()
@@ -547,18 +595,16 @@ after = "deploy:batch_end"
 #[test]
 fn an_unhealthy_canary_stops_the_deploy_at_the_first_host() {
     let _watchdog = Watchdog::arm("canary", LIMIT);
-    let (project, web) = local_fleet(3, HEALTH, "");
+    let (project, web) = deployed_fleet(3, HEALTH, "");
     let hosts = ["h1", "h2", "h3"];
-    deploy(&project, T1, &[]).success();
 
     write_app(&project, "v2", true);
-    let poller = Poller::start(&web, "/");
-    poller.wait_for(&hosts, "v1", 5, Instant::now());
-    let started = Instant::now();
-    let output = deploy(&project, T2, &["--canary"]);
-    let finished = Instant::now();
-    poller.wait_for(&hosts, "v1", 5, finished);
-    let samples = poller.stop();
+    let Watched {
+        output,
+        samples,
+        started,
+        finished,
+    } = deploy_watched(&project, &web, &hosts, (T2, &["--canary"]), ("v1", "v1"));
 
     output.expect_status(4);
     output
@@ -686,7 +732,8 @@ on = ["success", "rollback"]
 #[test]
 fn a_dead_webhook_only_warns() {
     let _watchdog = Watchdog::arm("dead webhook", LIMIT);
-    let port = closed_port();
+    let closed = ClosedPort::new();
+    let port = closed.port();
     let notify = format!(
         "\n[[notify]]\nwebhook = \"http://127.0.0.1:{port}/hook\"\nkind = \"json\"\non = [\"success\"]\ntimeout = 1\n"
     );
@@ -714,8 +761,7 @@ name = "app health"
 http = "http://127.0.0.1:{{ web_port }}/health.php"
 expect_body = "ok"
 "#;
-    let (project, web) = local_fleet(3, stage_health, "");
-    deploy(&project, T1, &[]).success();
+    let (project, web) = deployed_fleet(3, stage_health, "");
 
     let healthy = project.run(&["health", "test"]);
     healthy.success();
@@ -750,18 +796,22 @@ expect_body = "ok"
 #[test]
 fn a_failing_last_batch_rolls_back_the_batches_already_switched() {
     let _watchdog = Watchdog::arm("rolling failure", LIMIT);
-    let (project, web) = local_fleet(3, HEALTH, "\n[stages.test]\nrolling = 1\n");
+    let (project, web) = deployed_fleet(3, HEALTH, "\n[stages.test]\nrolling = 1\n");
     let hosts = ["h1", "h2", "h3"];
-    deploy(&project, T1, &[]).success();
 
     write_app(&project, "v2", false);
-    let poller = Poller::start(&web, "/");
-    poller.wait_for(&hosts, "v1", 5, Instant::now());
-    let started = Instant::now();
-    let output = deploy(&project, T2, &["-o", "break_host=h3"]);
-    let finished = Instant::now();
-    poller.wait_for(&hosts, "v1", 5, finished);
-    let samples = poller.stop();
+    let Watched {
+        output,
+        samples,
+        started,
+        finished,
+    } = deploy_watched(
+        &project,
+        &web,
+        &hosts,
+        (T2, &["-o", "break_host=h3"]),
+        ("v1", "v1"),
+    );
 
     output
         .expect_status(4)
@@ -805,8 +855,7 @@ fn a_failing_last_batch_rolls_back_the_batches_already_switched() {
 #[test]
 fn keep_switched_leaves_the_healthy_batches_on_the_new_release() {
     let _watchdog = Watchdog::arm("keep switched", LIMIT);
-    let (project, web) = local_fleet(3, HEALTH, "");
-    deploy(&project, T1, &[]).success();
+    let (project, web) = deployed_fleet(3, HEALTH, "");
 
     write_app(&project, "v2", false);
     let output = deploy(
@@ -839,8 +888,7 @@ fn keep_switched_leaves_the_healthy_batches_on_the_new_release() {
 #[test]
 fn the_poller_notices_a_non_atomic_switch() {
     let _watchdog = Watchdog::arm("poller self-test", LIMIT);
-    let (project, web) = local_fleet(1, HEALTH, "");
-    deploy(&project, T1, &[]).success();
+    let (project, web) = deployed_fleet(1, HEALTH, "");
     write_app(&project, "v2", false);
     deploy(&project, T2, &[]).success();
 
@@ -888,8 +936,7 @@ fn summary_result(output: &Output, host: &str) -> String {
 
 fn a_failed_canary_summary_does_not_call_untouched_hosts_ok() {
     let _watchdog = Watchdog::arm("canary summary", LIMIT);
-    let (project, _web) = local_fleet(3, HEALTH, "");
-    deploy(&project, T1, &[]).success();
+    let (project, _web) = deployed_fleet(3, HEALTH, "");
     write_app(&project, "v2", true);
     let output = deploy(&project, T2, &["--canary"]);
     output.expect_status(4);
@@ -910,8 +957,7 @@ fn a_failed_canary_summary_does_not_call_untouched_hosts_ok() {
 fn a_failed_pre_switch_check_is_reported_as_a_host_failure() {
     let _watchdog = Watchdog::arm("pre_switch summary", LIMIT);
     let pre_switch = "\n[[health]]\nphase = \"pre_switch\"\ncommand = \"test ! -e BROKEN\"\n";
-    let (project, _web) = local_fleet(3, pre_switch, "");
-    deploy(&project, T1, &[]).success();
+    let (project, _web) = deployed_fleet(3, pre_switch, "");
 
     let json = deploy(&project, T2, &["-o", "break_host=h3", "--json"]);
     json.expect_status(1);
@@ -942,8 +988,7 @@ fn a_failed_pre_switch_check_is_reported_as_a_host_failure() {
 #[test]
 fn an_unverifiable_rollback_exits_5_saying_where_each_host_points() {
     let _watchdog = Watchdog::arm("unverifiable rollback", LIMIT);
-    let (project, web) = local_fleet(3, HEALTH, "");
-    deploy(&project, T1, &[]).success();
+    let (project, web) = deployed_fleet(3, HEALTH, "");
 
     write_app(&project, "v2", false);
     let output = deploy(&project, T2, &["-o", "break_both=h2"]);
@@ -964,8 +1009,7 @@ fn an_unverifiable_rollback_exits_5_saying_where_each_host_points() {
 
 fn an_unverifiable_rollback_says_why_the_host_is_a_problem() {
     let _watchdog = Watchdog::arm("unverifiable rollback message", LIMIT);
-    let (project, _web) = local_fleet(3, HEALTH, "");
-    deploy(&project, T1, &[]).success();
+    let (project, _web) = deployed_fleet(3, HEALTH, "");
     write_app(&project, "v2", false);
     let output = deploy(&project, T2, &["-o", "break_both=h2"]);
     output.expect_status(5);
@@ -991,18 +1035,22 @@ name = "release is complete"
 phase = "pre_switch"
 command = "test -f public/index.php && test ! -e BROKEN"
 "#;
-    let (project, web) = local_fleet(3, pre_switch, "");
+    let (project, web) = deployed_fleet(3, pre_switch, "");
     let hosts = ["h1", "h2", "h3"];
-    deploy(&project, T1, &[]).success();
 
     write_app(&project, "v2", false);
-    let poller = Poller::start(&web, "/");
-    poller.wait_for(&hosts, "v1", 5, Instant::now());
-    let started = Instant::now();
-    let output = deploy(&project, T2, &["-o", "break_host=h3"]);
-    let finished = Instant::now();
-    poller.wait_for(&hosts, "v1", 5, finished);
-    let samples = poller.stop();
+    let Watched {
+        output,
+        samples,
+        started,
+        finished,
+    } = deploy_watched(
+        &project,
+        &web,
+        &hosts,
+        (T2, &["-o", "break_host=h3"]),
+        ("v1", "v1"),
+    );
 
     output
         .expect_status(1)

@@ -1,10 +1,16 @@
-//! Shared helpers for the integration tests; each test file pulls them in with `mod support;`.
+//! Shared helpers for the integration tests, each written once.
+//!
+//! - `project`: the `TestProject` builder (Deployfile, files, fleet of local hosts, args, env)
+//!   that runs the real `dep` binary and states its expected transcript; host-state readers.
+//! - `transcript`: what in dep's output cannot be pinned, and how it is normalised.
+//! - `process`: finding, signalling and waiting for processes; the `Watchdog`.
+//! - `net`: free and closed ports, an HTTP GET client, a webhook receiver.
+//! - `sshd`: a fleet of real OpenSSH servers on loopback (also used by `bench/fleet.rs`).
+//! - `web`: nginx and php-fpm serving test hosts, and a polling client.
 
-// Every test crate compiles this whole module but uses only part of it (deploy tests never start
-// sshd or nginx, the sshd smoke tests never build a project), so unused items are expected.
-#![allow(dead_code)]
-
-pub mod processes;
+pub mod net;
+pub mod process;
 pub mod project;
 pub mod sshd;
+pub mod transcript;
 pub mod web;

@@ -3,9 +3,16 @@
 //! run in it, and helpers that read each host's layout the way a user would check it.
 //!
 //! ```text
-//! let project = TestProject::new().fleet(3).config("keep_releases", "2");
-//! project.deploy_at(T1);                       // `dep deploy test`, must exit 0
-//! assert_eq!(project.current("h2").as_deref(), Some(T1));
+//! let project = TestProject::new().fleet(2).deployfile("[tasks.say]\nrun = \"echo hi\"\n");
+//! project
+//!     .dep(&["deploy", "test"])                // a `Run`: args in...
+//!     .now(T1)                                 // ...env in (DEP_NOW pins the release name)...
+//!     .status(1)                               // ...and out: the exit status (0 by default),
+//!     .stdout("deploying release 20250101100000 to 2 hosts: h1, h2\n...")
+//!     .stderr("error: ...\n")                  // the WHOLE stdout and stderr, normalised
+//!     .run();                                  // (see `transcript`); returns the raw `Output`
+//! project.deploy_at(T2);                       // `dep deploy test`, must exit 0
+//! assert_eq!(project.current("h2").as_deref(), Some(T2));
 //! ```
 //!
 //! Layout of the temporary directory (removed on drop):
@@ -17,14 +24,14 @@
 //! ```
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use tempfile::TempDir;
+
+use super::{process, transcript};
 
 /// How long one run of dep may take before the harness kills it and fails the test.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -297,6 +304,19 @@ impl TestProject {
         text
     }
 
+    /// Describe a run of dep with `args`: state its environment and expected transcript, then
+    /// `run` it (see `Run`).
+    pub fn dep(&self, args: &[&str]) -> Run<'_> {
+        Run {
+            project: self,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            status: 0,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
     /// Run dep with `args` in the project directory (no `DEP_*` from the outside world).
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_env(args, &[])
@@ -471,10 +491,8 @@ pub struct Running {
 impl Running {
     /// Send `signal` to the dep process.
     pub fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill only sends a signal, to the child we spawned and have not reaped yet
-        // (`wait` has not returned, so the pid cannot have been reused).
-        let rc = unsafe { libc::kill(self.pid as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "cannot signal dep");
+        // `wait` has not returned, so the child is not reaped and the pid cannot be reused.
+        process::signal(self.pid, signal);
     }
 
     pub fn wait(self) -> Output {
@@ -530,42 +548,106 @@ fn run_with_limit(mut command: Command, label: &str) -> Output {
 }
 
 /// Wait for `child`, reading both pipes, and kill it (failing the test) after `RUN_LIMIT`.
-fn collect(mut child: Child, label: &str) -> Output {
-    let pid = child.id() as libc::pid_t;
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = sender.send(child.wait());
-    });
-    let status = match receiver.recv_timeout(RUN_LIMIT) {
-        Ok(status) => status.expect("cannot wait for dep"),
-        Err(_) => {
-            // SAFETY: kill only sends a signal to the child we spawned and have not reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-            panic!("`dep {label}` still running after {RUN_LIMIT:?}");
-        }
-    };
-    let stdout = out.join().expect("stdout reader");
-    let stderr = err.join().expect("stderr reader");
-    let status = status.code().unwrap_or_else(|| {
-        panic!("`dep {label}` killed by a signal ({status})\n{stdout}\n{stderr}")
+fn collect(child: Child, label: &str) -> Output {
+    let label = format!("`dep {label}`");
+    let finished = process::wait_within(child, &label, RUN_LIMIT);
+    let status = finished.status.code().unwrap_or_else(|| {
+        panic!(
+            "{label} killed by a signal ({})\n{}\n{}",
+            finished.status, finished.stdout, finished.stderr
+        )
     });
     Output {
         status,
-        stdout,
-        stderr,
+        stdout: finished.stdout,
+        stderr: finished.stderr,
+    }
+}
+
+/// One run of dep described before it runs, in the style of just's `Test`: arguments and
+/// environment in; the exit status (0 unless stated) and, where output matters, the WHOLE
+/// stdout and stderr out, compared after `transcript::normalize`.
+///
+/// ```text
+/// project.dep(&["deploy", "test"]).now(T1)
+///     .status(2)
+///     .stdout("")
+///     .stderr("error: ...\n")
+///     .run();
+/// ```
+#[must_use = "a described run does nothing until `run`"]
+pub struct Run<'a> {
+    project: &'a TestProject,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    status: i32,
+    stdout: Option<String>,
+    stderr: Option<String>,
+}
+
+impl<'a> Run<'a> {
+    /// Set an environment variable for the run (`DEP_*` from the outside world never leak in).
+    pub fn env(mut self, key: &str, value: &str) -> Run<'a> {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Pin the clock, and so the release name, with `DEP_NOW`.
+    pub fn now(self, release: &str) -> Run<'a> {
+        self.env("DEP_NOW", release)
+    }
+
+    /// The expected exit status (0 when not stated).
+    pub fn status(mut self, status: i32) -> Run<'a> {
+        self.status = status;
+        self
+    }
+
+    /// The whole expected stdout, normalised (see `transcript`).
+    pub fn stdout(mut self, text: &str) -> Run<'a> {
+        self.stdout = Some(text.to_string());
+        self
+    }
+
+    /// The whole expected stderr, normalised (see `transcript`).
+    pub fn stderr(mut self, text: &str) -> Run<'a> {
+        self.stderr = Some(text.to_string());
+        self
+    }
+
+    /// Run dep and check what was stated; returns the raw output for further checks.
+    #[track_caller]
+    pub fn run(self) -> Output {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let output = self.project.run_env(&args, &env);
+        let dir = self.project.path();
+        let normalize = |text: &str| transcript::normalize(text, dir);
+        let stdout = normalize(&output.stdout);
+        let stderr = normalize(&output.stderr);
+        // The expectation is normalised too, so a test may spell a path out or write `[PROJECT]`.
+        let same = |expected: &Option<String>, actual: &str| {
+            expected.as_ref().is_none_or(|e| normalize(e) == actual)
+        };
+        if output.status != self.status
+            || !same(&self.stdout, &stdout)
+            || !same(&self.stderr, &stderr)
+        {
+            panic!(
+                "`dep {}` did not print what was expected\n\
+                 --- expected (status {}) ---\n--- stdout ---\n{}--- stderr ---\n{}\
+                 --- actual, normalised (status {}) ---\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}",
+                args.join(" "),
+                self.status,
+                self.stdout.as_deref().unwrap_or("(not stated)\n"),
+                self.stderr.as_deref().unwrap_or("(not stated)\n"),
+                output.status,
+            );
+        }
+        output
     }
 }

@@ -29,9 +29,6 @@
 //! (freezing it with SIGSTOP first so nothing forks away) instead of trusting the group alone.
 //! Setup failures panic: this is test support, and a clear panic is the most useful report.
 
-// Each test binary compiles this module on its own and uses only part of it.
-#![allow(dead_code)]
-
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -46,6 +43,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use super::net::free_port;
+use super::process::{signal, signal_group};
 
 /// Where the tests expect the OpenSSH server (Debian's openssh-server package).
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -79,7 +79,6 @@ impl KeyKind {
 /// A key pair on disk, in OpenSSH format, made by `ssh-keygen`.
 #[derive(Clone, Debug)]
 pub struct Key {
-    pub kind: KeyKind,
     /// The private key file (mode 0600).
     pub private: PathBuf,
     /// The public key file: `private` with `.pub` appended.
@@ -126,7 +125,6 @@ impl Key {
             .trim()
             .to_string();
         Key {
-            kind,
             private: private.to_path_buf(),
             public,
             public_line,
@@ -256,11 +254,6 @@ impl Fleet {
     /// The default client identity (ed25519, unencrypted), authorized on every host.
     pub fn client_key(&self) -> &Key {
         &self.client_key
-    }
-
-    /// The authorized_keys file every host reads (at each login, so appending takes effect).
-    pub fn authorized_keys(&self) -> &Path {
-        &self.authorized_keys
     }
 
     /// The known_hosts file: one `[ip]:port ssh-ed25519 ...` line a host.
@@ -410,10 +403,6 @@ impl Host {
         host
     }
 
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
     /// The alias in the fleet's ssh_config: `host0`, `host1`, …
     pub fn name(&self) -> &str {
         &self.name
@@ -451,11 +440,6 @@ impl Host {
         &self.deploy_path
     }
 
-    /// The sshd log file (stderr of every sshd this host ran, at LogLevel ERROR).
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -473,11 +457,6 @@ impl Host {
             self.port,
             lock(&self.host_key).blob()
         )
-    }
-
-    /// Whether the sshd listener is running (it may be stopped).
-    pub fn is_running(&self) -> bool {
-        lock(&self.process).is_some()
     }
 
     /// The pid of the sshd listener, if running.
@@ -825,14 +804,6 @@ fn loopback_addresses(n: usize) -> Vec<Ipv4Addr> {
     }
 }
 
-/// A port that was free on `ip` a moment ago (the kernel picks it; a race is retried).
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|listener| listener.local_addr())
-        .unwrap_or_else(|e| panic!("cannot find a free port on {ip}: {e}"))
-        .port()
-}
-
 /// The login name of the current user.
 fn current_user() -> String {
     let output = run(Command::new("id").arg("-un"));
@@ -865,20 +836,6 @@ fn ensure_privsep_dir() {
     let dir = Path::new("/run/sshd");
     if !dir.exists() && fs::create_dir_all(dir).is_ok() {
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o755));
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) has no memory-safety preconditions; a stale pid only yields ESRCH.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-fn signal_group(pgid: u32, sig: libc::c_int) {
-    // SAFETY: as for `signal`.
-    unsafe {
-        libc::killpg(pgid as libc::pid_t, sig);
     }
 }
 

@@ -1,7 +1,6 @@
 //! Real web serving for integration tests: one nginx and one php-fpm, started by the test (never
 //! the system services, no systemd), serving each test host's `current/public` on its own
-//! 127.0.0.1 port; a polling client that requests every host continuously while dep runs; and a
-//! loopback webhook receiver.
+//! 127.0.0.1 port; and a polling client that requests every host continuously while dep runs.
 //!
 //! ```text
 //! let web = WebServer::start(&[("h1", &deploy_path_1), ("h2", &deploy_path_2)]);
@@ -22,23 +21,23 @@
 //! ```
 //!
 //! Both servers run in their own process group, killed whole (master and workers) on drop, and
-//! by `Watchdog` before it aborts a hung test. Setup failures panic with the servers' logs.
-
-#![allow(dead_code)]
+//! by `process::Watchdog` before it aborts a hung test. Setup failures panic with the servers' logs.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
+
+use super::net::{free_port, get, Response};
+use super::process;
 
 /// Debian's nginx package.
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -55,53 +54,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// A poller stops by itself after this long, even if nobody stops it.
 const POLL_LIMIT: Duration = Duration::from_secs(45);
 
-/// Process groups of running servers, killed by `Watchdog` before it aborts the test process.
-static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-/// Kills the whole process group `pgid` (a server we started, with its workers).
-fn kill_group(pgid: i32) {
-    // SAFETY: kill only sends a signal; a negative pid names the group we created for our child
-    // (it was made its own group leader by `process_group(0)`).
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-}
-
-/// Aborts the whole test process (after killing every server started here) if the test is still
-/// running after `limit`: a hang anywhere (nginx, php-fpm, dep, a client) fails instead of
-/// blocking the suite. Disarmed on drop.
-pub struct Watchdog {
-    disarm: mpsc::Sender<()>,
-}
-
-impl Watchdog {
-    pub fn arm(label: &str, limit: Duration) -> Watchdog {
-        let (disarm, disarmed) = mpsc::channel::<()>();
-        let label = label.to_string();
-        thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(limit) {
-                eprintln!("{label}: still running after {limit:?}; killing the servers, aborting");
-                let groups = GROUPS.lock().map(|g| g.clone()).unwrap_or_default();
-                for pgid in groups {
-                    kill_group(pgid);
-                }
-                std::process::abort();
-            }
-        });
-        Watchdog { disarm }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let _ = self.disarm.send(());
-    }
-}
-
 /// A server process in its own process group; the group is killed on drop.
 struct Server {
     child: Child,
-    pgid: i32,
+    pgid: u32,
 }
 
 impl Server {
@@ -113,8 +69,8 @@ impl Server {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-        let pgid = child.id() as i32;
-        GROUPS.lock().unwrap().push(pgid);
+        let pgid = child.id();
+        process::register_group(pgid);
         Server { child, pgid }
     }
 
@@ -128,19 +84,14 @@ impl Drop for Server {
     /// SIGTERM to the master (it stops and reaps its workers), then SIGKILL to whatever is left
     /// of the group after a moment.
     fn drop(&mut self) {
-        // SAFETY: kill only sends a signal, to our child, which has not been reaped yet.
-        unsafe {
-            libc::kill(self.pgid, libc::SIGTERM);
-        }
+        process::signal(self.pgid, libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(2);
         while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(10));
         }
-        kill_group(self.pgid);
+        process::signal_group(self.pgid, libc::SIGKILL);
         let _ = self.child.wait();
-        if let Ok(mut groups) = GROUPS.lock() {
-            groups.retain(|&g| g != self.pgid);
-        }
+        process::forget_group(self.pgid);
     }
 }
 
@@ -155,8 +106,8 @@ pub struct Site {
 /// nginx and php-fpm serving each site's `current/public` on 127.0.0.1:port.
 pub struct WebServer {
     // Declared first so that both servers die before `dir` is removed.
-    nginx: Server,
-    fpm: Server,
+    _nginx: Server,
+    _fpm: Server,
     sites: Vec<Site>,
     dir: TempDir,
 }
@@ -177,15 +128,15 @@ impl WebServer {
                 .iter()
                 .map(|(name, path)| Site {
                     name: name.to_string(),
-                    port: free_port(),
+                    port: free_port(Ipv4Addr::LOCALHOST),
                     deploy_path: path.to_path_buf(),
                 })
                 .collect();
             match start_nginx(&root, &sites) {
                 Some(nginx) => {
                     return WebServer {
-                        nginx,
-                        fpm,
+                        _nginx: nginx,
+                        _fpm: fpm,
                         sites,
                         dir,
                     }
@@ -215,14 +166,9 @@ impl WebServer {
         self.site(name).port
     }
 
-    /// `http://127.0.0.1:PORT{path}` for site `name`.
-    pub fn url(&self, name: &str, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port(name))
-    }
-
     /// GET `path` on site `name`.
     pub fn get(&self, name: &str, path: &str) -> Result<Response, String> {
-        get(self.port(name), path, REQUEST_TIMEOUT)
+        get(site_addr(self.port(name)), path, REQUEST_TIMEOUT)
     }
 
     /// GET `path` on site `name`; it must answer 200. Returns the trimmed body.
@@ -240,11 +186,6 @@ impl WebServer {
     /// Both servers' logs, for assertion messages.
     pub fn logs(&self) -> String {
         read_logs(self.dir.path())
-    }
-
-    /// Whether both servers still run.
-    pub fn running(&mut self) -> bool {
-        !self.nginx.exited() && !self.fpm.exited()
     }
 }
 
@@ -280,14 +221,6 @@ fn fpm_binary() -> PathBuf {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
 }
 
 fn start_fpm(root: &Path) -> Server {
@@ -423,6 +356,11 @@ fn start_nginx(root: &Path, sites: &[Site]) -> Option<Server> {
     Some(nginx)
 }
 
+/// Where nginx serves the site on `port`.
+fn site_addr(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
 fn read_logs(root: &Path) -> String {
     let mut text = String::new();
     for name in [
@@ -435,47 +373,6 @@ fn read_logs(root: &Path) -> String {
         text.push_str(&format!("--- {name} ---\n{content}"));
     }
     text
-}
-
-/// A status code and a body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub body: String,
-}
-
-/// GET `path` from 127.0.0.1:`port` over HTTP/1.0 (one connection a request); Err says what
-/// went wrong (refused, timed out, not HTTP).
-pub fn get(port: u16, path: &str, timeout: Duration) -> Result<Response, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("socket: {e}"))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|e| format!("receive: {e}"))?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("not an HTTP response: {response:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status in {head:?}"))?;
-    Ok(Response {
-        status,
-        body: body.to_string(),
-    })
 }
 
 /// One request of the polling client.
@@ -522,7 +419,7 @@ impl Poller {
                     let begun = Instant::now();
                     while !stop.load(Ordering::Relaxed) && begun.elapsed() < POLL_LIMIT {
                         let (started, wall) = (Instant::now(), SystemTime::now());
-                        let outcome = get(port, &path, REQUEST_TIMEOUT);
+                        let outcome = get(site_addr(port), &path, REQUEST_TIMEOUT);
                         samples.lock().unwrap().push(Sample {
                             host: name.clone(),
                             started,
@@ -603,14 +500,6 @@ impl Drop for Poller {
 pub struct Samples(pub Vec<Sample>);
 
 impl Samples {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// `host`'s samples, in the order they were made.
     pub fn of(&self, host: &str) -> Vec<&Sample> {
         self.0.iter().filter(|s| s.host == host).collect()
@@ -648,104 +537,4 @@ impl Samples {
         }
         runs
     }
-}
-
-/// One request a `HookServer` received.
-#[derive(Debug, Clone)]
-pub struct Hooked {
-    pub method: String,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub body: String,
-}
-
-impl Hooked {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("webhook body is not JSON ({e}): {:?}", self.body))
-    }
-}
-
-/// A loopback HTTP/1.1 server answering every request 200, recording each one. Its thread ends
-/// with the test process.
-pub struct HookServer {
-    pub port: u16,
-    seen: Arc<Mutex<Vec<Hooked>>>,
-}
-
-impl HookServer {
-    pub fn start() -> HookServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("cannot listen on 127.0.0.1");
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let Some(request) = read_request(&stream) else {
-                    continue;
-                };
-                record.lock().unwrap().push(request);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                );
-            }
-        });
-        HookServer { port, seen }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// Every request so far, in the order received.
-    pub fn seen(&self) -> Vec<Hooked> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// The requests to `path`, in order.
-    pub fn seen_at(&self, path: &str) -> Vec<Hooked> {
-        self.seen().into_iter().filter(|h| h.path == path).collect()
-    }
-}
-
-/// Read one HTTP/1 request (line, headers, a Content-Length body) from a test server's stream.
-pub fn read_request(stream: &TcpStream) -> Option<Hooked> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
-    let path = parts.next()?.to_string();
-    let mut content_type = None;
-    let mut length = 0;
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).ok()?;
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-type" => content_type = Some(value.trim().to_string()),
-            "content-length" => length = value.trim().parse().ok()?,
-            _ => {}
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(Hooked {
-        method,
-        path,
-        content_type,
-        body: String::from_utf8(body).ok()?,
-    })
-}
-
-/// A port on 127.0.0.1 that nothing listens on.
-pub fn closed_port() -> u16 {
-    free_port()
 }

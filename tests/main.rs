@@ -1,0 +1,32 @@
+//! dep's integration tests: one binary, a module per feature, all driving the real `dep`
+//! binary (and, for the SSH and web tests, real sshd, nginx and php-fpm on loopback).
+//!
+//! Every test here runs concurrently with the others in this one process, so none may touch
+//! process-global state: no `std::env::set_var`, no `set_current_dir`, no signal handlers, no
+//! fixed port or address of its own (ports come from `support::net::free_port`), and no test
+//! may count processes it did not mark with a word of its own (`support::process`).
+//!
+//! ```text
+//! cargo test --test main                 # the whole suite
+//! cargo test --test main rollback::      # one feature (one file of tests/)
+//! cargo test --test main rollback::rollback_twice_goes_back_two_releases -- --exact
+//! ```
+
+mod support;
+
+mod bad_input;
+mod code_and_env;
+mod deploy;
+mod failure;
+mod health_timeout;
+mod init;
+mod interrupt;
+mod laravel;
+mod lock;
+mod notify;
+mod output;
+mod readme;
+mod rollback;
+mod ssh_transport;
+mod sshd_fleet;
+mod zero_downtime;
