@@ -96,14 +96,14 @@ mod tests {
         );
         assert_eq!(s.rollback_target(None).unwrap(), "2");
         assert_eq!(s.rollback_target(Some("1")).unwrap(), "1");
-        assert!(s
-            .rollback_target(Some("9"))
-            .unwrap_err()
-            .contains("does not exist"));
-        assert!(s
-            .rollback_target(Some("4"))
-            .unwrap_err()
-            .contains("already current"));
+        assert_eq!(
+            s.rollback_target(Some("9")).unwrap_err().to_string(),
+            "release `9` does not exist"
+        );
+        assert_eq!(
+            s.rollback_target(Some("4")).unwrap_err(),
+            NoRollbackTarget::AlreadyCurrent("4".into())
+        );
         let s = state(
             &["1", "2", "3"],
             "2",
@@ -112,8 +112,14 @@ mod tests {
         );
         assert_eq!(s.rollback_target(None).unwrap(), "1");
         let s = state(&["1", "2"], "2", "", &[("1", RolledBack), ("2", Live)]);
-        assert!(s.rollback_target(None).is_err());
-        assert!(state(&[], "", "", &[]).rollback_target(None).is_err());
+        assert_eq!(
+            s.rollback_target(None).unwrap_err(),
+            NoRollbackTarget::NoneOlder("2".into())
+        );
+        assert_eq!(
+            state(&[], "", "", &[]).rollback_target(None).unwrap_err(),
+            NoRollbackTarget::NoCurrent
+        );
     }
 
     #[test]
