@@ -255,3 +255,110 @@ impl Fleet<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::testing::setup;
+
+    fn names(tasks: &[Arc<Task>]) -> Vec<&str> {
+        tasks.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_plan_is_cut_at_the_lock_the_switch_and_the_unlock() {
+        let s = setup(
+            1,
+            "[tasks.\"app:down\"]\nrun = \"true\"\nbefore = \"deploy:symlink\"\n\
+             [tasks.\"app:reload\"]\nrun = \"true\"\nafter = \"deploy:symlink\"\n",
+        );
+        let plan = DeployPlan::compile(&s.tasks).unwrap();
+        assert_eq!(names(&plan.lock), ["deploy:lock"]);
+        assert_eq!(
+            names(&plan.prepare),
+            [
+                "deploy:setup",
+                "deploy:release",
+                "deploy:update_code",
+                "deploy:shared",
+                "deploy:writable",
+                "app:down"
+            ]
+        );
+        assert_eq!(names(&plan.switch), ["deploy:symlink", "app:reload"]);
+        assert_eq!(
+            names(&plan.finish),
+            ["deploy:unlock", "deploy:tag", "deploy:cleanup"]
+        );
+        assert_eq!(names(&plan.batch_start), ["deploy:batch_start"]);
+        let all: Vec<&str> = plan.steps().map(|t| t.name.as_str()).collect();
+        let expanded = s.tasks.expand("deploy").unwrap();
+        assert_eq!(all, names(&expanded));
+    }
+
+    #[test]
+    fn a_deploy_without_the_lock_is_refused() {
+        let s = setup(1, "[tasks.deploy]\nsteps = [\"deploy:setup\"]\n");
+        let error = DeployPlan::compile(&s.tasks).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "the `deploy` task must include `deploy:lock`"
+        );
+    }
+
+    fn options() -> crate::fleet::Options {
+        crate::fleet::Options {
+            parallel: 4,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_before_the_switch_switches_no_host_and_marks_the_release_failed() {
+        let s = setup(
+            2,
+            "[tasks.\"app:check\"]\nrun = \"[ {{ host|quote }} != h2 ]\"\nafter = \"deploy:update_code\"\n",
+        );
+        let options = options();
+        let hosts: Vec<_> = s.project.hosts.iter().collect();
+        let mut fleet = Fleet::new(&s.project, &s.tasks, &s.reporter, &options, hosts).unwrap();
+        let error = fleet.deploy().await.err().unwrap();
+        assert!(
+            matches!(&error, Error::Fleet(f) if f.len() == 1 && f[0].host == "h2"),
+            "{error}"
+        );
+        for host in ["h1", "h2"] {
+            assert_eq!(s.link(host, "current"), None, "{host}");
+            assert!(!s.path(&format!("hosts/{host}/.dep/deploy.lock")).exists());
+        }
+        let log = std::fs::read_to_string(s.path("hosts/h1/.dep/releases.log")).unwrap();
+        assert!(
+            log.lines()
+                .last()
+                .unwrap()
+                .contains("\"status\":\"failed\""),
+            "{log}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deploy_switches_every_host_to_one_release_and_runs_once_tasks_once() {
+        let s = setup(
+            3,
+            "[tasks.\"app:migrate\"]\nonce = true\nrun = \"echo {{ host|quote }} >> {{ (deployfile_dir ~ '/once')|quote }}\"\nafter = \"deploy:update_code\"\n",
+        );
+        let options = crate::fleet::Options {
+            rolling: Some(2),
+            ..options()
+        };
+        let hosts: Vec<_> = s.project.hosts.iter().collect();
+        let mut fleet = Fleet::new(&s.project, &s.tasks, &s.reporter, &options, hosts).unwrap();
+        assert!(matches!(Strategy::choose(&fleet), Strategy::Rolling(_)));
+        fleet.deploy().await.unwrap();
+        let release = fleet.ctx.release.clone();
+        for host in ["h1", "h2", "h3"] {
+            assert_eq!(s.link(host, "current"), Some(format!("releases/{release}")));
+        }
+        assert_eq!(std::fs::read_to_string(s.path("once")).unwrap(), "h1\n");
+    }
+}

@@ -211,3 +211,60 @@ impl<'p> Fleet<'p> {
         }
     }
 }
+
+/// A throwaway project of local hosts for the fleet's unit tests: no network, real bash.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    use crate::config::project::Project;
+    use crate::plan::TaskSet;
+    use crate::report::{Format, Reporter};
+
+    pub struct Setup {
+        pub dir: tempfile::TempDir,
+        pub project: Project,
+        pub tasks: TaskSet,
+        pub reporter: Reporter,
+    }
+
+    /// `hosts` local hosts h1..hN of stage `test`, with `extra` appended to the Deployfile.
+    pub fn setup(hosts: usize, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("app")).unwrap();
+        std::fs::write(dir.path().join("app/index.html"), "hello\n").unwrap();
+        let mut text = String::from(
+            "[config]\nstrategy = \"upload\"\nupload_from = \"app\"\nkeep_releases = 3\n",
+        );
+        for n in 1..=hosts {
+            text.push_str(&format!(
+                "\n[hosts.h{n}]\nlocal = true\nstage = \"test\"\nconfig = {{ deploy_path = {:?} }}\n",
+                dir.path().join(format!("hosts/h{n}")).display().to_string()
+            ));
+        }
+        text.push_str(extra);
+        let file = dir.path().join("Deployfile.toml");
+        std::fs::write(&file, text).unwrap();
+        let project = Project::load(&file).unwrap();
+        let tasks = TaskSet::compile(&project).unwrap();
+        Setup {
+            dir,
+            project,
+            tasks,
+            reporter: Reporter::new(Format::Plain, -1, Vec::new()),
+        }
+    }
+
+    impl Setup {
+        pub fn path(&self, relative: &str) -> PathBuf {
+            self.dir.path().join(relative)
+        }
+
+        /// Where `link` (current, previous) of host `host` points, as `releases/NAME`.
+        pub fn link(&self, host: &str, link: &str) -> Option<String> {
+            std::fs::read_link(self.path(&format!("hosts/{host}/{link}")))
+                .ok()
+                .map(|t| t.display().to_string())
+        }
+    }
+}

@@ -49,3 +49,46 @@ impl Strategy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::testing::setup;
+    use crate::fleet::Options;
+
+    fn chosen(hosts: usize, stage: &str, options: Options) -> &'static str {
+        let s = setup(hosts, stage);
+        let selected: Vec<_> = s.project.hosts.iter().collect();
+        let fleet = Fleet::new(&s.project, &s.tasks, &s.reporter, &options, selected).unwrap();
+        match Strategy::choose(&fleet) {
+            Strategy::All(_) => "all",
+            Strategy::Rolling(Rolling { size }) => ["rolling 1", "rolling 2"][size - 1],
+            Strategy::Canary(_) => "canary",
+        }
+    }
+
+    #[test]
+    fn the_strategy_follows_the_options_then_the_stage() {
+        let canary = Options {
+            canary: true,
+            ..Options::default()
+        };
+        let rolling = |n| Options {
+            rolling: Some(n),
+            ..Options::default()
+        };
+        assert_eq!(chosen(3, "", Options::default()), "all");
+        assert_eq!(chosen(3, "", canary.clone()), "canary");
+        assert_eq!(chosen(1, "", canary), "all", "one host has no canary");
+        assert_eq!(chosen(3, "", rolling(2)), "rolling 2");
+        assert_eq!(
+            chosen(3, "", rolling(0)),
+            "rolling 1",
+            "at least one host a batch"
+        );
+        assert_eq!(chosen(2, "", rolling(2)), "all", "one batch is all at once");
+        let stage = "[stages.test]\nrolling = 1\n";
+        assert_eq!(chosen(3, stage, Options::default()), "rolling 1");
+        assert_eq!(chosen(3, stage, rolling(2)), "rolling 2", "the option wins");
+    }
+}
