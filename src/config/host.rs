@@ -27,6 +27,6 @@ impl Host {
     pub fn login_user(&self) -> String {
         self.user
             .clone()
-            .unwrap_or_else(crate::config::project::local_user)
+            .unwrap_or_else(crate::config::local::local_user)
     }
 }

@@ -13,7 +13,8 @@ use futures::future::join_all;
 use tokio::sync::Semaphore;
 
 use crate::config::host::Host;
-use crate::config::project::{local_machine, local_user, Project};
+use crate::config::local::{local_machine, local_user};
+use crate::config::project::Project;
 use crate::config::vars::{environment_layer, override_layer, Layer, Vars};
 use crate::error::{Error, Result, StepFailure};
 use crate::health::{HealthCheck, Phase};

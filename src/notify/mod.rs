@@ -5,12 +5,13 @@
 //! `https://hooks.slack.com/services/T…/B…/xyz`), so every message this module writes names a hook
 //! by its scheme, host and port only: `https://hooks.slack.com/…`.
 
-use std::fmt::{self, Display, Formatter};
 use std::time::Duration;
 
 use reqwest::Url;
-use serde::Deserialize;
 use serde_json::{json, Value};
+
+use crate::config::deployfile::RawNotify;
+pub use crate::config::deployfile::{Kind, Trigger};
 
 /// How many times one notification is posted before giving up, and the pauses between tries.
 const ATTEMPTS: usize = 3;
@@ -24,103 +25,6 @@ const MESSAGE_LIMIT: usize = 2000;
 
 /// Hosts named one by one in a summary line; the rest are counted.
 const HOSTS_NAMED: usize = 5;
-
-/// One `[[notify]]` table as written in the Deployfile.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNotify {
-    /// The URL, a template: `"{{ slack_webhook }}"` reads `DEP_SLACK_WEBHOOK` from the environment.
-    pub webhook: String,
-    /// The payload format; `json` when absent.
-    #[serde(default)]
-    pub kind: Kind,
-    /// The events this hook hears about; all four when absent.
-    #[serde(default = "all_triggers")]
-    pub on: Vec<Trigger>,
-    /// Seconds one POST may take; 5 when absent.
-    pub timeout: Option<u64>,
-}
-
-/// The payload format a webhook expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Slack incoming webhook (also Mattermost and Rocket.Chat): `{"text": …}`.
-    Slack,
-    /// Microsoft Teams connector: a MessageCard.
-    Teams,
-    /// A plain JSON object with an `event` field, like `--json` output.
-    #[default]
-    Json,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Slack => "slack",
-            Kind::Teams => "teams",
-            Kind::Json => "json",
-        }
-    }
-}
-
-impl Display for Kind {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The moments of a deploy that can be notified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// The deploy began (after the lock was taken).
-    Start,
-    /// The new release is live everywhere and healthy.
-    Success,
-    /// The deploy failed before going live; nothing switched.
-    Failure,
-    /// A release was rolled back: after a failed health check, or by `dep rollback`.
-    Rollback,
-}
-
-impl Trigger {
-    pub const ALL: [Trigger; 4] = [
-        Trigger::Start,
-        Trigger::Success,
-        Trigger::Failure,
-        Trigger::Rollback,
-    ];
-
-    /// The `event` field of the JSON payload, named like SPEC's `--json` events.
-    pub fn event(self) -> &'static str {
-        match self {
-            Trigger::Start => "deploy_started",
-            Trigger::Success => "deploy_succeeded",
-            Trigger::Failure => "deploy_failed",
-            Trigger::Rollback => "deploy_rolled_back",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Trigger::Start => "start",
-            Trigger::Success => "success",
-            Trigger::Failure => "failure",
-            Trigger::Rollback => "rollback",
-        }
-    }
-}
-
-impl Display for Trigger {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-fn all_triggers() -> Vec<Trigger> {
-    Trigger::ALL.to_vec()
-}
 
 /// A resolved webhook: its URL rendered and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -821,7 +725,7 @@ mod tests {
 
     #[test]
     fn raw_notify_parses_from_toml() {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct File {
             notify: Vec<RawNotify>,
         }

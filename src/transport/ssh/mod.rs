@@ -89,7 +89,7 @@ impl Ssh {
             host,
             &files,
             &config::home_dir(),
-            &crate::config::project::local_user(),
+            &crate::config::local::local_user(),
             connect_timeout,
         )
         .map_err(|e| e.to_string())?;
