@@ -592,9 +592,9 @@ fn ssh(project: &Project, options: &Options, name: Option<String>) -> Result<()>
     let vars = crate::fleet::engine::host_vars(project, host, options)?;
     let current = vars
         .value_string("current_path")
-        .map_err(|message| Error::Config {
+        .map_err(|error| Error::Config {
             path: project.deployfile.clone(),
-            message,
+            message: error.to_string(),
         })?;
     let shell = format!(
         "cd {} && exec \"${{SHELL:-bash}}\" -l",

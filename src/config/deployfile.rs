@@ -148,7 +148,7 @@ pub enum RawDuration {
 }
 
 impl RawDuration {
-    pub fn parse(&self) -> Result<std::time::Duration, String> {
+    pub fn parse(&self) -> Result<std::time::Duration, DurationError> {
         use std::time::Duration;
         match self {
             RawDuration::Seconds(s) => Ok(Duration::from_secs(*s)),
@@ -157,7 +157,12 @@ impl RawDuration {
     }
 }
 
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+/// A duration that is neither seconds nor a number with a unit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration (e.g. \"30s\", \"5m\")")]
+pub struct DurationError(pub String);
+
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
     use std::time::Duration;
     let text = text.trim();
     let split = text
@@ -166,13 +171,13 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. \"30s\", \"5m\")"))?;
+        .map_err(|_| DurationError(text.to_string()))?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1000.0,
         "m" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return Err(format!("`{text}` is not a duration (e.g. \"30s\", \"5m\")")),
+        _ => return Err(DurationError(text.to_string())),
     };
     Ok(Duration::from_secs_f64(seconds))
 }

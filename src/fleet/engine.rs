@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use crate::config::host::Host;
 use crate::config::local::{local_machine, local_user};
 use crate::config::project::Project;
-use crate::config::vars::{environment_layer, override_layer, Layer, Vars};
+use crate::config::vars::{environment_layer, override_layer, Layer, VarError, Vars};
 use crate::error::{Error, Result, StepFailure};
 use crate::health::{HealthCheck, Phase};
 use crate::plan::task::{Action, Builtin, Task};
@@ -111,10 +111,10 @@ pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Va
         host.config.clone(),
     ));
     layers.push(environment_layer(std::env::vars()));
-    layers.push(override_layer(&options.overrides).map_err(Error::Usage)?);
-    let mut vars = Vars::layered(&layers).map_err(|message| Error::Config {
+    layers.push(override_layer(&options.overrides)?);
+    let mut vars = Vars::layered(&layers).map_err(|error| Error::Config {
         path: project.deployfile.clone(),
-        message,
+        message: error.to_string(),
     })?;
     vars.set("host", host.name.clone());
     vars.set("hostname", host.hostname.clone());
@@ -517,12 +517,13 @@ impl<'p> Engine<'p> {
             return Ok(());
         };
         for (raw, file) in &self.shared.project.notify {
-            let webhook =
-                crate::notify::Webhook::from_raw(raw, |text| first.vars.render("notify", text))
-                    .map_err(|message| Error::Config {
-                        path: file.clone(),
-                        message,
-                    })?;
+            let webhook = crate::notify::Webhook::from_raw(raw, |text| {
+                first.vars.render("notify", text).map_err(|e| e.to_string())
+            })
+            .map_err(|message| Error::Config {
+                path: file.clone(),
+                message,
+            })?;
             self.webhooks.push(webhook);
         }
         Ok(())
@@ -621,11 +622,12 @@ impl<'p> Engine<'p> {
             path: self.shared.project.deployfile.clone(),
             message,
         };
-        let strategy = vars.value_string("strategy").map_err(config_error)?;
+        let var_error = |error: VarError| config_error(error.to_string());
+        let strategy = vars.value_string("strategy").map_err(var_error)?;
         self.shared.branch = vars.value_string("branch").unwrap_or_default();
         match strategy.as_str() {
             "git" => {
-                let repository = vars.value_string("repository").map_err(config_error)?;
+                let repository = vars.value_string("repository").map_err(var_error)?;
                 if repository.is_empty() {
                     return Err(config_error(
                         "`repository` is empty: set it, or use `strategy = \"upload\"`".into(),
@@ -660,7 +662,7 @@ impl<'p> Engine<'p> {
             }
             "artifact" => {
                 // A build made elsewhere (CI): a directory packed once, or a .tar.gz sent as is.
-                let artifact = vars.value_string("artifact_path").map_err(config_error)?;
+                let artifact = vars.value_string("artifact_path").map_err(var_error)?;
                 let path = self.shared.project.root.join(&artifact);
                 let bytes = if path.is_file() {
                     std::fs::read(&path).map_err(|e| {
@@ -677,9 +679,9 @@ impl<'p> Engine<'p> {
                 self.shared.revision = vars.value_string("artifact_revision").unwrap_or_default();
             }
             "upload" => {
-                let from = vars.value_string("upload_from").map_err(config_error)?;
+                let from = vars.value_string("upload_from").map_err(var_error)?;
                 let exclude: Vec<String> =
-                    match vars.value_json("upload_exclude").map_err(config_error)? {
+                    match vars.value_json("upload_exclude").map_err(var_error)? {
                         serde_json::Value::Array(items) => items
                             .iter()
                             .filter_map(|i| i.as_str().map(str::to_string))
@@ -737,7 +739,7 @@ impl<'p> Engine<'p> {
                     for text in [from, to] {
                         host.vars
                             .render(&task.name, text)
-                            .map_err(|m| template_error(task, &host.host, m))?;
+                            .map_err(|m| template_error(task, &host.host, m.into()))?;
                     }
                     continue;
                 }
@@ -1518,9 +1520,9 @@ impl<'p> Engine<'p> {
         let repository = host
             .vars
             .value_string("repository")
-            .map_err(|message| Error::Config {
+            .map_err(|error| Error::Config {
                 path: self.shared.project.deployfile.clone(),
-                message,
+                message: error.to_string(),
             })?;
         let command = format!(
             "set -e\ncd {}/.dep\n{}\ngit -C repo rev-parse --verify --quiet {}",
@@ -1635,8 +1637,8 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
     for task in &tasks {
         let needed = match dynamic_needed(task, &host.vars) {
             Ok(needed) => needed,
-            Err(message) => {
-                let failure = render_failure(host, task, message);
+            Err(error) => {
+                let failure = render_failure(host, task, error.to_string());
                 fail(shared, host, failure);
                 break;
             }
@@ -1652,8 +1654,8 @@ async fn run_on_host(shared: &Shared<'_>, host: &mut HostRun, tasks: &[Arc<Task>
         }
         match commands_for(shared, task, host) {
             Ok(commands) => pending.extend(commands),
-            Err(message) => {
-                let failure = render_failure(host, task, message);
+            Err(error) => {
+                let failure = render_failure(host, task, error.to_string());
                 fail(shared, host, failure);
                 break;
             }
@@ -1688,7 +1690,7 @@ async fn flush(
     true
 }
 
-fn dynamic_needed(task: &Task, vars: &Vars) -> Result<Vec<String>, String> {
+fn dynamic_needed(task: &Task, vars: &Vars) -> Result<Vec<String>, VarError> {
     let mut sources: Vec<&str> = Vec::new();
     match &task.action {
         Action::Run(commands) => sources.extend(commands.iter().map(String::as_str)),
@@ -1712,8 +1714,27 @@ fn dynamic_needed(task: &Task, vars: &Vars) -> Result<Vec<String>, String> {
     Ok(needed)
 }
 
+/// Why a task's commands could not be made for a host: a variable or template, or anything else.
+#[derive(Debug, thiserror::Error)]
+enum RenderError {
+    #[error(transparent)]
+    Var(#[from] VarError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for RenderError {
+    fn from(message: String) -> RenderError {
+        RenderError::Other(message)
+    }
+}
+
 /// The commands `task` runs on `host`, rendered.
-fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<Command>, String> {
+fn commands_for(
+    shared: &Shared<'_>,
+    task: &Task,
+    host: &HostRun,
+) -> Result<Vec<Command>, RenderError> {
     let vars = &host.vars;
     let render = |text: &str| vars.render(&task.name, text);
     let dp = &host.deploy_path;
@@ -1840,7 +1861,9 @@ fn commands_for(shared: &Shared<'_>, task: &Task, host: &HostRun) -> Result<Vec<
             let dest = vars.value_string("dotenv_path")?;
             write_file_command(&dest, &content, "0640")
         }
-        Action::Builtin(other) => return Err(format!("`{other:?}` runs only as a fleet barrier")),
+        Action::Builtin(other) => {
+            return Err(format!("`{other:?}` runs only as a fleet barrier").into())
+        }
     };
     Ok(vec![finish(Command::new(&task.name, script), task, vars)?])
 }
@@ -1859,7 +1882,7 @@ fn write_file_command(dest: &str, content: &str, mode: &str) -> String {
 
 /// The layered `.env`: `.env.example` < `.env.<stage>` (files beside the Deployfile, both
 /// optional) < `DEP_ENV_NAME` variables < the environment variables named in `secrets`.
-fn dotenv_content(shared: &Shared<'_>, vars: &Vars) -> Result<String, String> {
+fn dotenv_content(shared: &Shared<'_>, vars: &Vars) -> Result<String, RenderError> {
     let mut entries = Vec::new();
     for variable in ["dotenv_example", "dotenv_stage_file"] {
         let name = vars.value_string(variable)?;
@@ -1872,7 +1895,7 @@ fn dotenv_content(shared: &Shared<'_>, vars: &Vars) -> Result<String, String> {
                 crate::config::dotenv::layer(&mut entries, crate::config::dotenv::parse(&text))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+            Err(e) => return Err(format!("cannot read `{}`: {e}", path.display()).into()),
         }
     }
     let mut from_env: Vec<(String, String)> = std::env::vars()
@@ -1961,14 +1984,14 @@ async fn ls_remote(repository: &str, reference: &str, label: &str) -> Result<Str
 }
 
 /// Apply a task's cwd, env, condition, retries and timeout to its command.
-fn finish(mut command: Command, task: &Task, vars: &Vars) -> Result<Command, String> {
+fn finish(mut command: Command, task: &Task, vars: &Vars) -> Result<Command, VarError> {
     let render = |text: &str| vars.render(&task.name, text);
     command.cwd = task.cwd.as_deref().map(render).transpose()?;
     command.env = task
         .env
         .iter()
         .map(|(k, v)| Ok((k.clone(), render(v)?)))
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, VarError>>()?;
     command.condition = task.condition.as_deref().map(render).transpose()?;
     command.retries = task.retries;
     command.timeout = task.timeout;
@@ -2021,19 +2044,19 @@ fn now() -> chrono::NaiveDateTime {
         .unwrap_or_else(|| Utc::now().naive_utc())
 }
 
-fn template_error(task: &Task, host: &Host, message: String) -> Error {
+fn template_error(task: &Task, host: &Host, error: RenderError) -> Error {
     // Point at the undefined variable (or the task) in the file that defines the task.
-    let needle = message
-        .strip_prefix("undefined variable `")
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_string);
+    let needle = match &error {
+        RenderError::Var(error) => error.undefined_variable().map(str::to_string),
+        RenderError::Other(_) => None,
+    };
     let location = crate::config::recipe::source_text(&task.file).and_then(|text| {
         crate::config::recipe::locate_in_task(&text, &task.name, needle.as_deref())
     });
     Error::Template {
         file: task.file.clone(),
         task: task.name.clone(),
-        message: format!("host `{}`: {message}", host.name),
+        message: format!("host `{}`: {error}", host.name),
         location,
     }
 }
@@ -2049,12 +2072,12 @@ async fn evaluate_dynamic(
         let command = host
             .vars
             .dynamic_command(&name)
-            .map_err(|message| StepFailure {
+            .map_err(|error| StepFailure {
                 host: host.host.name.clone(),
                 task: task.to_string(),
                 command: String::new(),
                 status: None,
-                reason: Some(message),
+                reason: Some(error.to_string()),
                 stderr_tail: String::new(),
             })?;
         let output = host.backend.capture(&command).await;

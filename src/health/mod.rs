@@ -59,7 +59,7 @@ impl HealthCheck {
                 .map(RawDuration::parse)
                 .transpose()
                 .map(|d| d.unwrap_or(default))
-                .map_err(invalid)
+                .map_err(|e| invalid(e.to_string()))
         };
         Ok(HealthCheck {
             probe,
