@@ -45,6 +45,20 @@ pub fn is_laravel(dir: &Path) -> bool {
             .is_ok_and(|c| c.contains("laravel/framework"))
 }
 
+/// `dep init` in the current directory: write the files, say which, and what to do next.
+pub fn run(answers: &Answers) -> Result<()> {
+    let dir = std::env::current_dir()
+        .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
+    for path in init(&dir, answers)? {
+        println!(
+            "wrote {}",
+            path.strip_prefix(&dir).unwrap_or(&path).display()
+        );
+    }
+    println!("next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`");
+    Ok(())
+}
+
 /// Write `Deployfile.toml` and `.github/workflows/deploy.yml` into `dir`; returns the paths written.
 pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
     let deployfile = dir.join("Deployfile.toml");
