@@ -47,31 +47,7 @@ pub(crate) struct Global {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Commands {
     /// Deploy a new release to the selected hosts
-    Deploy {
-        /// A stage, a host, or terms like `role=web`, `stage=production&role=db`
-        selector: Option<String>,
-        /// Deploy this branch
-        #[arg(long, conflicts_with_all = ["tag", "revision"])]
-        branch: Option<String>,
-        /// Deploy this tag
-        #[arg(long, conflicts_with = "revision")]
-        tag: Option<String>,
-        /// Deploy this exact revision
-        #[arg(long)]
-        revision: Option<String>,
-        /// Deploy in batches of N hosts, each switched and health-checked before the next
-        #[arg(long, value_name = "N", conflicts_with = "canary")]
-        rolling: Option<usize>,
-        /// Deploy to one host first, then to the rest
-        #[arg(long)]
-        canary: bool,
-        /// When a batch fails, leave the batches already switched on the new release
-        #[arg(long)]
-        keep_switched: bool,
-        /// Print each host's commands in order; run nothing on the hosts
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Deploy(Deploy),
     /// Run the health checks now against each host's current release
     Health { selector: Option<String> },
     /// Point `current` back at the previous live release
@@ -133,4 +109,32 @@ pub(crate) struct TaskArgs {
     pub(crate) release: Option<String>,
     #[command(flatten)]
     pub(crate) global: Global,
+}
+
+/// `dep deploy`'s own arguments.
+#[derive(Debug, Default, Args)]
+pub struct Deploy {
+    /// A stage, a host, or terms like `role=web`, `stage=production&role=db`
+    pub selector: Option<String>,
+    /// Deploy this branch
+    #[arg(long, conflicts_with_all = ["tag", "revision"])]
+    pub branch: Option<String>,
+    /// Deploy this tag
+    #[arg(long, conflicts_with = "revision")]
+    pub tag: Option<String>,
+    /// Deploy this exact revision
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Deploy in batches of N hosts, each switched and health-checked before the next
+    #[arg(long, value_name = "N", conflicts_with = "canary")]
+    pub rolling: Option<usize>,
+    /// Deploy to one host first, then to the rest
+    #[arg(long)]
+    pub canary: bool,
+    /// When a batch fails, leave the batches already switched on the new release
+    #[arg(long)]
+    pub keep_switched: bool,
+    /// Print each host's commands in order; run nothing on the hosts
+    #[arg(long)]
+    pub dry_run: bool,
 }

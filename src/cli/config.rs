@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::cli::args::{Cli, Commands, Global, TaskArgs};
+use crate::cli::args::{Cli, Commands, Deploy, Global, TaskArgs};
 use crate::cli::init::Answers;
 use crate::error::{Error, Result};
 
@@ -70,19 +70,6 @@ pub enum Subcommand {
     },
 }
 
-/// `dep deploy`'s arguments.
-#[derive(Debug, Default)]
-pub struct Deploy {
-    pub selector: Option<String>,
-    pub branch: Option<String>,
-    pub tag: Option<String>,
-    pub revision: Option<String>,
-    pub rolling: Option<usize>,
-    pub canary: bool,
-    pub keep_switched: bool,
-    pub dry_run: bool,
-}
-
 impl Config {
     /// Resolve the parsed command line. A task's own arguments are parsed here, so a mistake in
     /// them is a usage error before any file is read.
@@ -90,25 +77,7 @@ impl Config {
         let mut global = cli.global;
         let subcommand = match cli.command {
             Commands::Task(args) => task(args, &mut global)?,
-            Commands::Deploy {
-                selector,
-                branch,
-                tag,
-                revision,
-                rolling,
-                canary,
-                keep_switched,
-                dry_run,
-            } => Subcommand::Deploy(Deploy {
-                selector,
-                branch,
-                tag,
-                revision,
-                rolling,
-                canary,
-                keep_switched,
-                dry_run,
-            }),
+            Commands::Deploy(args) => Subcommand::Deploy(args),
             Commands::Rollback {
                 selector,
                 to,

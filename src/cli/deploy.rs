@@ -3,19 +3,18 @@
 
 use tracing::Instrument as _;
 
-use crate::cli::config::Deploy;
+use crate::cli::args::Deploy;
 use crate::cli::Session;
 use crate::error::{Error, Result};
-use crate::fleet::engine::{Engine, Options};
+use crate::fleet::engine::Options;
 
-pub async fn deploy(session: Session<'_>, args: Deploy) -> Result<()> {
+pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
     if args.rolling == Some(0) {
         return Err(Error::Usage(
             "`--rolling` needs a batch size of at least 1".into(),
         ));
     }
-    let hosts = session.select(args.selector.as_deref(), true)?;
-    let options = Options {
+    session.options = Options {
         dry_run: args.dry_run,
         branch: args.branch,
         tag: args.tag,
@@ -25,76 +24,49 @@ pub async fn deploy(session: Session<'_>, args: Deploy) -> Result<()> {
         keep_switched: args.keep_switched,
         ..session.options
     };
-    Engine::new(
-        session.project,
-        session.tasks,
-        session.reporter,
-        &options,
-        hosts,
-    )?
-    .deploy()
-    .instrument(tracing::info_span!("deploy", task = "deploy"))
-    .await
+    let span = tracing::info_span!("deploy", task = "deploy");
+    session
+        .engine(args.selector.as_deref())?
+        .deploy()
+        .instrument(span)
+        .await
 }
 
 pub async fn rollback(
-    session: Session<'_>,
+    mut session: Session<'_>,
     selector: Option<String>,
     to: Option<String>,
     dry_run: bool,
 ) -> Result<()> {
-    let hosts = session.select(selector.as_deref(), true)?;
-    let options = Options {
-        dry_run,
-        rollback_to: to,
-        ..session.options
-    };
-    Engine::new(
-        session.project,
-        session.tasks,
-        session.reporter,
-        &options,
-        hosts,
-    )?
-    .rollback()
-    .instrument(tracing::info_span!("rollback", task = "rollback"))
-    .await
+    session.options.dry_run = dry_run;
+    session.options.rollback_to = to;
+    let span = tracing::info_span!("rollback", task = "rollback");
+    session
+        .engine(selector.as_deref())?
+        .rollback()
+        .instrument(span)
+        .await
 }
 
 pub async fn health(session: Session<'_>, selector: Option<String>) -> Result<()> {
-    let hosts = session.select(selector.as_deref(), true)?;
-    Engine::new(
-        session.project,
-        session.tasks,
-        session.reporter,
-        &session.options,
-        hosts,
-    )?
-    .health()
-    .instrument(tracing::info_span!("health", task = "health"))
-    .await
+    let span = tracing::info_span!("health", task = "health");
+    session
+        .engine(selector.as_deref())?
+        .health()
+        .instrument(span)
+        .await
 }
 
 /// `dep TASK SELECTOR`: any task by name; `deploy` and `rollback` by that name are the real ones.
 pub async fn task(
-    session: Session<'_>,
+    mut session: Session<'_>,
     name: String,
     selector: Option<String>,
     dry_run: bool,
 ) -> Result<()> {
     session.tasks.get(&name)?;
-    let hosts = session.select(selector.as_deref(), true)?;
-    let options = Options {
-        dry_run,
-        ..session.options
-    };
-    let mut engine = Engine::new(
-        session.project,
-        session.tasks,
-        session.reporter,
-        &options,
-        hosts,
-    )?;
+    session.options.dry_run = dry_run;
+    let mut engine = session.engine(selector.as_deref())?;
     let span = tracing::info_span!("task", task = %name);
     match name.as_str() {
         "deploy" => engine.deploy().instrument(span).await,

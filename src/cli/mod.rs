@@ -27,7 +27,7 @@ use crate::config::host::Host;
 use crate::config::project::Project;
 use crate::config::selector::Selector;
 use crate::error::{exit, Error, Result};
-use crate::fleet::engine::Options;
+use crate::fleet::engine::{Engine, Options};
 use crate::plan::TaskSet;
 use crate::report::{Format, Reporter, Style};
 
@@ -152,6 +152,18 @@ impl<'a> Session<'a> {
     /// all.
     pub fn select(&self, selector: Option<&str>, required: bool) -> Result<Vec<&'a Host>> {
         select(self.project, selector, required)
+    }
+
+    /// The engine over the hosts `selector` picks (one is required), with these options.
+    pub fn engine(&self, selector: Option<&str>) -> Result<Engine<'_>> {
+        let hosts = self.select(selector, true)?;
+        Engine::new(
+            self.project,
+            self.tasks,
+            self.reporter,
+            &self.options,
+            hosts,
+        )
     }
 }
 

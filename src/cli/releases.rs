@@ -2,19 +2,11 @@
 
 use crate::cli::Session;
 use crate::error::Result;
-use crate::fleet::engine::Engine;
 use crate::release::HostState;
 
 pub async fn releases(session: Session<'_>, selector: Option<String>, json: bool) -> Result<()> {
-    let hosts = session.select(selector.as_deref(), true)?;
     let reporter = session.reporter;
-    let mut engine = Engine::new(
-        session.project,
-        session.tasks,
-        reporter,
-        &session.options,
-        hosts,
-    )?;
+    let mut engine = session.engine(selector.as_deref())?;
     engine.read_states().await?;
     let mut out = String::new();
     for host in engine.hosts() {

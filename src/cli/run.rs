@@ -2,10 +2,10 @@
 //! prefixed with the host.
 
 use futures::future::join_all;
+use tracing::Instrument as _;
 
 use crate::cli::Session;
 use crate::error::{Error, Result, StepFailure};
-use crate::fleet::engine::Engine;
 use crate::report::{Format, Reporter};
 use crate::transport::command::Command;
 use crate::transport::Outcome;
@@ -15,27 +15,22 @@ pub async fn run(
     selector: Option<String>,
     command: Vec<String>,
 ) -> Result<()> {
-    let hosts = session.select(selector.as_deref(), true)?;
     let reporter = session.reporter;
-    let engine = Engine::new(
-        session.project,
-        session.tasks,
-        reporter,
-        &session.options,
-        hosts,
-    )?;
+    let engine = session.engine(selector.as_deref())?;
     let script = command.join(" ");
     let quiet = Reporter::new(Format::Plain, -1, Vec::new());
     let results = join_all(engine.hosts().iter().map(|h| {
         let mut cmd = Command::new("run", script.clone());
         cmd.cwd = h.vars.value_string("current_path").ok();
         let quiet = &quiet;
+        let span = tracing::info_span!("run", host = %h.host.name, task = "run");
         async move {
             (
                 h.host.name.clone(),
                 h.backend.run(&h.host.name, &[cmd], quiet).await,
             )
         }
+        .instrument(span)
     }))
     .await;
     let mut failures = Vec::new();

@@ -1,29 +1,26 @@
 //! `dep unlock SELECTOR`: remove the deploy lock a crashed deploy left behind.
 
 use futures::future::join_all;
+use tracing::Instrument as _;
 
 use crate::cli::Session;
 use crate::error::{Error, Result, StepFailure};
-use crate::fleet::engine::Engine;
 use crate::release::lock::{describe_holder, LockInfo};
 
 pub async fn unlock(session: Session<'_>, selector: Option<String>) -> Result<()> {
-    let hosts = session.select(selector.as_deref(), true)?;
     let reporter = session.reporter;
-    let mut engine = Engine::new(
-        session.project,
-        session.tasks,
-        reporter,
-        &session.options,
-        hosts,
-    )?;
+    let mut engine = session.engine(selector.as_deref())?;
     engine.read_states().await?;
-    let outputs = join_all(engine.hosts().iter().map(|h| async move {
-        let output = h
-            .backend
-            .capture(&LockInfo::force_release_command(&h.deploy_path))
-            .await;
-        (h, output)
+    let outputs = join_all(engine.hosts().iter().map(|h| {
+        let span = tracing::info_span!("unlock", host = %h.host.name, task = "unlock");
+        async move {
+            let output = h
+                .backend
+                .capture(&LockInfo::force_release_command(&h.deploy_path))
+                .await;
+            (h, output)
+        }
+        .instrument(span)
     }))
     .await;
     let mut failures = Vec::new();
