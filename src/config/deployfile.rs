@@ -399,9 +399,24 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
-        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
-        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
-        assert!(parse_duration("soon").is_err());
+        use std::time::Duration;
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("30s", Some(Duration::from_secs(30))),
+            ("30", Some(Duration::from_secs(30))),
+            (" 5m ", Some(Duration::from_secs(300))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("250ms", Some(Duration::from_millis(250))),
+            ("1.5s", Some(Duration::from_millis(1500))),
+            ("soon", None),
+            ("5d", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text).ok(), *expected, "{text:?}");
+        }
+        assert_eq!(
+            parse_duration("5d").unwrap_err().to_string(),
+            "`5d` is not a duration (e.g. \"30s\", \"5m\")"
+        );
     }
 }

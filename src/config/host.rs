@@ -30,3 +30,27 @@ impl Host {
             .unwrap_or_else(crate::config::local::local_user)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_user_is_the_configured_one_else_ours() {
+        let host = |user: Option<&str>| Host {
+            name: "web1".into(),
+            hostname: "web1".into(),
+            user: user.map(str::to_string),
+            port: None,
+            identity_file: None,
+            known_hosts_file: None,
+            host_key_check: HostKeyCheck::Strict,
+            stage: None,
+            roles: Vec::new(),
+            local: false,
+            config: RawConfig::new(),
+        };
+        assert_eq!(host(Some("deploy")).login_user(), "deploy");
+        assert_eq!(host(None).login_user(), crate::config::local::local_user());
+    }
+}

@@ -167,3 +167,25 @@ pub fn expand_home(path: &str) -> PathBuf {
         _ => PathBuf::from(path),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_leading_tilde_slash_is_home() {
+        let Some(home) = std::env::var_os("HOME") else {
+            return;
+        };
+        let home = PathBuf::from(home);
+        let cases = [
+            ("~/.ssh/id", home.join(".ssh/id")),
+            ("keys/id", PathBuf::from("keys/id")),
+            ("/etc/id", PathBuf::from("/etc/id")),
+            ("~root/id", PathBuf::from("~root/id")),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(expand_home(path), expected, "{path}");
+        }
+    }
+}

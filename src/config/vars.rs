@@ -469,7 +469,17 @@ mod tests {
     fn overrides_keep_values_with_equals_signs_whole() {
         let layer = override_layer(&["dsn=mysql://u:p@h/db?x=1".into()]).unwrap();
         assert_eq!(layer.values["dsn"], json!("mysql://u:p@h/db?x=1"));
-        assert!(override_layer(&["novalue".into()]).is_err());
+        let errors = [
+            ("novalue", "`-o novalue`: expected `name=value`"),
+            (" =x", "`-o  =x`: the variable name is empty"),
+        ];
+        for (text, message) in errors {
+            let error = override_layer(&[text.into()]).unwrap_err();
+            assert_eq!(error.to_string(), message);
+        }
+        let layer = override_layer(&[" a =1".into(), "b=".into(), "a=2".into()]).unwrap();
+        assert_eq!(layer.values["a"], json!("2"));
+        assert_eq!(layer.values["b"], json!(""));
         let env = environment_layer([
             ("DEP_BRANCH".into(), "1.0".into()),
             ("PATH".into(), "/bin".into()),
