@@ -150,6 +150,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A `-o` argument that is not `name=value`.
+    #[error(transparent)]
+    Override(#[from] crate::config::vars::OverrideError),
+
     #[error("{}", locked_message(.0))]
     LockHeld(Vec<(String, String)>),
 
@@ -184,15 +188,32 @@ pub enum Error {
 }
 
 impl Error {
+    /// SPEC's exit code for this error. Every variant names its code: a new kind of error
+    /// cannot exit 2 by accident.
     pub fn exit_code(&self) -> i32 {
         match self {
+            Error::DeployfileNotFound(_)
+            | Error::Read { .. }
+            | Error::Toml { .. }
+            | Error::Config { .. }
+            | Error::UnknownImport { .. }
+            | Error::ImportCycle(_)
+            | Error::UnknownTask { .. }
+            | Error::TaskCycle(_)
+            | Error::InvalidTask { .. }
+            | Error::Template { .. }
+            | Error::InvalidHost { .. }
+            | Error::NoHostMatches { .. }
+            | Error::Usage(_)
+            | Error::Override(_) => exit::USAGE,
             Error::LockHeld(_) => exit::LOCKED,
-            Error::Inconsistent { .. } => exit::INCONSISTENT,
-            Error::Unhealthy(_) => exit::TASK_FAILED,
+            Error::Fleet(_)
+            | Error::Refused(_)
+            | Error::Unhealthy(_)
+            | Error::Interrupted
+            | Error::Local(_) => exit::TASK_FAILED,
             Error::HealthFailed { .. } => exit::ROLLED_BACK,
-            Error::Refused(_) => exit::TASK_FAILED,
-            Error::Fleet(_) | Error::Interrupted | Error::Local(_) => exit::TASK_FAILED,
-            _ => exit::USAGE,
+            Error::Inconsistent { .. } => exit::INCONSISTENT,
         }
     }
 }
@@ -271,3 +292,90 @@ fn fleet_message(failures: &[StepFailure]) -> String {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_spec() {
+        let failure = StepFailure {
+            host: "web1".into(),
+            task: "deploy:migrate".into(),
+            command: "php artisan migrate".into(),
+            status: Some(1),
+            reason: None,
+            stderr_tail: String::new(),
+        };
+        let cases = [
+            (Error::Usage("x".into()), exit::USAGE),
+            (Error::DeployfileNotFound(PathBuf::from("/")), exit::USAGE),
+            (Error::TaskCycle(vec!["a".into(), "a".into()]), exit::USAGE),
+            (
+                Error::Override(crate::config::vars::OverrideError::NoEquals("x".into())),
+                exit::USAGE,
+            ),
+            (Error::LockHeld(Vec::new()), exit::LOCKED),
+            (Error::Fleet(vec![failure]), exit::TASK_FAILED),
+            (Error::Interrupted, exit::TASK_FAILED),
+            (Error::Unhealthy(Vec::new()), exit::TASK_FAILED),
+            (
+                Error::HealthFailed {
+                    release: "1".into(),
+                    failures: Vec::new(),
+                },
+                exit::ROLLED_BACK,
+            ),
+            (
+                Error::Inconsistent {
+                    problems: Vec::new(),
+                    current: Vec::new(),
+                },
+                exit::INCONSISTENT,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn messages_name_hosts_and_plurals() {
+        let failure = |host: &str| StepFailure {
+            host: host.into(),
+            task: "deploy:migrate".into(),
+            command: "php artisan migrate".into(),
+            status: Some(1),
+            reason: None,
+            stderr_tail: "boom\n".into(),
+        };
+        let cases = [
+            (
+                Error::Fleet(vec![failure("web1")]),
+                "failed on 1 host\n\nhost `web1`, task `deploy:migrate`: command exited with status 1\
+                 \n  command: php artisan migrate\n  output:\n  │ boom",
+            ),
+            (
+                Error::NoHostMatches {
+                    selector: "prod".into(),
+                    hosts: Vec::new(),
+                    stages: vec!["production".into()],
+                },
+                "no host matches `prod`\n  hosts: (none)\n  stages: production",
+            ),
+            (
+                Error::UnknownTask {
+                    name: "deplyo".into(),
+                    referenced_by: None,
+                    suggestion: Some("deploy".into()),
+                },
+                "unknown task `deplyo`\n  did you mean `deploy`?",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.to_string(), expected);
+        }
+        let two = Error::Fleet(vec![failure("web1"), failure("web2")]).to_string();
+        assert!(two.starts_with("failed on 2 hosts\n\n"), "{two}");
+    }
+}

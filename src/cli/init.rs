@@ -45,6 +45,20 @@ pub fn is_laravel(dir: &Path) -> bool {
             .is_ok_and(|c| c.contains("laravel/framework"))
 }
 
+/// `dep init` in the current directory: write the files, say which, and what to do next.
+pub fn run(answers: &Answers) -> Result<()> {
+    let dir = std::env::current_dir()
+        .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
+    for path in init(&dir, answers)? {
+        println!(
+            "wrote {}",
+            path.strip_prefix(&dir).unwrap_or(&path).display()
+        );
+    }
+    println!("next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`");
+    Ok(())
+}
+
 /// Write `Deployfile.toml` and `.github/workflows/deploy.yml` into `dir`; returns the paths written.
 pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
     let deployfile = dir.join("Deployfile.toml");
@@ -59,27 +73,23 @@ pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
             }
         }
     }
+    let context = questions(dir, answers)?;
+    let mut written = Vec::new();
+    for (path, template) in [
+        (&deployfile, DEPLOYFILE_TEMPLATE),
+        (&workflow, WORKFLOW_TEMPLATE),
+    ] {
+        write(path, template, &context)?;
+        written.push(path.to_path_buf());
+    }
+    Ok(written)
+}
+
+/// The answers to every question: given as flags, asked on a terminal, or the defaults.
+fn questions(dir: &Path, answers: &Answers) -> Result<minijinja::Value> {
     let interactive = !answers.yes && std::io::stdin().is_terminal();
-    let ask = |question: &str, given: &Option<String>, default: String| -> Result<String> {
-        if let Some(value) = given {
-            return Ok(value.clone());
-        }
-        if !interactive {
-            return Ok(default);
-        }
-        print!("{question} [{default}]: ");
-        std::io::stdout().flush().ok();
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| Error::Local(format!("cannot read the answer: {e}")))?;
-        let line = line.trim();
-        Ok(if line.is_empty() {
-            default
-        } else {
-            line.to_string()
-        })
+    let ask = |question: &str, given: &Option<String>, default: String| {
+        ask(interactive, question, given, default)
     };
     let laravel = is_laravel(dir);
     let recipe = ask(
@@ -135,33 +145,58 @@ pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
         &answers.deploy_path,
         "/var/www/{{ application }}".into(),
     )?;
-    let context = minijinja::context! {
+    Ok(minijinja::context! {
         recipe, application, repository, branch, staging_host, production_host, user, deploy_path
-    };
+    })
+}
+
+/// Render `template` with `context` into `path`, making its directory.
+fn write(path: &Path, template: &str, context: &minijinja::Value) -> Result<()> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(true);
-    let mut written = Vec::new();
-    for (path, template) in [
-        (&deployfile, DEPLOYFILE_TEMPLATE),
-        (&workflow, WORKFLOW_TEMPLATE),
-    ] {
-        let text = env
-            .render_str(template, &context)
-            .map_err(|e| Error::Local(format!("cannot render `{}`: {e}", path.display())))?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| Error::Read {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        std::fs::write(path, text)
-            .map_err(|e| Error::Local(format!("cannot write `{}`: {e}", path.display())))?;
-        written.push(path.to_path_buf());
+    let text = env
+        .render_str(template, context)
+        .map_err(|e| Error::Local(format!("cannot render `{}`: {e}", path.display())))?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| Error::Read {
+            path: parent.to_path_buf(),
+            source,
+        })?;
     }
-    Ok(written)
+    std::fs::write(path, text)
+        .map_err(|e| Error::Local(format!("cannot write `{}`: {e}", path.display())))
+}
+
+/// One question: the flag's value when given, else the answer typed (empty: the default), else
+/// the default when nobody is there to answer.
+fn ask(
+    interactive: bool,
+    question: &str,
+    given: &Option<String>,
+    default: String,
+) -> Result<String> {
+    if let Some(value) = given {
+        return Ok(value.clone());
+    }
+    if !interactive {
+        return Ok(default);
+    }
+    print!("{question} [{default}]: ");
+    std::io::stdout().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Local(format!("cannot read the answer: {e}")))?;
+    let line = line.trim();
+    Ok(if line.is_empty() {
+        default
+    } else {
+        line.to_string()
+    })
 }
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {

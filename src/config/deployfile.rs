@@ -2,6 +2,7 @@
 //!
 //! These types stay at the edge: `project` turns them into resolved hosts, tasks and variables.
 
+use std::fmt::{self, Display, Formatter};
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -31,10 +32,10 @@ pub struct RawFile {
     pub tasks: IndexMap<String, RawTask>,
     /// Health checks for every stage.
     #[serde(default)]
-    pub health: Vec<crate::health::RawHealth>,
+    pub health: Vec<RawHealth>,
     /// Webhooks told about deploys and rollbacks.
     #[serde(default)]
-    pub notify: Vec<crate::notify::RawNotify>,
+    pub notify: Vec<RawNotify>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -71,7 +72,7 @@ pub struct RawStage {
     pub config: RawConfig,
     /// Health checks for this stage only (in addition to the global ones).
     #[serde(default)]
-    pub health: Vec<crate::health::RawHealth>,
+    pub health: Vec<RawHealth>,
     /// Deploy this stage in batches of this many hosts (like `--rolling N`).
     pub rolling: Option<usize>,
 }
@@ -147,7 +148,7 @@ pub enum RawDuration {
 }
 
 impl RawDuration {
-    pub fn parse(&self) -> Result<std::time::Duration, String> {
+    pub fn parse(&self) -> Result<std::time::Duration, DurationError> {
         use std::time::Duration;
         match self {
             RawDuration::Seconds(s) => Ok(Duration::from_secs(*s)),
@@ -156,7 +157,12 @@ impl RawDuration {
     }
 }
 
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+/// A duration that is neither seconds nor a number with a unit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration (e.g. \"30s\", \"5m\")")]
+pub struct DurationError(pub String);
+
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
     use std::time::Duration;
     let text = text.trim();
     let split = text
@@ -165,13 +171,13 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. \"30s\", \"5m\")"))?;
+        .map_err(|_| DurationError(text.to_string()))?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1000.0,
         "m" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return Err(format!("`{text}` is not a duration (e.g. \"30s\", \"5m\")")),
+        _ => return Err(DurationError(text.to_string())),
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -181,6 +187,131 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 pub enum OnFailure {
     Abort,
     Continue,
+}
+
+/// `[[health]]` (or `[[stages.NAME.health]]`) as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub name: Option<String>,
+    pub http: Option<String>,
+    pub command: Option<String>,
+    pub expect_status: Option<u16>,
+    pub expect_body: Option<String>,
+    pub max_latency_ms: Option<u64>,
+    pub attempts: Option<u32>,
+    pub interval: Option<RawDuration>,
+    pub timeout: Option<RawDuration>,
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Against the new release, before the switch: a failure stops the deploy, nothing switches.
+    PreSwitch,
+    /// After the switch and the post-switch tasks: a failure rolls every host back.
+    #[default]
+    PostSwitch,
+}
+
+/// One `[[notify]]` table as written in the Deployfile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// The URL, a template: `"{{ slack_webhook }}"` reads `DEP_SLACK_WEBHOOK` from the environment.
+    pub webhook: String,
+    /// The payload format; `json` when absent.
+    #[serde(default)]
+    pub kind: Kind,
+    /// The events this hook hears about; all four when absent.
+    #[serde(default = "all_triggers")]
+    pub on: Vec<Trigger>,
+    /// Seconds one POST may take; 5 when absent.
+    pub timeout: Option<u64>,
+}
+
+/// The payload format a webhook expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Slack incoming webhook (also Mattermost and Rocket.Chat): `{"text": …}`.
+    Slack,
+    /// Microsoft Teams connector: a MessageCard.
+    Teams,
+    /// A plain JSON object with an `event` field, like `--json` output.
+    #[default]
+    Json,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Slack => "slack",
+            Kind::Teams => "teams",
+            Kind::Json => "json",
+        }
+    }
+}
+
+impl Display for Kind {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The moments of a deploy that can be notified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// The deploy began (after the lock was taken).
+    Start,
+    /// The new release is live everywhere and healthy.
+    Success,
+    /// The deploy failed before going live; nothing switched.
+    Failure,
+    /// A release was rolled back: after a failed health check, or by `dep rollback`.
+    Rollback,
+}
+
+impl Trigger {
+    pub const ALL: [Trigger; 4] = [
+        Trigger::Start,
+        Trigger::Success,
+        Trigger::Failure,
+        Trigger::Rollback,
+    ];
+
+    /// The `event` field of the JSON payload, named like SPEC's `--json` events.
+    pub fn event(self) -> &'static str {
+        match self {
+            Trigger::Start => "deploy_started",
+            Trigger::Success => "deploy_succeeded",
+            Trigger::Failure => "deploy_failed",
+            Trigger::Rollback => "deploy_rolled_back",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::Success => "success",
+            Trigger::Failure => "failure",
+            Trigger::Rollback => "rollback",
+        }
+    }
+}
+
+impl Display for Trigger {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn all_triggers() -> Vec<Trigger> {
+    Trigger::ALL.to_vec()
 }
 
 /// Parse `text` (read from `path`) strictly; errors point at file:line:col with the line and carets.
@@ -268,9 +399,24 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s").unwrap().as_secs(), 30);
-        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
-        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
-        assert!(parse_duration("soon").is_err());
+        use std::time::Duration;
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("30s", Some(Duration::from_secs(30))),
+            ("30", Some(Duration::from_secs(30))),
+            (" 5m ", Some(Duration::from_secs(300))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("250ms", Some(Duration::from_millis(250))),
+            ("1.5s", Some(Duration::from_millis(1500))),
+            ("soon", None),
+            ("5d", None),
+            ("", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text).ok(), *expected, "{text:?}");
+        }
+        assert_eq!(
+            parse_duration("5d").unwrap_err().to_string(),
+            "`5d` is not a duration (e.g. \"30s\", \"5m\")"
+        );
     }
 }

@@ -23,10 +23,42 @@ pub struct Host {
 }
 
 impl Host {
+    /// A host called `name`, reached at that name, with nothing else configured.
+    pub fn named(name: &str) -> Host {
+        Host {
+            name: name.to_string(),
+            hostname: name.to_string(),
+            user: None,
+            port: None,
+            identity_file: None,
+            known_hosts_file: None,
+            host_key_check: HostKeyCheck::default(),
+            stage: None,
+            roles: Vec::new(),
+            local: false,
+            config: RawConfig::new(),
+        }
+    }
+
     /// The login user: the configured one, else the local user name (as ssh does).
     pub fn login_user(&self) -> String {
         self.user
             .clone()
-            .unwrap_or_else(crate::config::project::local_user)
+            .unwrap_or_else(crate::config::local::local_user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_user_is_the_configured_one_else_ours() {
+        let host = |user: Option<&str>| Host {
+            user: user.map(str::to_string),
+            ..Host::named("web1")
+        };
+        assert_eq!(host(Some("deploy")).login_user(), "deploy");
+        assert_eq!(host(None).login_user(), crate::config::local::local_user());
     }
 }

@@ -4,6 +4,7 @@
 pub mod deployfile;
 pub mod dotenv;
 pub mod host;
+pub mod local;
 pub mod project;
 pub mod recipe;
 pub mod selector;

@@ -5,12 +5,11 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::config::deployfile::{RawConfig, RawTask};
+use crate::config::deployfile::{RawConfig, RawHealth, RawNotify, RawTask};
 use crate::config::host::Host;
 use crate::config::recipe;
 use crate::config::vars::Layer;
 use crate::error::{Error, Result};
-use crate::health::RawHealth;
 
 /// A stage: its variables, its own health checks, and its rolling batch size.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +36,7 @@ pub struct Project {
     /// Health checks of every stage, with the file that declared each.
     pub health: Vec<(RawHealth, PathBuf)>,
     /// Webhooks, with the file that declared each.
-    pub notify: Vec<(crate::notify::RawNotify, PathBuf)>,
+    pub notify: Vec<(RawNotify, PathBuf)>,
     pub tasks: IndexMap<String, TaskSource>,
     /// `[config]` of each loaded file, lowest precedence first.
     pub file_layers: Vec<Layer>,
@@ -169,22 +168,24 @@ pub fn expand_home(path: &str) -> PathBuf {
     }
 }
 
-/// The user running dep on this machine.
-pub fn local_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
-            if uid == 0 {
-                "root".to_string()
-            } else {
-                format!("uid{uid}")
-            }
-        })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// This machine's name, for lock holders and the releases log.
-pub fn local_machine() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
+    #[test]
+    fn only_a_leading_tilde_slash_is_home() {
+        let Some(home) = std::env::var_os("HOME") else {
+            return;
+        };
+        let home = PathBuf::from(home);
+        let cases = [
+            ("~/.ssh/id", home.join(".ssh/id")),
+            ("keys/id", PathBuf::from("keys/id")),
+            ("/etc/id", PathBuf::from("/etc/id")),
+            ("~root/id", PathBuf::from("~root/id")),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(expand_home(path), expected, "{path}");
+        }
+    }
 }

@@ -187,6 +187,7 @@ pub fn locate_in_task(
 }
 
 fn read(path: &Path) -> Result<String> {
+    tracing::debug!(file = %path.display(), "reading");
     std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,

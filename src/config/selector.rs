@@ -88,17 +88,9 @@ mod tests {
 
     fn host(name: &str, stage: &str, roles: &[&str]) -> Host {
         Host {
-            name: name.into(),
-            hostname: name.into(),
-            user: None,
-            port: None,
-            identity_file: None,
-            known_hosts_file: None,
-            host_key_check: Default::default(),
             stage: Some(stage.into()),
             roles: roles.iter().map(|r| r.to_string()).collect(),
-            local: false,
-            config: Default::default(),
+            ..Host::named(name)
         }
     }
 

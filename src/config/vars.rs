@@ -10,6 +10,81 @@ use minijinja::value::Value;
 use crate::config::deployfile::RawConfig;
 use crate::suggestion::suggest;
 
+/// Why a variable or a template could not be rendered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VarError {
+    #[error("undefined variable `{name}`{}", did_you_mean(.suggestion))]
+    Undefined {
+        name: String,
+        /// The closest defined name, when one is close enough to be a likely typo.
+        suggestion: Option<String>,
+    },
+    /// The whole circle, the first name repeated at its end.
+    #[error("variables refer to each other in a circle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("{0}")]
+    Template(TemplateError),
+    #[error("dynamic variable `{0}` was used before it was evaluated")]
+    NotEvaluated(String),
+    #[error("`{0}` is not a dynamic variable")]
+    NotDynamic(String),
+    #[error("cannot merge configuration: {0}")]
+    Merge(String),
+    /// A rendered value that is not JSON (never seen in practice: values come from TOML).
+    #[error("{0}")]
+    Json(String),
+}
+
+impl VarError {
+    /// The name of the undefined variable, when that is what went wrong.
+    pub fn undefined_variable(&self) -> Option<&str> {
+        match self {
+            VarError::Undefined { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
+}
+
+/// A template minijinja refused: the kind of error, its detail, and the line in the template.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind}{}{}", .detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default(), .line.map(|l| format!(" (template line {l})")).unwrap_or_default())]
+pub struct TemplateError {
+    pub kind: String,
+    pub detail: Option<String>,
+    pub line: Option<usize>,
+}
+
+impl From<&minijinja::Error> for TemplateError {
+    fn from(error: &minijinja::Error) -> TemplateError {
+        let kind = match error.kind() {
+            minijinja::ErrorKind::SyntaxError => "template syntax error".to_string(),
+            minijinja::ErrorKind::UndefinedError => "undefined value".to_string(),
+            other => other.to_string(),
+        };
+        TemplateError {
+            kind,
+            detail: error.detail().map(str::to_string),
+            line: error.line(),
+        }
+    }
+}
+
+/// A `-o` argument that is not `name=value`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("`-o {0}`: expected `name=value`")]
+    NoEquals(String),
+    #[error("`-o {0}`: the variable name is empty")]
+    EmptyName(String),
+}
+
 /// One layer of configuration, named for `dep config` ("recipe common", "stage production", …).
 #[derive(Debug, Clone)]
 pub struct Layer {
@@ -51,14 +126,14 @@ pub fn environment_layer(env: impl IntoIterator<Item = (String, String)>) -> Lay
 }
 
 /// The `-o name=value` layer; the value is everything after the first `=`.
-pub fn override_layer(overrides: &[String]) -> Result<Layer, String> {
+pub fn override_layer(overrides: &[String]) -> Result<Layer, OverrideError> {
     let mut values = RawConfig::new();
     for text in overrides {
         let (name, value) = text
             .split_once('=')
-            .ok_or_else(|| format!("`-o {text}`: expected `name=value`"))?;
+            .ok_or_else(|| OverrideError::NoEquals(text.clone()))?;
         if name.trim().is_empty() {
-            return Err(format!("`-o {text}`: the variable name is empty"));
+            return Err(OverrideError::EmptyName(text.clone()));
         }
         values.insert(
             name.trim().to_string(),
@@ -89,14 +164,14 @@ pub struct Vars {
 
 impl Vars {
     /// Apply precedence: later layers win (SPEC: recipes < [config] < stage < host < env < -o).
-    pub fn layered(layers: &[Layer]) -> Result<Vars, String> {
+    pub fn layered(layers: &[Layer]) -> Result<Vars, VarError> {
         let mut figment = Figment::new();
         for layer in layers {
             figment = figment.merge(layer.clone());
         }
         let merged: BTreeMap<String, serde_json::Value> = figment
             .extract()
-            .map_err(|e| format!("cannot merge configuration: {e}"))?;
+            .map_err(|e| VarError::Merge(e.to_string()))?;
         let mut vars = Vars::default();
         for (name, value) in merged {
             let origin = figment
@@ -142,7 +217,7 @@ impl Vars {
 
     /// Render `src` (labelled `label` in errors). Dynamic variables it needs must be evaluated
     /// first (see [`Vars::dynamic_needed`]) unless placeholders are on.
-    pub fn render(&self, label: &str, src: &str) -> Result<String, String> {
+    pub fn render(&self, label: &str, src: &str) -> Result<String, VarError> {
         if !is_template(src) {
             return Ok(src.to_string());
         }
@@ -150,10 +225,10 @@ impl Vars {
     }
 
     /// Render a variable's value to a string (lists joined by spaces).
-    pub fn value_string(&self, name: &str) -> Result<String, String> {
+    pub fn value_string(&self, name: &str) -> Result<String, VarError> {
         let value = self
             .resolve(name, &mut Vec::new())?
-            .ok_or_else(|| self.undefined_message(name))?;
+            .ok_or_else(|| self.undefined(name))?;
         Ok(match value.as_str() {
             Some(s) => s.to_string(),
             None => value.to_string(),
@@ -161,25 +236,25 @@ impl Vars {
     }
 
     /// Render a variable's value as a JSON value (lists stay lists), for templates and `dep config`.
-    pub fn value_json(&self, name: &str) -> Result<serde_json::Value, String> {
+    pub fn value_json(&self, name: &str) -> Result<serde_json::Value, VarError> {
         let value = self
             .resolve(name, &mut Vec::new())?
-            .ok_or_else(|| self.undefined_message(name))?;
-        serde_json::to_value(&value).map_err(|e| e.to_string())
+            .ok_or_else(|| self.undefined(name))?;
+        serde_json::to_value(&value).map_err(|e| VarError::Json(e.to_string()))
     }
 
     /// The dynamic variables `src` needs that are not evaluated yet, dependencies first.
-    pub fn dynamic_needed(&self, src: &str) -> Result<Vec<String>, String> {
+    pub fn dynamic_needed(&self, src: &str) -> Result<Vec<String>, VarError> {
         let mut needed = Vec::new();
         self.collect_dynamic(src, &mut needed, &mut Vec::new())?;
         Ok(needed)
     }
 
     /// The command of dynamic variable `name`, rendered.
-    pub fn dynamic_command(&self, name: &str) -> Result<String, String> {
+    pub fn dynamic_command(&self, name: &str) -> Result<String, VarError> {
         match self.vars.get(name) {
             Some(Var::Dynamic(command)) => self.render(&format!("variable `{name}`"), command),
-            _ => Err(format!("`{name}` is not a dynamic variable")),
+            _ => Err(VarError::NotDynamic(name.to_string())),
         }
     }
 
@@ -188,13 +263,13 @@ impl Vars {
         src: &str,
         needed: &mut Vec<String>,
         stack: &mut Vec<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), VarError> {
         if !is_template(src) {
             return Ok(());
         }
         for name in undeclared(src)? {
             if stack.contains(&name) {
-                return Err(cycle_message(stack, &name));
+                return Err(cycle(stack, &name));
             }
             stack.push(name.clone());
             match self.vars.get(&name) {
@@ -221,11 +296,11 @@ impl Vars {
         label: &str,
         src: &str,
         stack: &mut Vec<String>,
-    ) -> Result<String, String> {
+    ) -> Result<String, VarError> {
         let env = crate::config::template::environment();
         let template = env
             .template_from_named_str(label, src)
-            .map_err(|e| template_message(&e))?;
+            .map_err(|e| VarError::Template((&e).into()))?;
         let mut context = BTreeMap::new();
         let mut unknown = Vec::new();
         for name in template.undeclared_variables(false) {
@@ -239,16 +314,16 @@ impl Vars {
         template.render(&context).map_err(|e| {
             if e.kind() == minijinja::ErrorKind::UndefinedError && !unknown.is_empty() {
                 unknown.sort();
-                self.undefined_message(&unknown[0])
+                self.undefined(&unknown[0])
             } else {
-                template_message(&e)
+                VarError::Template((&e).into())
             }
         })
     }
 
-    fn resolve(&self, name: &str, stack: &mut Vec<String>) -> Result<Option<Value>, String> {
+    fn resolve(&self, name: &str, stack: &mut Vec<String>) -> Result<Option<Value>, VarError> {
         if stack.iter().any(|n| n == name) {
-            return Err(cycle_message(stack, name));
+            return Err(cycle(stack, name));
         }
         let Some(var) = self.vars.get(name) else {
             return Ok(None);
@@ -261,9 +336,7 @@ impl Vars {
             Var::Dynamic(_) => match self.dynamic.get(name) {
                 Some(value) => Ok(Value::from(value.clone())),
                 None if self.placeholders => Ok(Value::from(format!("<{name}>"))),
-                None => Err(format!(
-                    "dynamic variable `{name}` was used before it was evaluated"
-                )),
+                None => Err(VarError::NotEvaluated(name.to_string())),
             },
         };
         stack.pop();
@@ -275,7 +348,7 @@ impl Vars {
         name: &str,
         value: &serde_json::Value,
         stack: &mut Vec<String>,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, VarError> {
         use serde_json::Value as J;
         Ok(match value {
             J::String(text) if is_template(text) => {
@@ -290,18 +363,17 @@ impl Vars {
             J::Object(map) => J::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), self.render_json(name, v, stack)?)))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, VarError>>()?,
             ),
             other => other.clone(),
         })
     }
 
-    fn undefined_message(&self, name: &str) -> String {
-        let mut message = format!("undefined variable `{name}`");
-        if let Some(s) = suggest(name, self.vars.keys().map(String::as_str)) {
-            message.push_str(&format!(" (did you mean `{s}`?)"));
+    fn undefined(&self, name: &str) -> VarError {
+        VarError::Undefined {
+            name: name.to_string(),
+            suggestion: suggest(name, self.vars.keys().map(String::as_str)).map(str::to_string),
         }
-        message
     }
 }
 
@@ -320,11 +392,11 @@ fn is_template(src: &str) -> bool {
     src.contains("{{") || src.contains("{%") || src.contains("{#")
 }
 
-fn undeclared(src: &str) -> Result<Vec<String>, String> {
+fn undeclared(src: &str) -> Result<Vec<String>, VarError> {
     let env = crate::config::template::environment();
     let template = env
         .template_from_str(src)
-        .map_err(|e| template_message(&e))?;
+        .map_err(|e| VarError::Template((&e).into()))?;
     let mut names: Vec<String> = template.undeclared_variables(false).into_iter().collect();
     names.sort();
     Ok(names)
@@ -339,27 +411,12 @@ fn strings_in(value: &serde_json::Value) -> Vec<&str> {
     }
 }
 
-fn cycle_message(stack: &[String], name: &str) -> String {
+/// The circle from `name`'s first place on `stack` back to `name`.
+fn cycle(stack: &[String], name: &str) -> VarError {
     let start = stack.iter().position(|n| n == name).unwrap_or(0);
-    let mut circle: Vec<&str> = stack[start..].iter().map(String::as_str).collect();
-    circle.push(name);
-    format!(
-        "variables refer to each other in a circle: {}",
-        circle.join(" -> ")
-    )
-}
-
-fn template_message(error: &minijinja::Error) -> String {
-    let detail = error.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    let kind = match error.kind() {
-        minijinja::ErrorKind::SyntaxError => "template syntax error".to_string(),
-        minijinja::ErrorKind::UndefinedError => "undefined value".to_string(),
-        other => other.to_string(),
-    };
-    match error.line() {
-        Some(line) => format!("{kind}{detail} (template line {line})"),
-        None => format!("{kind}{detail}"),
-    }
+    let mut circle = stack[start..].to_vec();
+    circle.push(name.to_string());
+    VarError::Cycle(circle)
 }
 
 #[cfg(test)]
@@ -412,7 +469,17 @@ mod tests {
     fn overrides_keep_values_with_equals_signs_whole() {
         let layer = override_layer(&["dsn=mysql://u:p@h/db?x=1".into()]).unwrap();
         assert_eq!(layer.values["dsn"], json!("mysql://u:p@h/db?x=1"));
-        assert!(override_layer(&["novalue".into()]).is_err());
+        let errors = [
+            ("novalue", "`-o novalue`: expected `name=value`"),
+            (" =x", "`-o  =x`: the variable name is empty"),
+        ];
+        for (text, message) in errors {
+            let error = override_layer(&[text.into()]).unwrap_err();
+            assert_eq!(error.to_string(), message);
+        }
+        let layer = override_layer(&[" a =1".into(), "b=".into(), "a=2".into()]).unwrap();
+        assert_eq!(layer.values["a"], json!("2"));
+        assert_eq!(layer.values["b"], json!(""));
         let env = environment_layer([
             ("DEP_BRANCH".into(), "1.0".into()),
             ("PATH".into(), "/bin".into()),
@@ -440,9 +507,10 @@ mod tests {
         assert_eq!(vars.render("t", "{{ dirs|quote }}").unwrap(), "shop/a b");
         let error = vars.render("t", "{{ aplication }}").unwrap_err();
         assert_eq!(
-            error,
+            error.to_string(),
             "undefined variable `aplication` (did you mean `application`?)"
         );
+        assert_eq!(error.undefined_variable(), Some("aplication"));
     }
 
     #[test]
@@ -458,10 +526,12 @@ mod tests {
             ],
         )])
         .unwrap();
+        let error = vars.render("t", "{{ a }}").unwrap_err();
         assert_eq!(
-            vars.render("t", "{{ a }}").unwrap_err(),
+            error.to_string(),
             "variables refer to each other in a circle: a -> b -> a"
         );
+        assert_eq!(error.undefined_variable(), None);
         assert_eq!(
             vars.dynamic_needed("{{ artisan }} migrate").unwrap(),
             vec!["bin_php"]

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::config::vars::VarError;
 use crate::error::{Error, Result};
 use crate::quote::quote;
 use crate::transport::local::Local;
@@ -22,11 +23,12 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
         path: ctx.project.deployfile.clone(),
         message,
     };
-    let strategy = vars.value_string("strategy").map_err(config_error)?;
+    let var_error = |error: VarError| config_error(error.to_string());
+    let strategy = vars.value_string("strategy").map_err(var_error)?;
     ctx.branch = vars.value_string("branch").unwrap_or_default();
     match strategy.as_str() {
         "git" => {
-            let repository = vars.value_string("repository").map_err(config_error)?;
+            let repository = vars.value_string("repository").map_err(var_error)?;
             if repository.is_empty() {
                 return Err(config_error(
                     "`repository` is empty: set it, or use `strategy = \"upload\"`".into(),
@@ -36,7 +38,7 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
         }
         "artifact" => {
             // A build made elsewhere (CI): a directory packed once, or a .tar.gz sent as is.
-            let artifact = vars.value_string("artifact_path").map_err(config_error)?;
+            let artifact = vars.value_string("artifact_path").map_err(var_error)?;
             let path = ctx.project.root.join(&artifact);
             let bytes = blocking(move || {
                 if path.is_file() {
@@ -58,15 +60,14 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
             ctx.revision = resolved(revision);
         }
         "upload" => {
-            let from = vars.value_string("upload_from").map_err(config_error)?;
-            let exclude: Vec<String> =
-                match vars.value_json("upload_exclude").map_err(config_error)? {
-                    serde_json::Value::Array(items) => items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_string))
-                        .collect(),
-                    _ => Vec::new(),
-                };
+            let from = vars.value_string("upload_from").map_err(var_error)?;
+            let exclude: Vec<String> = match vars.value_json("upload_exclude").map_err(var_error)? {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
             let dir = ctx.project.root.join(&from);
             let packing = dir.clone();
             let packed = blocking(move || {
@@ -157,9 +158,9 @@ async fn look_up_on_host(ctx: &Context<'_>, host: &HostRun, revision: &str) -> R
     let repository = host
         .vars
         .value_string("repository")
-        .map_err(|message| Error::Config {
+        .map_err(|error| Error::Config {
             path: ctx.project.deployfile.clone(),
-            message,
+            message: error.to_string(),
         })?;
     let command = format!(
         "set -e\ncd {}/.dep\n{}\ngit -C repo rev-parse --verify --quiet {}",

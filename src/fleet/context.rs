@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::config::project::{local_machine, local_user, Project};
+use crate::config::local::{local_machine, local_user};
+use crate::config::project::Project;
 use crate::plan::TaskSet;
 use crate::release::lock::LockInfo;
 use crate::release::{self, LogEntry, Status};

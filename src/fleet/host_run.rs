@@ -135,17 +135,17 @@ pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Va
         host.config.clone(),
     ));
     layers.push(environment_layer(std::env::vars()));
-    layers.push(override_layer(&options.overrides).map_err(Error::Usage)?);
-    let mut vars = Vars::layered(&layers).map_err(|message| Error::Config {
+    layers.push(override_layer(&options.overrides)?);
+    let mut vars = Vars::layered(&layers).map_err(|error| Error::Config {
         path: project.deployfile.clone(),
-        message,
+        message: error.to_string(),
     })?;
     vars.set("host", host.name.clone());
     vars.set("hostname", host.hostname.clone());
     vars.set("user", host.login_user());
     vars.set("stage", host.stage.clone().unwrap_or_default());
     vars.set("roles", host.roles.clone());
-    vars.set("local_user", crate::config::project::local_user());
+    vars.set("local_user", crate::config::local::local_user());
     vars.set("deployfile_dir", project.root.display().to_string());
     vars.set("release_name", "");
     vars.set("previous_release", "");
@@ -208,7 +208,7 @@ impl HostRun {
             let command = self
                 .vars
                 .dynamic_command(&name)
-                .map_err(|message| super::failure::before_running(self.name(), task, message))?;
+                .map_err(|e| super::failure::before_running(self.name(), task, e.to_string()))?;
             let output = self.backend.capture(&command).await;
             if !output.success() {
                 let mut failure = super::failure::of_capture(self.name(), task, &command, &output);

@@ -15,9 +15,9 @@ impl Fleet<'_> {
         };
         for (raw, file) in &self.ctx.project.notify {
             let webhook = Webhook::from_raw(raw, |text| first.vars.render("notify", text))
-                .map_err(|message| Error::Config {
+                .map_err(|error| Error::Config {
                     path: file.clone(),
-                    message,
+                    message: error.to_string(),
                 })?;
             self.webhooks.push(webhook);
         }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::config::vars::Vars;
+use crate::config::vars::{VarError, Vars};
 use crate::plan::task::{Action, Builtin, Task};
 use crate::quote::quote;
 use crate::release::lock::LockInfo;
@@ -20,9 +20,10 @@ use super::host_run::HostRun;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// A template or variable error, worded by `vars`.
-    #[error("{0}")]
-    Vars(String),
+    #[error(transparent)]
+    Vars(#[from] VarError),
+    #[error("reading files stopped: {0}")]
+    Stopped(String),
     #[error("cannot read template `{}`: {source}", path.display())]
     ReadTemplate {
         path: PathBuf,
@@ -41,19 +42,11 @@ pub enum RenderError {
     BarrierOnly(Builtin),
 }
 
-impl From<String> for RenderError {
-    fn from(message: String) -> RenderError {
-        RenderError::Vars(message)
-    }
-}
-
 impl RenderError {
     /// The variable an "undefined variable" error is about, to point at it in the file.
     pub fn undefined_variable(&self) -> Option<&str> {
         match self {
-            RenderError::Vars(message) => message
-                .strip_prefix("undefined variable `")
-                .and_then(|rest| rest.split('`').next()),
+            RenderError::Vars(error) => error.undefined_variable(),
             _ => None,
         }
     }
@@ -111,7 +104,7 @@ pub async fn fetch(
     if !paths.is_empty() {
         fetched.files = tokio::task::spawn_blocking(move || read_files(paths))
             .await
-            .map_err(|e| RenderError::Vars(format!("reading files stopped: {e}")))??;
+            .map_err(|e| RenderError::Stopped(e.to_string()))??;
     }
     Ok(fetched)
 }
@@ -329,7 +322,7 @@ fn finish(mut command: Command, task: &Task, vars: &Vars) -> Result<Command, Ren
         .env
         .iter()
         .map(|(k, v)| Ok((k.clone(), render(v)?)))
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, VarError>>()?;
     command.condition = task.condition.as_deref().map(render).transpose()?;
     command.retries = task.retries;
     command.timeout = task.timeout;

@@ -6,39 +6,10 @@ pub mod run;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use crate::config::deployfile::RawDuration;
+pub use crate::config::deployfile::Phase;
+use crate::config::deployfile::{RawDuration, RawHealth};
 use crate::error::{Error, Result};
 use crate::quote::quote;
-
-/// `[[health]]` (or `[[stages.NAME.health]]`) as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHealth {
-    pub name: Option<String>,
-    pub http: Option<String>,
-    pub command: Option<String>,
-    pub expect_status: Option<u16>,
-    pub expect_body: Option<String>,
-    pub max_latency_ms: Option<u64>,
-    pub attempts: Option<u32>,
-    pub interval: Option<RawDuration>,
-    pub timeout: Option<RawDuration>,
-    pub phase: Option<Phase>,
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Against the new release, before the switch: a failure stops the deploy, nothing switches.
-    PreSwitch,
-    /// After the switch and the post-switch tasks: a failure rolls every host back.
-    #[default]
-    PostSwitch,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
@@ -90,7 +61,7 @@ impl HealthCheck {
                 .map(RawDuration::parse)
                 .transpose()
                 .map(|d| d.unwrap_or(default))
-                .map_err(invalid)
+                .map_err(|e| invalid(e.to_string()))
         };
         Ok(HealthCheck {
             probe,

@@ -1,125 +1,44 @@
-//! Deploy notifications by webhook (Slack, Microsoft Teams, generic JSON): the `[[notify]]` table,
-//! the payload each kind receives, and best-effort delivery that never fails a deploy.
+//! Deploy notifications by webhook (Slack, Microsoft Teams, generic JSON): the resolved
+//! `[[notify]]` webhook, what happened (`Notice`), the payload each kind receives (`payload`),
+//! and best-effort delivery that never fails a deploy (`send`).
 //!
 //! A webhook URL usually carries its secret in the path or query (Slack's
 //! `https://hooks.slack.com/services/T…/B…/xyz`), so every message this module writes names a hook
 //! by its scheme, host and port only: `https://hooks.slack.com/…`.
 
-use std::fmt::{self, Display, Formatter};
+mod payload;
+mod send;
+
 use std::time::Duration;
 
 use reqwest::Url;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-/// How many times one notification is posted before giving up, and the pauses between tries.
-const ATTEMPTS: usize = 3;
-const BACKOFF: [Duration; ATTEMPTS - 1] = [Duration::from_millis(500), Duration::from_millis(1000)];
+use crate::config::deployfile::RawNotify;
+pub use crate::config::deployfile::{Kind, Trigger};
+pub use payload::{payload, summary};
+pub use send::send;
 
 /// The timeout of one POST when the Deployfile names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Longest message (failure summary, stderr tail…) put into a payload, in characters.
-const MESSAGE_LIMIT: usize = 2000;
-
-/// Hosts named one by one in a summary line; the rest are counted.
-const HOSTS_NAMED: usize = 5;
-
-/// One `[[notify]]` table as written in the Deployfile.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNotify {
-    /// The URL, a template: `"{{ slack_webhook }}"` reads `DEP_SLACK_WEBHOOK` from the environment.
-    pub webhook: String,
-    /// The payload format; `json` when absent.
-    #[serde(default)]
-    pub kind: Kind,
-    /// The events this hook hears about; all four when absent.
-    #[serde(default = "all_triggers")]
-    pub on: Vec<Trigger>,
-    /// Seconds one POST may take; 5 when absent.
-    pub timeout: Option<u64>,
-}
-
-/// The payload format a webhook expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Slack incoming webhook (also Mattermost and Rocket.Chat): `{"text": …}`.
-    Slack,
-    /// Microsoft Teams connector: a MessageCard.
-    Teams,
-    /// A plain JSON object with an `event` field, like `--json` output.
-    #[default]
-    Json,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Slack => "slack",
-            Kind::Teams => "teams",
-            Kind::Json => "json",
-        }
-    }
-}
-
-impl Display for Kind {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The moments of a deploy that can be notified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// The deploy began (after the lock was taken).
-    Start,
-    /// The new release is live everywhere and healthy.
-    Success,
-    /// The deploy failed before going live; nothing switched.
-    Failure,
-    /// A release was rolled back: after a failed health check, or by `dep rollback`.
-    Rollback,
-}
-
-impl Trigger {
-    pub const ALL: [Trigger; 4] = [
-        Trigger::Start,
-        Trigger::Success,
-        Trigger::Failure,
-        Trigger::Rollback,
-    ];
-
-    /// The `event` field of the JSON payload, named like SPEC's `--json` events.
-    pub fn event(self) -> &'static str {
-        match self {
-            Trigger::Start => "deploy_started",
-            Trigger::Success => "deploy_succeeded",
-            Trigger::Failure => "deploy_failed",
-            Trigger::Rollback => "deploy_rolled_back",
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Trigger::Start => "start",
-            Trigger::Success => "success",
-            Trigger::Failure => "failure",
-            Trigger::Rollback => "rollback",
-        }
-    }
-}
-
-impl Display for Trigger {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-fn all_triggers() -> Vec<Trigger> {
-    Trigger::ALL.to_vec()
+/// Why a `[[notify]]` webhook cannot be posted to; never shows the URL's path, query or
+/// credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("notify webhook: {0}")]
+    Render(String),
+    #[error("notify webhook `{0}` rendered to an empty URL (is its variable set?)")]
+    RenderedEmpty(String),
+    #[error("notify webhook is empty")]
+    Empty,
+    #[error("notify webhook `{shown}` is not a valid URL: {error}")]
+    NotAUrl { shown: String, error: String },
+    #[error("notify webhook `{shown}` must be an http:// or https:// URL, not {scheme}://")]
+    Scheme { shown: String, scheme: String },
+    #[error("notify webhook `{0}` has no host")]
+    NoHost(String),
+    #[error("notify webhook `{0}`: `timeout` must be at least 1 (seconds)")]
+    ZeroTimeout(String),
 }
 
 /// A resolved webhook: its URL rendered and checked.
@@ -134,46 +53,36 @@ pub struct Webhook {
 impl Webhook {
     /// Render the URL template with `render` and check it is an http(s) URL with a host.
     /// Error messages never show the URL's path, query or credentials.
-    pub fn from_raw(
+    pub fn from_raw<E: std::fmt::Display>(
         raw: &RawNotify,
-        render: impl Fn(&str) -> Result<String, String>,
-    ) -> Result<Webhook, String> {
-        let rendered = render(&raw.webhook).map_err(|error| format!("notify webhook: {error}"))?;
+        render: impl Fn(&str) -> Result<String, E>,
+    ) -> Result<Webhook, WebhookError> {
+        let rendered =
+            render(&raw.webhook).map_err(|error| WebhookError::Render(error.to_string()))?;
         let url = rendered.trim();
         if url.is_empty() {
             return Err(if raw.webhook.contains("{{") {
-                format!(
-                    "notify webhook `{}` rendered to an empty URL (is its variable set?)",
-                    raw.webhook.trim()
-                )
+                WebhookError::RenderedEmpty(raw.webhook.trim().to_string())
             } else {
-                "notify webhook is empty".to_string()
+                WebhookError::Empty
             });
         }
-        let parsed = Url::parse(url).map_err(|error| {
-            format!(
-                "notify webhook `{}` is not a valid URL: {error}",
-                redact_unparsed(url)
-            )
+        let parsed = Url::parse(url).map_err(|error| WebhookError::NotAUrl {
+            shown: redact_unparsed(url),
+            error: error.to_string(),
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!(
-                "notify webhook `{}` must be an http:// or https:// URL, not {}://",
-                redact(url),
-                parsed.scheme()
-            ));
+            return Err(WebhookError::Scheme {
+                shown: redact(url),
+                scheme: parsed.scheme().to_string(),
+            });
         }
         if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(format!("notify webhook `{}` has no host", redact(url)));
+            return Err(WebhookError::NoHost(redact(url)));
         }
         let timeout = match raw.timeout {
             None => DEFAULT_TIMEOUT,
-            Some(0) => {
-                return Err(format!(
-                    "notify webhook `{}`: `timeout` must be at least 1 (seconds)",
-                    redact(url)
-                ))
-            }
+            Some(0) => return Err(WebhookError::ZeroTimeout(redact(url))),
             Some(seconds) => Duration::from_secs(seconds),
         };
         let mut on = Vec::new();
@@ -218,182 +127,6 @@ pub struct Notice {
     pub message: Option<String>,
 }
 
-/// The body posted to a webhook of this kind. Pure: no clock, no environment.
-pub fn payload(kind: Kind, notice: &Notice) -> Value {
-    match kind {
-        Kind::Slack => slack(notice),
-        Kind::Teams => teams(notice),
-        Kind::Json => json!({
-            "event": notice.trigger.event(),
-            "application": notice.application,
-            "stage": notice.stage,
-            "release": notice.release,
-            "revision": notice.revision,
-            "branch": notice.branch,
-            "hosts": notice.hosts,
-            "duration_ms": notice.duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            "who": notice.who,
-            "message": notice.message.as_deref().map(truncate),
-        }),
-    }
-}
-
-/// The one-line, emoji-free summary every kind starts from, e.g. "dep: release 20261126101500 of
-/// shop is live on production (3 hosts: web1, web2, web3) in 12.3s — deployed by alice@laptop,
-/// revision abc1234 (main)".
-pub fn summary(notice: &Notice) -> String {
-    let release = match notice.application.as_str() {
-        "" => format!("release {}", notice.release),
-        app => format!("release {} of {app}", notice.release),
-    };
-    let stage = &notice.stage;
-    let hosts = hosts_phrase(&notice.hosts);
-    let took = notice
-        .duration
-        .map(|d| format!(" after {}", human_duration(d)))
-        .unwrap_or_default();
-    let head = match notice.trigger {
-        Trigger::Start => format!("dep: deploying {release} to {stage} ({hosts}) — started by"),
-        Trigger::Success => {
-            let took = notice
-                .duration
-                .map(|d| format!(" in {}", human_duration(d)))
-                .unwrap_or_default();
-            format!("dep: {release} is live on {stage} ({hosts}){took} — deployed by")
-        }
-        Trigger::Failure => {
-            format!("dep: deploy of {release} to {stage} failed{took} ({hosts}) — started by")
-        }
-        Trigger::Rollback => {
-            format!("dep: {release} was rolled back on {stage}{took} ({hosts}) — deployed by")
-        }
-    };
-    let mut line = format!("{head} {}", notice.who);
-    if !notice.revision.is_empty() {
-        line.push_str(&format!(", revision {}", short_revision(&notice.revision)));
-        if !notice.branch.is_empty() {
-            line.push_str(&format!(" ({})", notice.branch));
-        }
-    } else if !notice.branch.is_empty() {
-        line.push_str(&format!(", branch {}", notice.branch));
-    }
-    line
-}
-
-fn slack(notice: &Notice) -> Value {
-    let mut text = slack_escape(&summary(notice));
-    if let Some(message) = notice.message.as_deref().map(str::trim) {
-        if !message.is_empty() {
-            text.push('\n');
-            text.push_str(&slack_escape(&truncate(message)));
-        }
-    }
-    json!({ "text": text })
-}
-
-/// Slack reads `&`, `<` and `>` as markup in `text`; these three must be escaped.
-fn slack_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn teams(notice: &Notice) -> Value {
-    let (color, title) = match notice.trigger {
-        Trigger::Start => ("0078D7", format!("Deploying to {}", notice.stage)),
-        Trigger::Success => ("2EB886", format!("Deployed to {}", notice.stage)),
-        Trigger::Failure => ("D93025", format!("Deploy to {} failed", notice.stage)),
-        Trigger::Rollback => ("F2A33A", format!("Rolled back on {}", notice.stage)),
-    };
-    let title = match notice.application.as_str() {
-        "" => format!("dep: {title}"),
-        app => format!("dep: {app} — {title}"),
-    };
-    let summary = summary(notice);
-    let text = match notice.message.as_deref().map(str::trim) {
-        Some(message) if !message.is_empty() => format!("{summary}\n\n{}", truncate(message)),
-        _ => summary.clone(),
-    };
-    let mut facts = vec![
-        fact("Stage", &notice.stage),
-        fact("Release", &notice.release),
-    ];
-    if !notice.revision.is_empty() {
-        facts.push(fact("Revision", &notice.revision));
-    }
-    if !notice.branch.is_empty() {
-        facts.push(fact("Branch", &notice.branch));
-    }
-    facts.push(fact("Hosts", &notice.hosts.join(", ")));
-    if let Some(duration) = notice.duration {
-        facts.push(fact("Duration", &human_duration(duration)));
-    }
-    facts.push(fact("Who", &notice.who));
-    json!({
-        "@type": "MessageCard",
-        "@context": "https://schema.org/extensions",
-        "summary": summary,
-        "themeColor": color,
-        "title": title,
-        "text": text,
-        "sections": [{ "facts": facts }],
-    })
-}
-
-fn fact(name: &str, value: &str) -> Value {
-    json!({ "name": name, "value": value })
-}
-
-fn hosts_phrase(hosts: &[String]) -> String {
-    let count = match hosts.len() {
-        1 => "1 host".to_string(),
-        n => format!("{n} hosts"),
-    };
-    if hosts.is_empty() {
-        return count;
-    }
-    let named = hosts
-        .iter()
-        .take(HOSTS_NAMED)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if hosts.len() > HOSTS_NAMED {
-        format!("{count}: {named} and {} more", hosts.len() - HOSTS_NAMED)
-    } else {
-        format!("{count}: {named}")
-    }
-}
-
-/// "0.4s", "12.3s", "2m 05s", "1h 02m".
-fn human_duration(duration: Duration) -> String {
-    let tenths = duration.as_millis() / 100;
-    let seconds = duration.as_secs();
-    if seconds < 60 {
-        format!("{}.{}s", tenths / 10, tenths % 10)
-    } else if seconds < 3600 {
-        format!("{}m {:02}s", seconds / 60, seconds % 60)
-    } else {
-        format!("{}h {:02}m", seconds / 3600, (seconds % 3600) / 60)
-    }
-}
-
-fn short_revision(revision: &str) -> &str {
-    let is_sha = revision.len() > 7 && revision.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_sha {
-        &revision[..7]
-    } else {
-        revision
-    }
-}
-
-fn truncate(message: &str) -> String {
-    match message.char_indices().nth(MESSAGE_LIMIT) {
-        None => message.to_string(),
-        Some((cut, _)) => format!("{}… (truncated)", &message[..cut]),
-    }
-}
-
 /// `scheme://host[:port]`, then `/…` when a path, query or fragment followed; credentials dropped.
 pub fn redact(url: &str) -> String {
     let Ok(parsed) = Url::parse(url) else {
@@ -427,147 +160,11 @@ fn redact_unparsed(text: &str) -> String {
     }
 }
 
-/// Send `notice` to every webhook subscribed to its trigger, concurrently. Each POST is tried up
-/// to three times (pausing 0.5 s, then 1 s) when it could not connect, timed out, or got a 5xx or
-/// 429; any other answer is final. Returns one warning per webhook that finally failed; never
-/// panics and never fails, so a notification can never fail a deploy. Needs a tokio runtime with
-/// IO and time enabled.
-pub async fn send(hooks: &[Webhook], notice: &Notice) -> Vec<String> {
-    let deliveries = hooks
-        .iter()
-        .filter(|hook| hook.on.contains(&notice.trigger))
-        .map(|hook| async move {
-            let body = payload(hook.kind, notice).to_string();
-            deliver(hook, body).await.err().map(|reason| {
-                format!(
-                    "notification to `{}` ({}) failed: {reason}",
-                    hook.display_url(),
-                    hook.kind
-                )
-            })
-        });
-    futures::future::join_all(deliveries)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
-}
-
-/// One failed try, and whether another might do better.
-struct Failure {
-    reason: String,
-    retry: bool,
-}
-
-async fn deliver(hook: &Webhook, body: String) -> Result<(), String> {
-    let client =
-        client(hook).map_err(|error| format!("cannot set up HTTP: {}", describe(&error)))?;
-    let mut attempt = 0;
-    loop {
-        let failure = match post(&client, hook, body.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(failure) => failure,
-        };
-        attempt += 1;
-        if !failure.retry {
-            return Err(failure.reason);
-        }
-        if attempt == ATTEMPTS {
-            return Err(format!("{} (after {ATTEMPTS} attempts)", failure.reason));
-        }
-        tokio::time::sleep(BACKOFF[attempt - 1]).await;
-    }
-}
-
-fn client(hook: &Webhook) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("dep/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(hook.timeout)
-        .timeout(hook.timeout);
-    // A proxy from the environment is for the outside world; loopback hooks talk directly.
-    let loopback = Url::parse(&hook.url)
-        .ok()
-        .and_then(|url| {
-            let host = url
-                .host_str()?
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            Some(
-                host.eq_ignore_ascii_case("localhost")
-                    || host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback()),
-            )
-        })
-        .unwrap_or(false);
-    if loopback {
-        builder = builder.no_proxy();
-    }
-    builder.build()
-}
-
-async fn post(client: &reqwest::Client, hook: &Webhook, body: String) -> Result<(), Failure> {
-    let response = client
-        .post(&hook.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|error| Failure {
-            retry: error.is_connect() || error.is_timeout() || error.is_request(),
-            reason: if error.is_timeout() {
-                format!("no answer within {}", human_duration(hook.timeout))
-            } else if error.is_connect() {
-                format!("could not connect: {}", describe(&error))
-            } else {
-                describe(&error)
-            },
-        })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let body = response.text().await.unwrap_or_default();
-    let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    let body = match body.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &body[..cut]),
-        None => body,
-    };
-    let mut reason = format!("the server answered {status}");
-    if !body.is_empty() {
-        reason.push_str(&format!(": {body}"));
-    }
-    Err(Failure {
-        reason,
-        retry: status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS,
-    })
-}
-
-/// A reqwest error and its causes, without the URL (which may hold the hook's secret).
-fn describe(error: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|part| part.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    // The innermost cause says the most ("Connection refused (os error 111)").
-    match parts.last() {
-        Some(last) => last.clone(),
-        None => match error.url() {
-            Some(url) => error.to_string().replace(url.as_str(), "…"),
-            None => error.to_string(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::payload::{human_duration, MESSAGE_LIMIT};
     use super::*;
+    use serde_json::json;
 
     fn notice(trigger: Trigger) -> Notice {
         Notice {
@@ -593,8 +190,12 @@ mod tests {
         }
     }
 
-    fn verbatim(text: &str) -> Result<String, String> {
+    fn verbatim(text: &str) -> Result<String, std::convert::Infallible> {
         Ok(text.to_string())
+    }
+
+    fn verbatim_empty(_: &str) -> Result<String, std::convert::Infallible> {
+        Ok(String::new())
     }
 
     #[test]
@@ -773,7 +374,7 @@ mod tests {
         raw.on = vec![Trigger::Failure, Trigger::Failure, Trigger::Rollback];
         let hook = Webhook::from_raw(&raw, |text| {
             assert_eq!(text, "{{ slack_webhook }}");
-            Ok(" https://hooks.slack.com/services/T/B/x\n".into())
+            Ok::<_, std::convert::Infallible>(" https://hooks.slack.com/services/T/B/x\n".into())
         })
         .unwrap();
         assert_eq!(
@@ -790,7 +391,7 @@ mod tests {
 
     #[test]
     fn from_raw_refuses_what_cannot_be_posted_to() {
-        let error = |raw: RawNotify| Webhook::from_raw(&raw, verbatim).unwrap_err();
+        let error = |raw: RawNotify| Webhook::from_raw(&raw, verbatim).unwrap_err().to_string();
         assert_eq!(
             error(raw("ftp://files.example.com/s3cret")),
             "notify webhook `ftp://files.example.com/…` must be an http:// or https:// URL, not ftp://"
@@ -807,21 +408,20 @@ mod tests {
             "notify webhook `https://example.com/…`: `timeout` must be at least 1 (seconds)"
         );
         assert_eq!(
-            Webhook::from_raw(&raw("{{ hook }}"), |_| Ok(String::new())).unwrap_err(),
-            "notify webhook `{{ hook }}` rendered to an empty URL (is its variable set?)"
+            Webhook::from_raw(&raw("{{ hook }}"), verbatim_empty).unwrap_err(),
+            WebhookError::RenderedEmpty("{{ hook }}".into())
         );
         assert_eq!(
-            Webhook::from_raw(&raw("{{ hook }}"), |_| Err(
-                "undefined variable `hook`".into()
-            ))
-            .unwrap_err(),
+            Webhook::from_raw(&raw("{{ hook }}"), |_| Err("undefined variable `hook`"))
+                .unwrap_err()
+                .to_string(),
             "notify webhook: undefined variable `hook`"
         );
     }
 
     #[test]
     fn raw_notify_parses_from_toml() {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct File {
             notify: Vec<RawNotify>,
         }

@@ -202,3 +202,103 @@ impl TaskSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The task set of a Deployfile with these `[tasks]` (the `common` recipe comes too). A task's
+    /// `before = "x"` runs it before `x`.
+    fn compile(tasks: &str) -> Result<TaskSet> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Deployfile.toml");
+        std::fs::write(&path, tasks).unwrap();
+        TaskSet::compile(&Project::load(&path)?)
+    }
+
+    const TASKS: &str = r#"
+[tasks.build]
+run = "make"
+[tasks.lint]
+run = "make lint"
+before = "build"
+[tasks.ship]
+steps = ["build", "upload"]
+[tasks.upload]
+run = "rsync"
+once = true
+[tasks.announce]
+run = "curl"
+local = true
+after = "ship"
+"#;
+
+    #[test]
+    fn expansion_runs_hooks_around_steps() {
+        let set = compile(TASKS).unwrap();
+        let cases: &[(&str, &[&str])] = &[
+            ("build", &["lint", "build"]),
+            ("lint", &["lint"]),
+            ("upload", &["upload"]),
+            ("ship", &["lint", "build", "upload", "announce"]),
+        ];
+        for (name, expected) in cases {
+            let names: Vec<String> = set
+                .expand(name)
+                .unwrap()
+                .iter()
+                .map(|t| t.name.clone())
+                .collect();
+            assert_eq!(names, *expected, "expand({name})");
+        }
+        assert_eq!(set.hooks_before("build"), ["lint"]);
+        assert_eq!(set.hooks_after("ship"), ["announce"]);
+        assert!(set.hooks_before("ship").is_empty());
+    }
+
+    #[test]
+    fn tree_draws_steps_hooks_and_marks() {
+        let set = compile(TASKS).unwrap();
+        assert_eq!(
+            set.tree("ship").unwrap(),
+            "ship\n\
+             ├── build\n\
+             │   └── before: lint\n\
+             ├── upload [once]\n\
+             └── after: announce [local]\n"
+        );
+    }
+
+    #[test]
+    fn unknown_names_and_cycles_are_reported_whole() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[tasks.a]\nsteps = [\"b\"]\n[tasks.b]\nsteps = [\"a\"]\n",
+                "tasks form a cycle: a -> b -> a",
+            ),
+            (
+                "[tasks.a]\nrun = \"x\"\nbefore = \"a\"\n",
+                "tasks form a cycle: a -> a",
+            ),
+            (
+                "[tasks.build]\nrun = \"make\"\n[tasks.all]\nsteps = [\"buidl\"]\n",
+                "unknown task `buidl` (referenced by task `all` in {file})\n  did you mean `build`?",
+            ),
+        ];
+        for (tasks, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("Deployfile.toml");
+            std::fs::write(&path, tasks).unwrap();
+            let error = Project::load(&path)
+                .and_then(|p| TaskSet::compile(&p))
+                .unwrap_err();
+            let expected = expected.replace("{file}", &path.display().to_string());
+            assert_eq!(error.to_string(), expected);
+        }
+        let set = compile(TASKS).unwrap();
+        assert_eq!(
+            set.get("shipp").unwrap_err().to_string(),
+            "unknown task `shipp`\n  did you mean `ship`?"
+        );
+    }
+}

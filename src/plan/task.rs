@@ -134,7 +134,7 @@ impl Task {
             .timeout
             .map(|t| t.parse())
             .transpose()
-            .map_err(invalid)?;
+            .map_err(|e| invalid(e.to_string()))?;
         if matches!(action, Action::Steps(_))
             && (raw.once || raw.local || raw.cwd.is_some() || raw.condition.is_some())
         {

@@ -78,7 +78,9 @@ impl Ssh {
         let connect_timeout = match vars.get(config::CONNECT_TIMEOUT_VAR) {
             None => None,
             Some(_) => {
-                let text = vars.value_string(config::CONNECT_TIMEOUT_VAR)?;
+                let text = vars
+                    .value_string(config::CONNECT_TIMEOUT_VAR)
+                    .map_err(|e| e.to_string())?;
                 let timeout = crate::config::deployfile::parse_duration(&text)
                     .map_err(|e| format!("`{}`: {e}", config::CONNECT_TIMEOUT_VAR))?;
                 (!timeout.is_zero()).then_some(timeout)
@@ -89,7 +91,7 @@ impl Ssh {
             host,
             &files,
             &config::home_dir(),
-            &crate::config::project::local_user(),
+            &crate::config::local::local_user(),
             connect_timeout,
         )
         .map_err(|e| e.to_string())?;

@@ -1,0 +1,76 @@
+//! `dep deploy`, `dep rollback`, `dep health` and `dep TASK`: runs of the engine over the
+//! selected hosts.
+
+use tracing::Instrument as _;
+
+use crate::cli::args::Deploy;
+use crate::cli::Session;
+use crate::error::{Error, Result};
+use crate::fleet::Options;
+
+pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
+    if args.rolling == Some(0) {
+        return Err(Error::Usage(
+            "`--rolling` needs a batch size of at least 1".into(),
+        ));
+    }
+    session.options = Options {
+        dry_run: args.dry_run,
+        branch: args.branch,
+        tag: args.tag,
+        revision: args.revision,
+        rolling: args.rolling,
+        canary: args.canary,
+        keep_switched: args.keep_switched,
+        ..session.options
+    };
+    let span = tracing::info_span!("deploy", task = "deploy");
+    session
+        .engine(args.selector.as_deref())?
+        .deploy()
+        .instrument(span)
+        .await
+}
+
+pub async fn rollback(
+    mut session: Session<'_>,
+    selector: Option<String>,
+    to: Option<String>,
+    dry_run: bool,
+) -> Result<()> {
+    session.options.dry_run = dry_run;
+    session.options.rollback_to = to;
+    let span = tracing::info_span!("rollback", task = "rollback");
+    session
+        .engine(selector.as_deref())?
+        .rollback()
+        .instrument(span)
+        .await
+}
+
+pub async fn health(session: Session<'_>, selector: Option<String>) -> Result<()> {
+    let span = tracing::info_span!("health", task = "health");
+    session
+        .engine(selector.as_deref())?
+        .health()
+        .instrument(span)
+        .await
+}
+
+/// `dep TASK SELECTOR`: any task by name; `deploy` and `rollback` by that name are the real ones.
+pub async fn task(
+    mut session: Session<'_>,
+    name: String,
+    selector: Option<String>,
+    dry_run: bool,
+) -> Result<()> {
+    session.tasks.get(&name)?;
+    session.options.dry_run = dry_run;
+    let mut engine = session.engine(selector.as_deref())?;
+    let span = tracing::info_span!("task", task = %name);
+    match name.as_str() {
+        "deploy" => engine.deploy().instrument(span).await,
+        "rollback" => engine.rollback().instrument(span).await,
+        _ => engine.run_task(&name).instrument(span).await,
+    }
+}
