@@ -8,13 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::transport::{human_duration, Outcome, StepResult};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
+pub use crate::transport::Stream;
+use crate::transport::{human_duration, Observer, Outcome, StepResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -633,6 +628,47 @@ impl Reporter {
             }),
             Event::Note { message } => json!({"event": "note", "message": message}),
         }
+    }
+}
+
+/// The transport's account of a host's commands, shown as events.
+impl Observer for Reporter {
+    fn started(&self, host: &str, task: &str, command: &str) {
+        self.emit(Event::TaskStarted {
+            host,
+            task,
+            command,
+        });
+    }
+
+    fn output(&self, host: &str, task: &str, stream: Stream, line: &str) {
+        self.emit(Event::Output {
+            host,
+            task,
+            stream,
+            line,
+        });
+    }
+
+    fn retry(&self, host: &str, task: &str, attempt: u32, status: i32) {
+        self.emit(Event::Retry {
+            host,
+            task,
+            attempt,
+            status,
+        });
+    }
+
+    fn finished(&self, host: &str, result: &StepResult) {
+        self.emit(Event::TaskFinished { host, result });
+    }
+
+    fn dry_run(&self, host: &str, task: &str, command: &str) {
+        self.emit(Event::DryRun {
+            host,
+            task,
+            command,
+        });
     }
 }
 
