@@ -176,7 +176,7 @@ impl<'p> Engine<'p> {
                 Backend::Ssh(crate::transport::ssh::Ssh::for_host(host, &vars).map_err(
                     |message| Error::InvalidHost {
                         host: host.name.clone(),
-                        message,
+                        message: message.to_string(),
                     },
                 )?)
             };
