@@ -72,7 +72,22 @@ impl Plain {
             Event::RolledBack { host, from, to } if v >= 0 => {
                 Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})"))
             }
-            Event::HealthChecked { .. } if v >= 0 => health_checked(event),
+            Event::HealthChecked {
+                ok: true,
+                host,
+                check,
+                detail,
+                ..
+            } if v >= 0 => Some(format!("[{host}] ♥ {check}: {detail}{}", tries(event))),
+            Event::HealthChecked {
+                host,
+                check,
+                detail,
+                ..
+            } if v >= 0 => Some(format!(
+                "[{host}] ✗ health check {check}: {detail}{}",
+                tries(event)
+            )),
             Event::DeployFinished {
                 release,
                 ok,
@@ -117,28 +132,14 @@ fn task_finished(host: &str, result: &crate::transport::StepResult) -> Option<St
     })
 }
 
-fn health_checked(event: &Event<'_>) -> Option<String> {
-    let Event::HealthChecked {
-        host,
-        check,
-        attempt,
-        attempts,
-        ok,
-        detail,
-    } = *event
-    else {
-        return None;
-    };
-    let tries = if attempts > 1 {
-        format!(" (attempt {attempt}/{attempts})")
-    } else {
-        String::new()
-    };
-    Some(if ok {
-        format!("[{host}] ♥ {check}: {detail}{tries}")
-    } else {
-        format!("[{host}] ✗ health check {check}: {detail}{tries}")
-    })
+/// " (attempt 2/5)" for a health check tried more than once.
+fn tries(event: &Event<'_>) -> String {
+    match *event {
+        Event::HealthChecked {
+            attempt, attempts, ..
+        } if attempts > 1 => format!(" (attempt {attempt}/{attempts})"),
+        _ => String::new(),
+    }
 }
 
 /// Why a command failed, in words: its reason, else its exit status.

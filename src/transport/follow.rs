@@ -245,6 +245,7 @@ impl<'a> Follow<'a> {
         }
         p.started = Some(Instant::now());
         let command = &self.batch[index];
+        tracing::debug!(host = self.host, task = %command.task, "command started");
         self.observer
             .started(self.host, &command.task, &command.shell());
     }
@@ -252,6 +253,7 @@ impl<'a> Follow<'a> {
     /// Report a finished command as soon as the script says so, not when the whole run ends.
     fn finish(&mut self, index: usize) {
         let result = result_of(&self.batch[index], &self.progress[index]);
+        tracing::debug!(host = self.host, task = %result.task, outcome = ?result.outcome, "command finished");
         self.observer.finished(self.host, &result);
         self.progress[index].reported = true;
         self.next = index + 1;
@@ -419,6 +421,20 @@ mod tests {
         format!("\n\u{1e}tok {text}\n").into_bytes()
     }
 
+    /// What the script prints for commands that write `(stdout, stderr)` and exit with `status`:
+    /// both streams, each with every command's markers.
+    fn streams(commands: &[(&str, &str, i32)]) -> (Vec<u8>, Vec<u8>) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        for (index, (stdout, stderr, status)) in commands.iter().enumerate() {
+            for (stream, text) in [(&mut out, stdout), (&mut err, stderr)] {
+                stream.extend(mark(&format!("start {index}")));
+                stream.extend(text.as_bytes());
+                stream.extend(mark(&format!("end {index} {status}")));
+            }
+        }
+        (out, err)
+    }
+
     /// Feed `chunks` in this order to a follower of `batch`, and return what it reported.
     async fn follow(batch: &[Command], chunks: Vec<Chunk>) -> (Vec<String>, Vec<StepResult>) {
         let (sender, receiver) = mpsc::channel(chunks.len() + 1);
@@ -448,16 +464,7 @@ mod tests {
             Command::new("say", "echo hello"),
             Command::new("boom", "echo nope >&2; exit 7"),
         ];
-        let mut out = mark("start 0");
-        out.extend(b"hello\n");
-        out.extend(mark("end 0 0"));
-        out.extend(mark("start 1"));
-        out.extend(mark("end 1 7"));
-        let mut err = mark("start 0");
-        err.extend(mark("end 0 0"));
-        err.extend(mark("start 1"));
-        err.extend(b"nope\n");
-        err.extend(mark("end 1 7"));
+        let (out, err) = streams(&[("hello\n", "", 0), ("", "nope\n", 7)]);
         // The bad order: all of stdout (both end markers) before any of stderr.
         let (events, results) = follow(
             &batch,
@@ -489,16 +496,7 @@ mod tests {
             Command::new("a", "echo one"),
             Command::new("b", "echo two >&2"),
         ];
-        let mut err = mark("start 0");
-        err.extend(mark("end 0 0"));
-        err.extend(mark("start 1"));
-        err.extend(b"two\n");
-        err.extend(mark("end 1 0"));
-        let mut out = mark("start 0");
-        out.extend(b"one\n");
-        out.extend(mark("end 0 0"));
-        out.extend(mark("start 1"));
-        out.extend(mark("end 1 0"));
+        let (out, err) = streams(&[("one\n", "", 0), ("", "two\n", 0)]);
         let (events, _) = follow(
             &batch,
             vec![
@@ -524,11 +522,7 @@ mod tests {
     #[tokio::test]
     async fn one_end_marker_suffices_once_the_process_is_gone() {
         let batch = [Command::new("a", "true"), Command::new("b", "true")];
-        let mut out = mark("start 0");
-        out.extend(mark("end 0 0"));
-        out.extend(mark("start 1"));
-        out.extend(b"late\n");
-        out.extend(mark("end 1 0"));
+        let (out, _) = streams(&[("", "", 0), ("late\n", "", 0)]);
         let (events, results) =
             follow(&batch, vec![Chunk::Stdout(out), Chunk::Exit(Some(0), None)]).await;
         assert_eq!(

@@ -240,6 +240,7 @@ impl Ssh {
             .await
             .map_err(|_| SshError::ShutDown { host: self.host() })?;
         let timeout = self.inner.settings.connect_timeout;
+        tracing::trace!(host = %self.inner.settings.name, "opening a session channel");
         let channel =
             match tokio::time::timeout(timeout, connection.handle.channel_open_session()).await {
                 Ok(Ok(channel)) => channel,
@@ -271,6 +272,7 @@ impl Ssh {
                 },
             });
         }
+        tracing::debug!(host = %self.inner.settings.name, tracked, "channel open, command started");
         let (read, write) = channel.split();
         let write = Arc::new(write);
         let stdin_task = {
@@ -457,6 +459,7 @@ impl Pump {
                             self.send(Chunk::Stderr(data.to_vec())).await
                         }
                         ChannelMsg::ExitStatus { exit_status } => {
+                            tracing::debug!(host = %self.ssh.inner.settings.name, exit_status, "exit status");
                             self.flush_held().await;
                             if !exit_sent {
                                 exit_sent = true;
@@ -466,6 +469,7 @@ impl Pump {
                             deadline.get_or_insert(Instant::now() + LINGER);
                         }
                         ChannelMsg::ExitSignal { signal_name, error_message, .. } => {
+                            tracing::debug!(host = %self.ssh.inner.settings.name, signal = ?signal_name, "exit signal");
                             self.flush_held().await;
                             if !exit_sent {
                                 exit_sent = true;
@@ -495,20 +499,8 @@ impl Pump {
                 killed = &mut self.kill, if kill_armed => {
                     kill_armed = false;
                     if killed.is_ok() {
-                        if !exit_sent {
-                            exit_sent = true;
-                            let reason = SshError::Stopped { host: self.ssh.host() };
-                            self.send(Chunk::Exit(None, Some(reason.to_string()))).await;
-                        }
-                        // The reader has its answer; what still comes is only drained.
-                        self.sender = None;
-                        if let Pid::Known(pid) = self.pid {
-                            let ssh = self.ssh.clone();
-                            tokio::spawn(async move { ssh.kill_remote(pid).await });
-                        }
-                        // The connection may be dead: never wait long on it.
-                        let _ = tokio::time::timeout(CONTROL_TIMEOUT, self.write.signal(Sig::KILL)).await;
-                        self.close().await;
+                        self.stop(!exit_sent).await;
+                        exit_sent = true;
                         closed = true;
                         deadline = Some(Instant::now() + DRAIN);
                     }
@@ -540,6 +532,26 @@ impl Pump {
             };
             self.send(Chunk::Exit(None, Some(reason))).await;
         }
+    }
+
+    /// The reader gave up on the command: tell it so (unless it has its exit already), kill the
+    /// remote processes and close the channel.
+    async fn stop(&mut self, tell: bool) {
+        if tell {
+            let reason = SshError::Stopped {
+                host: self.ssh.host(),
+            };
+            self.send(Chunk::Exit(None, Some(reason.to_string()))).await;
+        }
+        // The reader has its answer; what still comes is only drained.
+        self.sender = None;
+        if let Pid::Known(pid) = self.pid {
+            let ssh = self.ssh.clone();
+            tokio::spawn(async move { ssh.kill_remote(pid).await });
+        }
+        // The connection may be dead: never wait long on it.
+        let _ = tokio::time::timeout(CONTROL_TIMEOUT, self.write.signal(Sig::KILL)).await;
+        self.close().await;
     }
 
     async fn send(&self, chunk: Chunk) {

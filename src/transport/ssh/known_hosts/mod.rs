@@ -791,11 +791,7 @@ mod tests {
     #[test]
     fn host_matching_agrees_with_ssh_keygen_find() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = Keys {
-            presented: keygen(dir.path(), "k", &["-t", "ed25519"]),
-            other: keygen(dir.path(), "o", &["-t", "ed25519"]),
-            rsa: keygen(dir.path(), "r", &["-t", "rsa", "-b", "1024"]),
-        };
+        let keys = real_keys(dir.path());
         let plain = dir.path().join("plain");
         fs::write(
             &plain,
@@ -957,11 +953,7 @@ mod tests {
             let _ = fs::create_dir_all("/run/sshd");
         }
         let dir = tempfile::tempdir().unwrap();
-        let keys = Keys {
-            presented: keygen(dir.path(), "host_key", &["-t", "ed25519"]),
-            other: keygen(dir.path(), "other", &["-t", "ed25519"]),
-            rsa: keygen(dir.path(), "rsa", &["-t", "rsa", "-b", "1024"]),
-        };
+        let keys = real_keys(dir.path());
         let config = dir.path().join("sshd_config");
         fs::write(
             &config,

@@ -96,3 +96,13 @@ pub fn ssh_keygen_find(file: &Path, name: &str) -> Vec<usize> {
         .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
         .collect()
 }
+
+/// Keys made by ssh-keygen in `dir`: the presented one is the key pair `host_key` (an sshd
+/// host key), then `other` (ed25519) and `rsa`.
+pub fn real_keys(dir: &Path) -> Keys {
+    Keys {
+        presented: keygen(dir, "host_key", &["-t", "ed25519"]),
+        other: keygen(dir, "other", &["-t", "ed25519"]),
+        rsa: keygen(dir, "rsa", &["-t", "rsa", "-b", "1024"]),
+    }
+}
