@@ -144,7 +144,7 @@ impl Ssh {
                 (!timeout.is_zero()).then_some(timeout)
             }
         };
-        let files = config::ConfigFiles::global()?;
+        let files = read_config_files()?;
         let settings = config::resolve(
             host,
             &files,
@@ -401,6 +401,19 @@ impl Ssh {
 
     fn no_status(&self) -> String {
         SshError::NoStatus { host: self.host() }.to_string()
+    }
+}
+
+/// The ssh client configuration, read from disk on the first call of the process. That read is
+/// blocking I/O and `for_host` is called from async code: on a multi-thread runtime the worker
+/// hands its other tasks over meanwhile.
+fn read_config_files() -> Result<Arc<config::ConfigFiles>, config::ConfigError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(config::ConfigFiles::global)
+        }
+        _ => config::ConfigFiles::global(),
     }
 }
 
