@@ -47,14 +47,12 @@ impl HostRun {
             Backend::Local(transport::local::Local)
         } else {
             // Resolves the ssh config only: the connection is made on first use.
-            Backend::Ssh(
-                transport::ssh::Ssh::for_host(host, &vars).map_err(|message| {
-                    Error::InvalidHost {
-                        host: host.name.clone(),
-                        message,
-                    }
-                })?,
-            )
+            Backend::Ssh(transport::ssh::Ssh::for_host(host, &vars).map_err(|error| {
+                Error::InvalidHost {
+                    host: host.name.clone(),
+                    message: error.to_string(),
+                }
+            })?)
         };
         let backend = if options.dry_run {
             Backend::DryRun(transport::dry_run::DryRun {

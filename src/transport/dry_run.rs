@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use super::{Outcome, StepResult};
-use crate::report::{Event, Reporter};
-use crate::transport::command::Command;
+use super::command::Command;
+use super::{Observer, Outcome, StepResult};
 
 /// Prints instead of running; reads (the hosts' state) still go to the real backend, if any,
 /// so a dry run shows what would really happen (the real next release, rollback's target).
@@ -14,7 +13,7 @@ pub struct DryRun {
 }
 
 impl DryRun {
-    pub fn run(&self, host: &str, batch: &[Command], reporter: &Reporter) -> Vec<StepResult> {
+    pub fn run(&self, host: &str, batch: &[Command], observer: &dyn Observer) -> Vec<StepResult> {
         batch
             .iter()
             .map(|command| {
@@ -25,11 +24,7 @@ impl DryRun {
                 if let Some(stdin) = &command.stdin {
                     shown = format!("{shown}  # with {} bytes on stdin", stdin.len());
                 }
-                reporter.emit(Event::DryRun {
-                    host,
-                    task: &command.task,
-                    command: &shown,
-                });
+                observer.dry_run(host, &command.task, &shown);
                 StepResult {
                     task: command.task.clone(),
                     command: shown,

@@ -14,18 +14,29 @@ use super::{Chunk, KillGuard, Output, Running};
 #[derive(Debug, Default)]
 pub struct Local;
 
+/// Why a local command could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot start bash: {0}")]
+    Start(std::io::Error),
+}
+
 impl Local {
     /// Run `script` with `bash -s` (the script travels on stdin, as it will over SSH).
-    pub fn spawn_script(&self, script: &str) -> Result<Running, String> {
+    pub fn spawn_script(&self, script: &str) -> Result<Running, LocalError> {
         self.spawn(&["-s"], Arc::new(script.as_bytes().to_vec()))
     }
 
     /// Run `script` with `bash -c`, feeding `stdin` to it.
-    pub fn spawn_with_stdin(&self, script: &str, stdin: Arc<Vec<u8>>) -> Result<Running, String> {
+    pub fn spawn_with_stdin(
+        &self,
+        script: &str,
+        stdin: Arc<Vec<u8>>,
+    ) -> Result<Running, LocalError> {
         self.spawn(&["-c", script], stdin)
     }
 
-    fn spawn(&self, args: &[&str], stdin: Arc<Vec<u8>>) -> Result<Running, String> {
+    fn spawn(&self, args: &[&str], stdin: Arc<Vec<u8>>) -> Result<Running, LocalError> {
         let mut command = std::process::Command::new("bash");
         command
             .args(args)
@@ -34,9 +45,7 @@ impl Local {
             .stderr(Stdio::piped());
         // Its own process group, so a timeout or Ctrl-C stops everything the script started.
         command.process_group(0);
-        let mut child = Command::from(command)
-            .spawn()
-            .map_err(|e| format!("cannot start bash: {e}"))?;
+        let mut child = Command::from(command).spawn().map_err(LocalError::Start)?;
         let pid = child.id().unwrap_or(0) as i32;
         let (sender, chunks) = mpsc::channel(64);
         let mut child_stdin = child.stdin.take().expect("piped stdin");
@@ -89,7 +98,7 @@ impl Local {
             Err(e) => {
                 return Output {
                     status: None,
-                    reason: Some(format!("cannot start bash: {e}")),
+                    reason: Some(LocalError::Start(e).to_string()),
                     ..Output::default()
                 }
             }
@@ -118,7 +127,7 @@ impl Local {
             },
             Err(e) => Output {
                 status: None,
-                reason: Some(format!("cannot start bash: {e}")),
+                reason: Some(LocalError::Start(e).to_string()),
                 ..Output::default()
             },
         }

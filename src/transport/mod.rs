@@ -5,19 +5,41 @@
 
 pub mod command;
 pub mod dry_run;
+mod follow;
 pub mod local;
 pub mod script;
 pub mod ssh;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use self::script::Reader;
-use crate::report::{Event, Reporter, Stream};
-use crate::transport::command::Command;
+use self::command::Command;
+use self::script::Script;
+pub use follow::drive;
+
+/// Which output stream of a command a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Who hears what a backend does, as it happens (the report layer implements it; the transport
+/// knows nothing of terminals or formats).
+pub trait Observer: Sync {
+    /// A command started on `host`.
+    fn started(&self, host: &str, task: &str, command: &str);
+    /// A line the command printed.
+    fn output(&self, host: &str, task: &str, stream: Stream, line: &str);
+    /// The command failed with `status` and runs again (`attempt` from 1).
+    fn retry(&self, host: &str, task: &str, attempt: u32, status: i32);
+    /// The command ended (or was found never to have ended).
+    fn finished(&self, host: &str, result: &StepResult);
+    /// A dry run shows the command it would run.
+    fn dry_run(&self, host: &str, task: &str, command: &str);
+}
 
 /// A piece of what a running remote or local process produced.
 #[derive(Debug)]
@@ -58,10 +80,6 @@ impl Drop for KillGuard {
         self.kill();
     }
 }
-
-/// How long output may still arrive after the process exited (a daemon started in the
-/// background can hold the pipes open forever).
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 /// The captured result of one internal command (state reads, dynamic variables).
 #[derive(Debug, Clone, Default)]
@@ -122,7 +140,7 @@ impl Backend {
         &self,
         host: &str,
         commands: &[Command],
-        reporter: &Reporter,
+        observer: &dyn Observer,
     ) -> Vec<StepResult> {
         let mut results = Vec::with_capacity(commands.len());
         let mut start = 0;
@@ -136,41 +154,7 @@ impl Backend {
                     .position(|c| c.stdin.is_some())
                     .map_or(commands.len(), |p| start + p)
             };
-            let batch = &commands[start..end];
-            let batch_results = match self {
-                Backend::DryRun(dry) => dry.run(host, batch, reporter),
-                Backend::Local(local) => {
-                    let token = script::token();
-                    let running = if let (1, Some(stdin)) = (batch.len(), &batch[0].stdin) {
-                        local.spawn_with_stdin(
-                            &script::build_single(&batch[0], &token),
-                            stdin.clone(),
-                        )
-                    } else {
-                        local.spawn_script(&script::build(batch, &token))
-                    };
-                    match running {
-                        Ok(running) => drive(host, batch, &token, running, reporter).await,
-                        Err(reason) => failed_to_start(batch, reason),
-                    }
-                }
-                Backend::Ssh(ssh) => {
-                    let token = script::token();
-                    let running = if let (1, Some(stdin)) = (batch.len(), &batch[0].stdin) {
-                        ssh.spawn_with_stdin(
-                            &script::build_single(&batch[0], &token),
-                            stdin.clone(),
-                        )
-                        .await
-                    } else {
-                        ssh.spawn_script(&script::build(batch, &token)).await
-                    };
-                    match running {
-                        Ok(running) => drive(host, batch, &token, running, reporter).await,
-                        Err(reason) => failed_to_start(batch, reason),
-                    }
-                }
-            };
+            let batch_results = self.run_batch(host, &commands[start..end], observer).await;
             let stop = batch_results.iter().any(StepResult::failed);
             results.extend(batch_results);
             if stop {
@@ -182,6 +166,37 @@ impl Backend {
             results.push(not_run(command));
         }
         results
+    }
+
+    /// Run one batch as one script (a dry run only shows it).
+    async fn run_batch(
+        &self,
+        host: &str,
+        batch: &[Command],
+        observer: &dyn Observer,
+    ) -> Vec<StepResult> {
+        let token = script::token();
+        let script = Script::for_batch(batch, &token);
+        let running = match (self, script) {
+            (Backend::DryRun(dry), _) => return dry.run(host, batch, observer),
+            (Backend::Local(local), Script::Piped(text)) => {
+                local.spawn_script(&text).map_err(|e| e.to_string())
+            }
+            (Backend::Local(local), Script::WithStdin(text, stdin)) => local
+                .spawn_with_stdin(&text, stdin)
+                .map_err(|e| e.to_string()),
+            (Backend::Ssh(ssh), Script::Piped(text)) => {
+                ssh.spawn_script(&text).await.map_err(|e| e.to_string())
+            }
+            (Backend::Ssh(ssh), Script::WithStdin(text, stdin)) => ssh
+                .spawn_with_stdin(&text, stdin)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match running {
+            Ok(running) => drive(host, batch, &token, running, observer).await,
+            Err(reason) => failed_to_start(batch, reason),
+        }
     }
 
     /// Run one internal command and capture its output (not reported as a task).
@@ -238,243 +253,8 @@ fn failed_to_start(batch: &[Command], reason: String) -> Vec<StepResult> {
     results
 }
 
-/// How many trailing lines of a command's output a result keeps.
-const TAIL_LINES: usize = 40;
-
-/// The result of a finished command from what its run has shown so far.
-fn result_of(command: &Command, p: &Progress) -> StepResult {
-    let outcome = p.outcome.clone().unwrap_or(Outcome::NotRun);
-    let failed = matches!(outcome, Outcome::Failed { .. });
-    StepResult {
-        task: command.task.clone(),
-        command: command.shell(),
-        tolerated: failed && command.continue_on_failure,
-        outcome,
-        duration: p.duration,
-        stdout: p.stdout.join("\n"),
-        stderr: p.stderr.join("\n"),
-    }
-}
-
-#[derive(Default)]
-struct Progress {
-    /// Its TaskFinished was already emitted.
-    reported: bool,
-    started: Option<Instant>,
-    duration: Duration,
-    outcome: Option<Outcome>,
-    stdout: Vec<String>,
-    stderr: Vec<String>,
-}
-
-/// Follow a running script: turn its chunks into reports and results, enforce per-command
-/// timeouts, and treat a process that ends without reporting a command's end as a failure.
-pub async fn drive(
-    host: &str,
-    batch: &[Command],
-    token: &str,
-    mut running: Running,
-    reporter: &Reporter,
-) -> Vec<StepResult> {
-    let mut out_reader = Reader::new(token);
-    let mut err_reader = Reader::new(token);
-    let mut progress: Vec<Progress> = batch.iter().map(|_| Progress::default()).collect();
-    let mut current: Option<usize> = None;
-    let mut exit: Option<(Option<i32>, Option<String>)> = None;
-    let mut timed_out: Option<usize> = None;
-    let mut exited_at: Option<Instant> = None;
-    let mut events = Vec::new();
-    let mut deadlines: HashMap<usize, Instant> = HashMap::new();
-    loop {
-        let deadline = match exited_at {
-            Some(at) => Some(at + DRAIN_GRACE),
-            None => current.and_then(|i| deadlines.get(&i).copied()),
-        };
-        let chunk = tokio::select! {
-            chunk = running.chunks.recv() => chunk,
-            _ = sleep_until(deadline) => {
-                if exited_at.is_some() {
-                    break;
-                }
-                timed_out = current;
-                running.kill.kill();
-                continue;
-            }
-        };
-        let Some(chunk) = chunk else { break };
-        events.clear();
-        match chunk {
-            Chunk::Stdout(data) => out_reader.feed(&data, &mut events),
-            Chunk::Stderr(data) => {
-                let mut err_events = Vec::new();
-                err_reader.feed(&data, &mut err_events);
-                for event in err_events {
-                    if let script::Event::Line { index, line } = event {
-                        if let Some(p) = progress.get_mut(index) {
-                            push_tail(&mut p.stderr, line.clone());
-                        }
-                        reporter.emit(Event::Output {
-                            host,
-                            task: task_of(batch, index),
-                            stream: Stream::Stderr,
-                            line: &line,
-                        });
-                    }
-                }
-            }
-            Chunk::Exit(status, reason) => {
-                exit = Some((status, reason));
-                exited_at = Some(Instant::now());
-                running.kill.disarm();
-            }
-        }
-        for event in events.drain(..) {
-            match event {
-                script::Event::Started(index) if index < batch.len() => {
-                    current = Some(index);
-                    progress[index].started = Some(Instant::now());
-                    if let Some(timeout) = batch[index].timeout {
-                        deadlines.insert(index, Instant::now() + timeout);
-                    }
-                    reporter.emit(Event::TaskStarted {
-                        host,
-                        task: &batch[index].task,
-                        command: &batch[index].shell(),
-                    });
-                }
-                script::Event::Line { index, line } if index < batch.len() => {
-                    push_tail(&mut progress[index].stdout, line.clone());
-                    reporter.emit(Event::Output {
-                        host,
-                        task: &batch[index].task,
-                        stream: Stream::Stdout,
-                        line: &line,
-                    });
-                }
-                script::Event::Retry {
-                    index,
-                    attempt,
-                    status,
-                } if index < batch.len() => {
-                    reporter.emit(Event::Retry {
-                        host,
-                        task: &batch[index].task,
-                        attempt,
-                        status,
-                    });
-                }
-                script::Event::Finished { index, status } if index < batch.len() => {
-                    current = None;
-                    let p = &mut progress[index];
-                    p.duration = p.started.map(|s| s.elapsed()).unwrap_or_default();
-                    p.outcome = Some(match status {
-                        None => Outcome::Skipped,
-                        Some(0) => Outcome::Ok,
-                        Some(code) => Outcome::Failed {
-                            status: Some(code),
-                            reason: None,
-                        },
-                    });
-                    // Reported as soon as the script says so, not when the whole run ends.
-                    let result = result_of(&batch[index], p);
-                    reporter.emit(Event::TaskFinished {
-                        host,
-                        result: &result,
-                    });
-                    p.reported = true;
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut events = Vec::new();
-    out_reader.finish(&mut events);
-    err_reader.finish(&mut Vec::new());
-    let (exit_status, exit_reason) = exit.unwrap_or((
-        None,
-        Some("the connection closed without an exit status".into()),
-    ));
-    let mut results = Vec::with_capacity(batch.len());
-    for (index, (command, p)) in batch.iter().zip(progress).enumerate() {
-        let outcome = match p.outcome {
-            Some(outcome) => outcome,
-            None if p.started.is_some() => {
-                let reason = if timed_out == Some(index) {
-                    format!(
-                        "timed out after {}",
-                        human_duration(command.timeout.unwrap_or_default())
-                    )
-                } else {
-                    match (&exit_reason, exit_status) {
-                        (Some(reason), _) => reason.clone(),
-                        (None, Some(code)) => format!(
-                            "the shell exited with status {code} before the command finished"
-                        ),
-                        (None, None) => "the command did not finish".to_string(),
-                    }
-                };
-                Outcome::Failed {
-                    status: None,
-                    reason: Some(reason),
-                }
-            }
-            None if index == 0 && exit_status != Some(0) => Outcome::Failed {
-                status: exit_status,
-                reason: Some(
-                    exit_reason
-                        .clone()
-                        .unwrap_or_else(|| "the script did not start".into()),
-                ),
-            },
-            None => Outcome::NotRun,
-        };
-        let duration = if p.duration.is_zero() {
-            p.started.map(|s| s.elapsed()).unwrap_or_default()
-        } else {
-            p.duration
-        };
-        let failed = matches!(outcome, Outcome::Failed { .. });
-        // Only a command that ran to its own exit status can be tolerated: a timeout or a lost
-        // connection ends the whole script, so the commands after it never ran.
-        let exited = matches!(
-            outcome,
-            Outcome::Failed {
-                status: Some(_),
-                ..
-            }
-        );
-        let result = StepResult {
-            task: command.task.clone(),
-            command: command.shell(),
-            tolerated: failed && exited && command.continue_on_failure,
-            outcome,
-            duration,
-            stdout: p.stdout.join("\n"),
-            stderr: p.stderr.join("\n"),
-        };
-        if result.outcome != Outcome::NotRun && !p.reported {
-            reporter.emit(Event::TaskFinished {
-                host,
-                result: &result,
-            });
-        }
-        results.push(result);
-    }
-    results
-}
-
-fn task_of(batch: &[Command], index: usize) -> &str {
-    batch.get(index).map(|c| c.task.as_str()).unwrap_or("")
-}
-
-fn push_tail(lines: &mut Vec<String>, line: String) {
-    if lines.len() == TAIL_LINES {
-        lines.remove(0);
-    }
-    lines.push(line);
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleep until `deadline`, or forever without one.
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,

@@ -4,6 +4,8 @@
 //! One script per run of steps is what makes a fleet fast over SSH (one session and one shell per
 //! host instead of one per command); markers on both streams keep reports per task.
 
+use std::sync::Arc;
+
 use crate::quote::quote;
 use crate::transport::command::Command;
 
@@ -18,6 +20,27 @@ pub fn build(commands: &[Command], token: &str) -> String {
 /// The script for one command that reads the standard input it is given (an upload).
 pub fn build_single(command: &Command, token: &str) -> String {
     build_with(std::slice::from_ref(command), token, "")
+}
+
+/// The script of one batch and how it travels.
+pub enum Script {
+    /// The script itself is the shell's stdin (`bash -s`); commands read /dev/null.
+    Piped(String),
+    /// One command that reads the bytes given on stdin; the script is `bash -c`'s argument.
+    WithStdin(String, Arc<Vec<u8>>),
+}
+
+impl Script {
+    /// The script for `batch`: a lone command with stdin gets it, the rest travel as one script.
+    pub fn for_batch(batch: &[Command], token: &str) -> Script {
+        match batch {
+            [command] => match &command.stdin {
+                Some(stdin) => Script::WithStdin(build_single(command, token), Arc::clone(stdin)),
+                None => Script::Piped(build(batch, token)),
+            },
+            _ => Script::Piped(build(batch, token)),
+        }
+    }
 }
 
 fn build_with(commands: &[Command], token: &str, stdin: &str) -> String {

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 
 use super::config::{display_path, Settings};
 use super::handler::Handler;
+use crate::transport::human_duration;
 
 /// The environment variable holding the passphrase of encrypted key files.
 pub const PASSPHRASE_ENV: &str = "DEP_SSH_PASSPHRASE";
@@ -109,14 +110,37 @@ fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
     a.key_data() == b.key_data()
 }
 
-/// Authenticate `handle` as `settings.user`; on failure, say what was tried.
-pub async fn authenticate(handle: &mut Handle<Handler>, settings: &Settings) -> Result<(), String> {
-    let user = settings.user.as_str();
-    let timeout = settings.connect_timeout;
-    let mut tried: Vec<String> = Vec::new();
-    let mut rsa_hash: Option<Option<HashAlg>> = None;
-    let mut offered: Vec<PublicKey> = Vec::new();
+/// Why authentication failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication failed for user `{user}` (tried: {tried})")]
+    Failed { user: String, tried: String },
+    #[error("authentication failed for user `{user}`: {reason}")]
+    Rejected { user: String, reason: String },
+    #[error("authentication timed out after {}", human_duration(*.timeout))]
+    TimedOut { timeout: Duration },
+    #[error("the server closed the connection during authentication")]
+    Closed,
+    #[error("cannot negotiate the RSA signature algorithm: {reason}")]
+    RsaHash { reason: String },
+}
 
+/// Why the ssh-agent's keys could not be used (shown in the list of what was tried).
+#[derive(Debug, Clone, thiserror::Error)]
+enum AgentError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("cannot list keys: {0}")]
+    ListKeys(String),
+    #[error("did not answer")]
+    NoAnswer,
+}
+
+/// Authenticate `handle` as `settings.user`; on failure, say what was tried.
+pub async fn authenticate(
+    handle: &mut Handle<Handler>,
+    settings: &Settings,
+) -> Result<(), AuthError> {
     // The public halves of the configured files, for IdentitiesOnly and to skip files whose key
     // the agent already offered.
     let files = settings.identity_files.clone();
@@ -124,151 +148,183 @@ pub async fn authenticate(handle: &mut Handle<Handler>, settings: &Settings) -> 
         tokio::task::spawn_blocking(move || files.iter().map(|f| public_key_of(f)).collect())
             .await
             .unwrap_or_default();
-
-    if let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
-        match agent_identities(&sock, timeout).await {
-            Ok((mut agent, identities)) => {
-                let keys: Vec<PublicKey> = identities
-                    .into_iter()
-                    .filter_map(|identity| match identity {
-                        AgentIdentity::PublicKey { key, .. } => Some(key),
-                        AgentIdentity::Certificate { .. } => None,
-                    })
-                    .filter(|key| {
-                        !settings.identities_only
-                            || file_keys.iter().flatten().any(|f| same_key(f, key))
-                    })
-                    .collect();
-                if !keys.is_empty() {
-                    tried.push(if keys.len() == 1 {
-                        "agent".to_string()
-                    } else {
-                        format!("agent ({} keys)", keys.len())
-                    });
-                }
-                for key in keys {
-                    let hash = if key.algorithm().is_rsa() {
-                        rsa_hash_of(handle, &mut rsa_hash).await?
-                    } else {
-                        None
-                    };
-                    offered.push(key.clone());
-                    let attempt = tokio::time::timeout(
-                        timeout,
-                        handle.authenticate_publickey_with(user, key, hash, &mut agent),
-                    )
-                    .await
-                    .map_err(|_| timed_out(timeout))?;
-                    match attempt {
-                        Ok(AuthResult::Success) => return Ok(()),
-                        Ok(AuthResult::Failure { .. }) => {}
-                        Err(e) => {
-                            tracing::debug!("{}: the agent could not sign: {e}", settings.name);
-                        }
-                    }
-                    ensure_open(handle)?;
-                }
-            }
-            Err(reason) => tried.push(format!("agent ({reason})")),
-        }
+    let mut attempt = Attempt {
+        handle,
+        settings,
+        tried: Vec::new(),
+        rsa_hash: None,
+        offered: Vec::new(),
+    };
+    if attempt.agent(&file_keys).await? || attempt.files(&file_keys).await? {
+        return Ok(());
     }
-
-    for (path, public) in settings.identity_files.iter().zip(&file_keys) {
-        if public
-            .as_ref()
-            .is_some_and(|p| offered.iter().any(|o| same_key(o, p)))
-        {
-            continue;
-        }
-        let shown = display_path(path);
-        let key = match load(path).await {
-            Loaded::Key(key) => key,
-            Loaded::Missing if settings.default_identities => continue,
-            Loaded::Missing => {
-                tried.push(format!("{shown} (not found)"));
-                continue;
-            }
-            Loaded::Unusable(reason) => {
-                tried.push(format!("{shown} ({reason})"));
-                continue;
-            }
-        };
-        tried.push(shown);
-        let hash = if key.algorithm().is_rsa() {
-            rsa_hash_of(handle, &mut rsa_hash).await?
-        } else {
-            None
-        };
-        let attempt = tokio::time::timeout(
-            timeout,
-            handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash)),
-        )
-        .await
-        .map_err(|_| timed_out(timeout))?;
-        match attempt {
-            Ok(result) if result.success() => return Ok(()),
-            Ok(_) => {}
-            Err(e) => return Err(format!("authentication failed for user `{user}`: {e}")),
-        }
-        ensure_open(handle)?;
-    }
-
-    let tried = if tried.is_empty() {
+    let tried = if attempt.tried.is_empty() {
         "no agent and no key file found".to_string()
     } else {
-        tried.join(", ")
+        attempt.tried.join(", ")
     };
-    Err(format!(
-        "authentication failed for user `{user}` (tried: {tried})"
-    ))
+    Err(AuthError::Failed {
+        user: settings.user.clone(),
+        tried,
+    })
+}
+
+/// One authentication in progress: what was tried so far.
+struct Attempt<'a> {
+    handle: &'a mut Handle<Handler>,
+    settings: &'a Settings,
+    tried: Vec<String>,
+    rsa_hash: Option<Option<HashAlg>>,
+    /// The agent's keys offered already.
+    offered: Vec<PublicKey>,
+}
+
+impl Attempt<'_> {
+    /// Offer the agent's keys; true once one is accepted.
+    async fn agent(&mut self, file_keys: &[Option<PublicKey>]) -> Result<bool, AuthError> {
+        let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) else {
+            return Ok(false);
+        };
+        let settings = self.settings;
+        let timeout = settings.connect_timeout;
+        let (mut agent, identities) = match agent_identities(&sock, timeout).await {
+            Ok(found) => found,
+            Err(reason) => {
+                self.tried.push(format!("agent ({reason})"));
+                return Ok(false);
+            }
+        };
+        let keys: Vec<PublicKey> = identities
+            .into_iter()
+            .filter_map(|identity| match identity {
+                AgentIdentity::PublicKey { key, .. } => Some(key),
+                AgentIdentity::Certificate { .. } => None,
+            })
+            .filter(|key| {
+                !settings.identities_only || file_keys.iter().flatten().any(|f| same_key(f, key))
+            })
+            .collect();
+        if !keys.is_empty() {
+            self.tried.push(if keys.len() == 1 {
+                "agent".to_string()
+            } else {
+                format!("agent ({} keys)", keys.len())
+            });
+        }
+        for key in keys {
+            let hash = self.hash_for(key.algorithm().is_rsa()).await?;
+            self.offered.push(key.clone());
+            let attempt = tokio::time::timeout(
+                timeout,
+                self.handle
+                    .authenticate_publickey_with(&settings.user, key, hash, &mut agent),
+            )
+            .await
+            .map_err(|_| AuthError::TimedOut { timeout })?;
+            match attempt {
+                Ok(AuthResult::Success) => return Ok(true),
+                Ok(AuthResult::Failure { .. }) => {}
+                Err(e) => {
+                    tracing::debug!(host = %settings.name, "the agent could not sign: {e}");
+                }
+            }
+            ensure_open(self.handle)?;
+        }
+        Ok(false)
+    }
+
+    /// Offer the key files the agent did not offer already; true once one is accepted.
+    async fn files(&mut self, file_keys: &[Option<PublicKey>]) -> Result<bool, AuthError> {
+        let settings = self.settings;
+        let timeout = settings.connect_timeout;
+        for (path, public) in settings.identity_files.iter().zip(file_keys) {
+            if public
+                .as_ref()
+                .is_some_and(|p| self.offered.iter().any(|o| same_key(o, p)))
+            {
+                continue;
+            }
+            let shown = display_path(path);
+            let key = match load(path).await {
+                Loaded::Key(key) => key,
+                Loaded::Missing if settings.default_identities => continue,
+                Loaded::Missing => {
+                    self.tried.push(format!("{shown} (not found)"));
+                    continue;
+                }
+                Loaded::Unusable(reason) => {
+                    self.tried.push(format!("{shown} ({reason})"));
+                    continue;
+                }
+            };
+            self.tried.push(shown);
+            let hash = self.hash_for(key.algorithm().is_rsa()).await?;
+            let attempt = tokio::time::timeout(
+                timeout,
+                self.handle
+                    .authenticate_publickey(&settings.user, PrivateKeyWithHashAlg::new(key, hash)),
+            )
+            .await
+            .map_err(|_| AuthError::TimedOut { timeout })?;
+            match attempt {
+                Ok(result) if result.success() => return Ok(true),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(AuthError::Rejected {
+                        user: settings.user.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+            ensure_open(self.handle)?;
+        }
+        Ok(false)
+    }
+
+    /// The RSA signature hash for an RSA key (asked of the server once), None for other keys.
+    async fn hash_for(&mut self, rsa: bool) -> Result<Option<HashAlg>, AuthError> {
+        if !rsa {
+            return Ok(None);
+        }
+        if let Some(hash) = self.rsa_hash {
+            return Ok(hash);
+        }
+        let hash = self
+            .handle
+            .best_supported_rsa_hash()
+            .await
+            .map_err(|e| AuthError::RsaHash {
+                reason: e.to_string(),
+            })?
+            .flatten();
+        self.rsa_hash = Some(hash);
+        Ok(hash)
+    }
 }
 
 async fn agent_identities(
     sock: &std::ffi::OsStr,
     timeout: Duration,
-) -> Result<(AgentClient<tokio::net::UnixStream>, Vec<AgentIdentity>), String> {
+) -> Result<(AgentClient<tokio::net::UnixStream>, Vec<AgentIdentity>), AgentError> {
     let work = async {
         let mut agent = AgentClient::connect_uds(sock)
             .await
-            .map_err(|e| format!("unreachable: {e}"))?;
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
         let identities = agent
             .request_identities()
             .await
-            .map_err(|e| format!("cannot list keys: {e}"))?;
+            .map_err(|e| AgentError::ListKeys(e.to_string()))?;
         Ok((agent, identities))
     };
     tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| "did not answer".to_string())?
+        .map_err(|_| AgentError::NoAnswer)?
 }
 
-async fn rsa_hash_of(
-    handle: &Handle<Handler>,
-    cached: &mut Option<Option<HashAlg>>,
-) -> Result<Option<HashAlg>, String> {
-    if let Some(hash) = cached {
-        return Ok(*hash);
-    }
-    let hash = handle
-        .best_supported_rsa_hash()
-        .await
-        .map_err(|e| format!("cannot negotiate the RSA signature algorithm: {e}"))?
-        .flatten();
-    *cached = Some(hash);
-    Ok(hash)
-}
-
-fn ensure_open(handle: &Handle<Handler>) -> Result<(), String> {
+fn ensure_open(handle: &Handle<Handler>) -> Result<(), AuthError> {
     if handle.is_closed() {
-        Err("the server closed the connection during authentication".into())
+        Err(AuthError::Closed)
     } else {
         Ok(())
     }
-}
-
-fn timed_out(timeout: Duration) -> String {
-    format!(
-        "authentication timed out after {}",
-        crate::transport::human_duration(timeout)
-    )
 }

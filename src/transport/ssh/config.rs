@@ -9,7 +9,6 @@
 //! `ConnectTimeout`, `ServerAliveInterval`, `ServerAliveCountMax`. `Match` blocks are not
 //! supported: their options are ignored (never applied to the wrong hosts).
 
-use std::fmt;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -89,13 +88,18 @@ pub struct ConfigFiles {
     files: Vec<SshConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Why the ssh client configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read ssh config `{}`: {reason}", .path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("cannot parse ssh config `{}`: {reason}", .path.display())]
+    Parse { path: PathBuf, reason: String },
+    /// A configuration given as text (no file to name).
+    #[error("{reason}")]
+    ParseText { reason: String },
+    #[error("`ProxyJump {spec}` is not [user@]host[:port]")]
+    ProxyJump { spec: String },
 }
 
 impl ConfigFiles {
@@ -132,14 +136,15 @@ impl ConfigFiles {
                 Ok(text) => text,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => continue,
                 Err(e) => {
-                    return Err(ConfigError(format!(
-                        "cannot read ssh config `{}`: {e}",
-                        path.display()
-                    )))
+                    return Err(ConfigError::Read {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })
                 }
             };
-            files.push(parse(&text, home).map_err(|e| {
-                ConfigError(format!("cannot parse ssh config `{}`: {e}", path.display()))
+            files.push(parse(&text, home).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                reason: e.to_string(),
             })?);
         }
         Ok(ConfigFiles { files })
@@ -148,7 +153,9 @@ impl ConfigFiles {
     /// One configuration file's text (for tests and tools).
     pub fn parse(text: &str, home: &Path) -> Result<Self, ConfigError> {
         Ok(ConfigFiles {
-            files: vec![parse(text, home).map_err(|e| ConfigError(e.to_string()))?],
+            files: vec![parse(text, home).map_err(|e| ConfigError::ParseText {
+                reason: e.to_string(),
+            })?],
         })
     }
 
@@ -438,8 +445,9 @@ fn resolve_jump(
     local_user: &str,
     defaults: JumpDefaults<'_>,
 ) -> Result<Settings, ConfigError> {
-    let (spec_user, alias, spec_port) = parse_jump(spec)
-        .ok_or_else(|| ConfigError(format!("`ProxyJump {spec}` is not [user@]host[:port]")))?;
+    let (spec_user, alias, spec_port) = parse_jump(spec).ok_or_else(|| ConfigError::ProxyJump {
+        spec: spec.to_string(),
+    })?;
     let params = config.query(&alias);
     let hostname = params
         .host_name()

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use russh::client::{self, Handle};
 use russh::keys::{Algorithm, HashAlg};
@@ -17,9 +18,9 @@ use russh::{kex, Preferred};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::auth;
+use super::auth::{self, AuthError};
 use super::config::Settings;
-use super::handler::{describe_error, Handler, HostKeyPolicy, State};
+use super::handler::{describe_error, Handler, HostKeyError, HostKeyPolicy, State};
 use crate::transport::human_duration;
 use crate::transport::ssh::known_hosts::KnownHosts;
 
@@ -43,14 +44,52 @@ impl Connection {
     }
 }
 
+/// Why a connection could not be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    /// A jump host on the way failed.
+    #[error("via {hop}: {source}")]
+    Via {
+        hop: String,
+        source: Box<ConnectError>,
+    },
+    #[error("cannot connect to {address}: {reason}")]
+    Unreachable {
+        address: String,
+        reason: Unreachable,
+    },
+    #[error(transparent)]
+    HostKey(Arc<HostKeyError>),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// Why the SSH server of an address could not be reached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unreachable {
+    #[error("timed out after {}", human_duration(*.0))]
+    TimedOut(Duration),
+    /// A TCP error, in words (see [`describe_io`]).
+    #[error("{0}")]
+    Tcp(String),
+    #[error("the jump host could not open it: {0}")]
+    Jump(String),
+    #[error("SSH handshake failed: {0}")]
+    Handshake(String),
+}
+
 /// Connect to `settings` through its jump hosts. Errors read "cannot connect to ADDR: …",
 /// "authentication failed …", "host key changed …", naming the hop when it is a jump host.
-pub async fn connect(settings: &Settings) -> Result<Connection, String> {
+pub async fn connect(settings: &Settings) -> Result<Connection, ConnectError> {
     let mut jumps: Vec<Handle<Handler>> = Vec::new();
     for hop in &settings.jumps {
-        let (handle, _) = connect_hop(hop, jumps.last())
-            .await
-            .map_err(|e| format!("via {}: {e}", hop.name))?;
+        let (handle, _) =
+            connect_hop(hop, jumps.last())
+                .await
+                .map_err(|source| ConnectError::Via {
+                    hop: hop.name.clone(),
+                    source: Box::new(source),
+                })?;
         jumps.push(handle);
     }
     let (handle, state) = connect_hop(settings, jumps.last()).await?;
@@ -64,11 +103,13 @@ pub async fn connect(settings: &Settings) -> Result<Connection, String> {
 async fn connect_hop(
     settings: &Settings,
     through: Option<&Handle<Handler>>,
-) -> Result<(Handle<Handler>, Arc<State>), String> {
+) -> Result<(Handle<Handler>, Arc<State>), ConnectError> {
     let address = settings.address();
     let timeout = settings.connect_timeout;
-    let cannot = |reason: String| format!("cannot connect to {address}: {reason}");
-    let timed_out = || cannot(format!("timed out after {}", human_duration(timeout)));
+    let cannot = |reason: Unreachable| ConnectError::Unreachable {
+        address: address.clone(),
+        reason,
+    };
 
     let files = settings.known_hosts_files();
     let (hostname, port) = (settings.hostname.clone(), settings.port);
@@ -88,7 +129,7 @@ async fn connect_hop(
             None => {
                 let stream = tcp_connect(&settings.hostname, settings.port)
                     .await
-                    .map_err(|e| cannot(describe_io(&e)))?;
+                    .map_err(|e| cannot(Unreachable::Tcp(describe_io(&e))))?;
                 client::connect_stream(config, QuickAck(stream), handler).await
             }
             Some(jump) => {
@@ -100,19 +141,22 @@ async fn connect_hop(
                         0,
                     )
                     .await
-                    .map_err(|e| cannot(format!("the jump host could not open it: {e}")))?;
+                    .map_err(|e| cannot(Unreachable::Jump(e.to_string())))?;
                 client::connect_stream(config, channel.into_stream(), handler).await
             }
         }
         .map_err(|e| match state.refusal() {
-            Some(refusal) => refusal,
-            None => cannot(format!("SSH handshake failed: {}", describe_error(&e))),
+            Some(refusal) => ConnectError::HostKey(refusal),
+            None => cannot(Unreachable::Handshake(describe_error(&e))),
         })
     };
+    tracing::debug!(host = %settings.name, %address, "connecting");
     let mut handle = tokio::time::timeout(timeout, handshake)
         .await
-        .map_err(|_| timed_out())??;
+        .map_err(|_| cannot(Unreachable::TimedOut(timeout)))??;
+    tracing::debug!(host = %settings.name, user = %settings.user, "authenticating");
     auth::authenticate(&mut handle, settings).await?;
+    tracing::debug!(host = %settings.name, "connected");
     Ok((handle, state))
 }
 

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use russh::client;
 use russh::keys::PublicKeyOrCertificate;
 
-use crate::transport::ssh::known_hosts::{self, HostKeyStatus, Learned, PublicKey};
+use crate::transport::ssh::known_hosts::{
+    self, HostKeyStatus, KnownHostsError, Learned, PublicKey,
+};
 
 use super::config::{display_path, Settings};
 
@@ -19,13 +21,13 @@ use super::config::{display_path, Settings};
 #[derive(Debug, Default)]
 pub struct State {
     /// Why the host key was refused.
-    refusal: Mutex<Option<String>>,
+    refusal: Mutex<Option<Arc<HostKeyError>>>,
     /// Why the connection ended (a disconnect message, an I/O error, missed keepalives).
     lost: Mutex<Option<String>>,
 }
 
 impl State {
-    pub fn refusal(&self) -> Option<String> {
+    pub fn refusal(&self) -> Option<Arc<HostKeyError>> {
         lock(&self.refusal).clone()
     }
 
@@ -33,8 +35,8 @@ impl State {
         lock(&self.lost).clone()
     }
 
-    fn set_refusal(&self, reason: String) {
-        *lock(&self.refusal) = Some(reason);
+    fn set_refusal(&self, reason: HostKeyError) {
+        *lock(&self.refusal) = Some(Arc::new(reason));
     }
 
     fn set_lost(&self, reason: String) {
@@ -98,69 +100,144 @@ impl HostKeyPolicy {
         format!("ssh-keyscan {port}{} >> {file}", self.hostname)
     }
 
-    /// Judge `key`: Ok(()) to accept it, Err(reason) to refuse it. Blocking file I/O.
-    pub fn judge(&self, key: &PublicKey) -> Result<(), String> {
+    /// Judge `key`: Ok(()) to accept it, Err(why) to refuse it. Blocking file I/O (the read, and
+    /// the locked append of accept-new): call it from `spawn_blocking`.
+    pub fn judge(&self, key: &PublicKey) -> Result<(), HostKeyError> {
         let name = self.lookup_name();
-        let status = known_hosts::check(&self.files, &self.hostname, self.port, key)
-            .map_err(|e| format!("cannot check the host key of {name}: {e}"))?;
+        let offered = Box::new(Offered {
+            name: name.clone(),
+            key_type: key.key_type().to_string(),
+            fingerprint: key.fingerprint(),
+        });
+        let status =
+            known_hosts::check(&self.files, &self.hostname, self.port, key).map_err(|source| {
+                HostKeyError::Check {
+                    name,
+                    source: Box::new(source),
+                }
+            })?;
         match status {
             HostKeyStatus::Known { .. } => Ok(()),
-            HostKeyStatus::Revoked { file, line } => Err(format!(
-                "the host key of {name} ({} {}) is marked @revoked at {}:{line}; refusing to connect",
-                key.key_type(),
-                key.fingerprint(),
-                display_path(&file)
-            )),
+            HostKeyStatus::Revoked { file, line } => Err(HostKeyError::Revoked {
+                offered,
+                file: display_path(&file),
+                line,
+            }),
             HostKeyStatus::Changed {
                 file,
                 line,
                 expected_key_type,
                 expected_fingerprint,
-            } => Err(format!(
-                "host key changed for {name}: the server offers {} {}, but {}:{line} records \
-                 {expected_key_type} {expected_fingerprint}; this may be a man-in-the-middle \
-                 attack, so dep refuses to connect. If the key was changed on purpose, remove \
-                 the old line (`ssh-keygen -R '{name}' -f {}`) and check the new key",
-                key.key_type(),
-                key.fingerprint(),
-                display_path(&file),
-                display_path(&file),
-            )),
-            HostKeyStatus::Unknown if self.accept_new => {
-                let Some(file) = &self.learn_file else {
-                    return Err(format!(
-                        "the host key of {name} ({} {}) is unknown and there is no known_hosts \
-                         file to add it to",
-                        key.key_type(),
-                        key.fingerprint()
-                    ));
-                };
-                match known_hosts::learn(file, &self.hostname, self.port, key) {
-                    Ok(Learned::Added { line }) => {
-                        tracing::warn!(
-                            "{}: added the host key of {name} ({} {}) to {}:{line}",
-                            self.label,
-                            key.key_type(),
-                            key.fingerprint(),
-                            display_path(file)
-                        );
-                        Ok(())
-                    }
-                    Ok(Learned::AlreadyKnown { .. }) => Ok(()),
-                    Err(e) => Err(format!("cannot accept the new host key of {name}: {e}")),
-                }
-            }
-            HostKeyStatus::Unknown => Err(format!(
-                "the host key of {name} is unknown ({} {}; {}). Check the fingerprint with the \
-                 server's administrator, then add it with `{}`, or set \
-                 `host_key_check = \"accept-new\"` on the host to trust it on first use",
-                key.key_type(),
-                key.fingerprint(),
-                self.files_text(),
-                self.keyscan_hint(),
-            )),
+            } => Err(HostKeyError::Changed {
+                offered,
+                file: display_path(&file),
+                line,
+                expected_key_type,
+                expected_fingerprint,
+            }),
+            HostKeyStatus::Unknown if self.accept_new => self.learn(key, offered),
+            HostKeyStatus::Unknown => Err(HostKeyError::Unknown {
+                offered,
+                files: self.files_text(),
+                hint: self.keyscan_hint(),
+            }),
         }
     }
+
+    /// Trust an unknown key on first use (accept-new).
+    fn learn(&self, key: &PublicKey, offered: Box<Offered>) -> Result<(), HostKeyError> {
+        let Some(file) = &self.learn_file else {
+            return Err(HostKeyError::NowhereToLearn { offered });
+        };
+        match known_hosts::learn(file, &self.hostname, self.port, key) {
+            Ok(Learned::Added { line }) => {
+                tracing::warn!(
+                    host = %self.label,
+                    "{}: added the host key of {} ({} {}) to {}:{line}",
+                    self.label,
+                    offered.name,
+                    offered.key_type,
+                    offered.fingerprint,
+                    display_path(file)
+                );
+                Ok(())
+            }
+            Ok(Learned::AlreadyKnown { .. }) => Ok(()),
+            Err(source) => Err(HostKeyError::Learn {
+                name: offered.name,
+                source: Box::new(source),
+            }),
+        }
+    }
+}
+
+/// The key a server offers, as messages name it.
+#[derive(Debug, Clone)]
+pub struct Offered {
+    /// The host as known_hosts looks it up (`host` or `[host]:port`).
+    pub name: String,
+    pub key_type: String,
+    pub fingerprint: String,
+}
+
+/// Why a server's host key was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HostKeyError {
+    #[error("cannot check the host key of {name}: {source}")]
+    Check {
+        name: String,
+        source: Box<KnownHostsError>,
+    },
+    #[error(
+        "the host key of {} ({} {}) is marked @revoked at {file}:{line}; refusing to connect",
+        .offered.name, .offered.key_type, .offered.fingerprint
+    )]
+    Revoked {
+        offered: Box<Offered>,
+        file: String,
+        line: usize,
+    },
+    #[error(
+        "host key changed for {name}: the server offers {} {}, but {file}:{line} records \
+         {expected_key_type} {expected_fingerprint}; this may be a man-in-the-middle \
+         attack, so dep refuses to connect. If the key was changed on purpose, remove \
+         the old line (`ssh-keygen -R '{name}' -f {file}`) and check the new key",
+        .offered.key_type, .offered.fingerprint, name = .offered.name
+    )]
+    Changed {
+        offered: Box<Offered>,
+        file: String,
+        line: usize,
+        expected_key_type: String,
+        expected_fingerprint: String,
+    },
+    #[error(
+        "the host key of {} ({} {}) is unknown and there is no known_hosts file to add it to",
+        .offered.name, .offered.key_type, .offered.fingerprint
+    )]
+    NowhereToLearn { offered: Box<Offered> },
+    #[error("cannot accept the new host key of {name}: {source}")]
+    Learn {
+        name: String,
+        source: Box<KnownHostsError>,
+    },
+    #[error(
+        "the host key of {} is unknown ({} {}; {files}). Check the fingerprint with the \
+         server's administrator, then add it with `{hint}`, or set \
+         `host_key_check = \"accept-new\"` on the host to trust it on first use",
+        .offered.name, .offered.key_type, .offered.fingerprint
+    )]
+    Unknown {
+        offered: Box<Offered>,
+        files: String,
+        hint: String,
+    },
+    #[error("cannot encode the server's host key: {reason}")]
+    Encode { reason: String },
+    #[error("the server presented a host certificate, which dep does not support")]
+    Certificate,
+    #[error("host key check failed: {reason}")]
+    CheckFailed { reason: String },
 }
 
 /// The handler of one hop's connection.
@@ -189,22 +266,25 @@ impl client::Handler for Handler {
             PublicKeyOrCertificate::PublicKey { key, .. } => match key.to_bytes() {
                 Ok(blob) => PublicKey::new(key.algorithm().as_str(), blob),
                 Err(e) => {
-                    self.state
-                        .set_refusal(format!("cannot encode the server's host key: {e}"));
+                    self.state.set_refusal(HostKeyError::Encode {
+                        reason: e.to_string(),
+                    });
                     return Ok(false);
                 }
             },
             PublicKeyOrCertificate::Certificate(_) => {
-                self.state.set_refusal(
-                    "the server presented a host certificate, which dep does not support".into(),
-                );
+                self.state.set_refusal(HostKeyError::Certificate);
                 return Ok(false);
             }
         };
         let policy = Arc::clone(&self.policy);
         let verdict = tokio::task::spawn_blocking(move || policy.judge(&key))
             .await
-            .unwrap_or_else(|e| Err(format!("host key check failed: {e}")));
+            .unwrap_or_else(|e| {
+                Err(HostKeyError::CheckFailed {
+                    reason: e.to_string(),
+                })
+            });
         match verdict {
             Ok(()) => Ok(true),
             Err(reason) => {
@@ -275,7 +355,10 @@ mod tests {
     fn unknown_is_refused_with_fingerprint_and_hint_unless_accept_new() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("known_hosts");
-        let error = policy(file.clone(), false).judge(&key(1)).unwrap_err();
+        let error = policy(file.clone(), false)
+            .judge(&key(1))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(&key(1).fingerprint()), "{error}");
         assert!(error.contains("ssh-keyscan -p 2222 127.0.0.2"), "{error}");
         assert!(error.contains("accept-new"), "{error}");
@@ -300,10 +383,16 @@ mod tests {
             ),
         )
         .unwrap();
-        let error = policy(file.clone(), true).judge(&key(3)).unwrap_err();
+        let error = policy(file.clone(), true)
+            .judge(&key(3))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("host key changed"), "{error}");
         assert!(error.contains(":1 records"), "{error}");
-        let error = policy(file.clone(), true).judge(&key(2)).unwrap_err();
+        let error = policy(file.clone(), true)
+            .judge(&key(2))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("@revoked"), "{error}");
         policy(file, false).judge(&key(1)).unwrap();
     }

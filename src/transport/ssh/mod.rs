@@ -28,10 +28,64 @@ use tokio::sync::{mpsc, oneshot, OnceCell, OwnedSemaphorePermit, Semaphore};
 use crate::config::host::Host;
 use crate::config::vars::Vars;
 use crate::quote::quote;
-use crate::transport::{human_duration, Chunk, KillGuard, Output, Running};
+use crate::transport::{human_duration, sleep_until, Chunk, KillGuard, Output, Running};
 
 pub use config::Settings;
-use connection::Connection;
+use connection::{ConnectError, Connection};
+
+/// Why a command could not run on a host, or how it ended without an exit status. Every
+/// message names the host.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SshError {
+    #[error("host `{host}`: {source}")]
+    Connect { host: String, source: ConnectError },
+    #[error("host `{host}`: the connection to {address} was lost: {reason}")]
+    Lost {
+        host: String,
+        address: String,
+        reason: String,
+    },
+    #[error("host `{host}`: the connection is shut down")]
+    ShutDown { host: String },
+    #[error("host `{host}`: cannot open a session: {reason}")]
+    OpenSession { host: String, reason: String },
+    #[error(
+        "host `{host}`: {address} stopped answering (no session within {})",
+        human_duration(*.timeout)
+    )]
+    StoppedAnswering {
+        host: String,
+        address: String,
+        timeout: Duration,
+    },
+    #[error("host `{host}`: cannot start the command: {reason}")]
+    Exec { host: String, reason: String },
+    #[error("host `{host}`: the command was killed by signal {signal}{detail}")]
+    Killed {
+        host: String,
+        signal: String,
+        /// ": message", or empty.
+        detail: String,
+    },
+    #[error("host `{host}`: the server refused to run the command")]
+    Refused { host: String },
+    #[error("host `{host}`: the command was stopped")]
+    Stopped { host: String },
+    #[error("host `{host}`: the command ended without an exit status")]
+    NoStatus { host: String },
+}
+
+/// Why a host's SSH backend cannot be set up (before any connection).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The `connect_timeout` variable cannot be evaluated.
+    #[error("{0}")]
+    Variable(String),
+    #[error("`{var}`: {reason}")]
+    ConnectTimeout { var: &'static str, reason: String },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+}
 
 /// Session channels open at once on one connection (OpenSSH's default `MaxSessions`).
 pub const MAX_SESSIONS: usize = 10;
@@ -54,10 +108,10 @@ pub struct Ssh {
 
 struct Inner {
     settings: Settings,
-    connection: OnceCell<Result<Arc<Connection>, String>>,
+    connection: OnceCell<Result<Arc<Connection>, SshError>>,
     sessions: Arc<Semaphore>,
     /// Set when the host stopped answering: every later command fails with it at once.
-    broken: Mutex<Option<String>>,
+    broken: Mutex<Option<SshError>>,
 }
 
 impl Ssh {
@@ -74,27 +128,30 @@ impl Ssh {
 
     /// The backend for `host`, resolved against the ssh config (no network yet). `vars` may set
     /// `connect_timeout`.
-    pub fn for_host(host: &Host, vars: &Vars) -> Result<Ssh, String> {
+    pub fn for_host(host: &Host, vars: &Vars) -> Result<Ssh, SetupError> {
         let connect_timeout = match vars.get(config::CONNECT_TIMEOUT_VAR) {
             None => None,
             Some(_) => {
                 let text = vars
                     .value_string(config::CONNECT_TIMEOUT_VAR)
-                    .map_err(|e| e.to_string())?;
-                let timeout = crate::config::deployfile::parse_duration(&text)
-                    .map_err(|e| format!("`{}`: {e}", config::CONNECT_TIMEOUT_VAR))?;
+                    .map_err(|e| SetupError::Variable(e.to_string()))?;
+                let timeout = crate::config::deployfile::parse_duration(&text).map_err(|e| {
+                    SetupError::ConnectTimeout {
+                        var: config::CONNECT_TIMEOUT_VAR,
+                        reason: e.to_string(),
+                    }
+                })?;
                 (!timeout.is_zero()).then_some(timeout)
             }
         };
-        let files = config::ConfigFiles::global().map_err(|e| e.to_string())?;
+        let files = read_config_files()?;
         let settings = config::resolve(
             host,
             &files,
             &config::home_dir(),
             &crate::config::local::local_user(),
             connect_timeout,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Ssh::new(settings))
     }
 
@@ -102,12 +159,13 @@ impl Ssh {
         &self.inner.settings
     }
 
-    fn named(&self, message: impl std::fmt::Display) -> String {
-        format!("host `{}`: {message}", self.inner.settings.name)
+    /// The host as dep names it, for errors.
+    fn host(&self) -> String {
+        self.inner.settings.name.clone()
     }
 
     /// The connection, made by the first caller (the others wait for it).
-    async fn connection(&self) -> Result<Arc<Connection>, String> {
+    async fn connection(&self) -> Result<Arc<Connection>, SshError> {
         if let Some(broken) = self.broken() {
             return Err(broken);
         }
@@ -119,7 +177,10 @@ impl Ssh {
                 connection::connect(settings)
                     .await
                     .map(Arc::new)
-                    .map_err(|e| self.named(e))
+                    .map_err(|source| SshError::Connect {
+                        host: self.host(),
+                        source,
+                    })
             })
             .await
             .clone()?;
@@ -129,7 +190,7 @@ impl Ssh {
         Ok(connection)
     }
 
-    fn broken(&self) -> Option<String> {
+    fn broken(&self) -> Option<SshError> {
         self.inner
             .broken
             .lock()
@@ -137,7 +198,7 @@ impl Ssh {
             .clone()
     }
 
-    fn set_broken(&self, reason: String) {
+    fn set_broken(&self, reason: SshError) {
         self.inner
             .broken
             .lock()
@@ -145,11 +206,12 @@ impl Ssh {
             .get_or_insert(reason);
     }
 
-    fn lost(&self, reason: &str) -> String {
-        self.named(format!(
-            "the connection to {} was lost: {reason}",
-            self.inner.settings.address()
-        ))
+    fn lost(&self, reason: &str) -> SshError {
+        SshError::Lost {
+            host: self.host(),
+            address: self.inner.settings.address(),
+            reason: reason.to_string(),
+        }
     }
 
     /// Start `command` on a new session channel, feeding it `stdin` then EOF. A `tracked`
@@ -162,7 +224,7 @@ impl Ssh {
         command: &'a str,
         stdin: Option<Arc<Vec<u8>>>,
         tracked: bool,
-    ) -> futures::future::BoxFuture<'a, Result<Running, String>> {
+    ) -> futures::future::BoxFuture<'a, Result<Running, SshError>> {
         Box::pin(self.start(command, stdin, tracked))
     }
 
@@ -171,28 +233,32 @@ impl Ssh {
         command: &str,
         stdin: Option<Arc<Vec<u8>>>,
         tracked: bool,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, SshError> {
         let connection = self.connection().await?;
         let permit = Arc::clone(&self.inner.sessions)
             .acquire_owned()
             .await
-            .map_err(|_| self.named("the connection is shut down"))?;
+            .map_err(|_| SshError::ShutDown { host: self.host() })?;
         let timeout = self.inner.settings.connect_timeout;
+        tracing::trace!(host = %self.inner.settings.name, "opening a session channel");
         let channel =
             match tokio::time::timeout(timeout, connection.handle.channel_open_session()).await {
                 Ok(Ok(channel)) => channel,
                 Ok(Err(e)) => {
                     return Err(match connection.lost_reason() {
                         Some(reason) => self.lost(&reason),
-                        None => self.named(format!("cannot open a session: {e}")),
+                        None => SshError::OpenSession {
+                            host: self.host(),
+                            reason: e.to_string(),
+                        },
                     })
                 }
                 Err(_) => {
-                    let reason = self.named(format!(
-                        "{} stopped answering (no session within {})",
-                        self.inner.settings.address(),
-                        human_duration(timeout)
-                    ));
+                    let reason = SshError::StoppedAnswering {
+                        host: self.host(),
+                        address: self.inner.settings.address(),
+                        timeout,
+                    };
                     self.set_broken(reason.clone());
                     return Err(reason);
                 }
@@ -200,9 +266,13 @@ impl Ssh {
         if let Err(e) = channel.exec(true, command).await {
             return Err(match connection.lost_reason() {
                 Some(reason) => self.lost(&reason),
-                None => self.named(format!("cannot start the command: {e}")),
+                None => SshError::Exec {
+                    host: self.host(),
+                    reason: e.to_string(),
+                },
             });
         }
+        tracing::debug!(host = %self.inner.settings.name, tracked, "channel open, command started");
         let (read, write) = channel.split();
         let write = Arc::new(write);
         let stdin_task = {
@@ -242,7 +312,7 @@ impl Ssh {
     }
 
     /// Run `script` with `bash -s`: the script travels on the channel's stdin.
-    pub async fn spawn_script(&self, script: &str) -> Result<Running, String> {
+    pub async fn spawn_script(&self, script: &str) -> Result<Running, SshError> {
         self.spawn(
             &tracked("exec bash -s", None),
             Some(Arc::new(script.as_bytes().to_vec())),
@@ -256,7 +326,7 @@ impl Ssh {
         &self,
         script: &str,
         stdin: Arc<Vec<u8>>,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, SshError> {
         self.spawn(
             &tracked("exec bash -c \"$1\"", Some(script)),
             Some(stdin),
@@ -275,7 +345,7 @@ impl Ssh {
             .await
             .is_err()
         {
-            tracing::debug!("{}", self.named(format!("could not kill process {pid}")));
+            tracing::debug!(host = %self.inner.settings.name, pid, "could not kill the process");
         }
     }
 
@@ -289,7 +359,7 @@ impl Ssh {
             Err(reason) => {
                 return Output {
                     status: None,
-                    reason: Some(reason),
+                    reason: Some(reason.to_string()),
                     ..Output::default()
                 }
             }
@@ -330,7 +400,20 @@ impl Ssh {
     }
 
     fn no_status(&self) -> String {
-        self.named("the command ended without an exit status")
+        SshError::NoStatus { host: self.host() }.to_string()
+    }
+}
+
+/// The ssh client configuration, read from disk on the first call of the process. That read is
+/// blocking I/O and `for_host` is called from async code: on a multi-thread runtime the worker
+/// hands its other tasks over meanwhile.
+fn read_config_files() -> Result<Arc<config::ConfigFiles>, config::ConfigError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(config::ConfigFiles::global)
+        }
+        _ => config::ConfigFiles::global(),
     }
 }
 
@@ -389,6 +472,7 @@ impl Pump {
                             self.send(Chunk::Stderr(data.to_vec())).await
                         }
                         ChannelMsg::ExitStatus { exit_status } => {
+                            tracing::debug!(host = %self.ssh.inner.settings.name, exit_status, "exit status");
                             self.flush_held().await;
                             if !exit_sent {
                                 exit_sent = true;
@@ -398,6 +482,7 @@ impl Pump {
                             deadline.get_or_insert(Instant::now() + LINGER);
                         }
                         ChannelMsg::ExitSignal { signal_name, error_message, .. } => {
+                            tracing::debug!(host = %self.ssh.inner.settings.name, signal = ?signal_name, "exit signal");
                             self.flush_held().await;
                             if !exit_sent {
                                 exit_sent = true;
@@ -406,18 +491,19 @@ impl Pump {
                                 } else {
                                     format!(": {}", error_message.trim())
                                 };
-                                let reason = self.ssh.named(format!(
-                                    "the command was killed by signal {}{detail}",
-                                    signal_text(&signal_name)
-                                ));
-                                self.send(Chunk::Exit(None, Some(reason))).await;
+                                let reason = SshError::Killed {
+                                    host: self.ssh.host(),
+                                    signal: signal_text(&signal_name),
+                                    detail,
+                                };
+                                self.send(Chunk::Exit(None, Some(reason.to_string()))).await;
                             }
                             deadline.get_or_insert(Instant::now() + LINGER);
                         }
                         ChannelMsg::Failure if !exit_sent => {
                             exit_sent = true;
-                            let reason = self.ssh.named("the server refused to run the command");
-                            self.send(Chunk::Exit(None, Some(reason))).await;
+                            let reason = SshError::Refused { host: self.ssh.host() };
+                            self.send(Chunk::Exit(None, Some(reason.to_string()))).await;
                             deadline = Some(Instant::now());
                         }
                         _ => {}
@@ -426,20 +512,8 @@ impl Pump {
                 killed = &mut self.kill, if kill_armed => {
                     kill_armed = false;
                     if killed.is_ok() {
-                        if !exit_sent {
-                            exit_sent = true;
-                            let reason = self.ssh.named("the command was stopped");
-                            self.send(Chunk::Exit(None, Some(reason))).await;
-                        }
-                        // The reader has its answer; what still comes is only drained.
-                        self.sender = None;
-                        if let Pid::Known(pid) = self.pid {
-                            let ssh = self.ssh.clone();
-                            tokio::spawn(async move { ssh.kill_remote(pid).await });
-                        }
-                        // The connection may be dead: never wait long on it.
-                        let _ = tokio::time::timeout(CONTROL_TIMEOUT, self.write.signal(Sig::KILL)).await;
-                        self.close().await;
+                        self.stop(!exit_sent).await;
+                        exit_sent = true;
                         closed = true;
                         deadline = Some(Instant::now() + DRAIN);
                     }
@@ -466,11 +540,31 @@ impl Pump {
                 }
             };
             let reason = match reason {
-                Some(reason) => self.ssh.lost(&reason),
+                Some(reason) => self.ssh.lost(&reason).to_string(),
                 None => self.ssh.no_status(),
             };
             self.send(Chunk::Exit(None, Some(reason))).await;
         }
+    }
+
+    /// The reader gave up on the command: tell it so (unless it has its exit already), kill the
+    /// remote processes and close the channel.
+    async fn stop(&mut self, tell: bool) {
+        if tell {
+            let reason = SshError::Stopped {
+                host: self.ssh.host(),
+            };
+            self.send(Chunk::Exit(None, Some(reason.to_string()))).await;
+        }
+        // The reader has its answer; what still comes is only drained.
+        self.sender = None;
+        if let Pid::Known(pid) = self.pid {
+            let ssh = self.ssh.clone();
+            tokio::spawn(async move { ssh.kill_remote(pid).await });
+        }
+        // The connection may be dead: never wait long on it.
+        let _ = tokio::time::timeout(CONTROL_TIMEOUT, self.write.signal(Sig::KILL)).await;
+        self.close().await;
     }
 
     async fn send(&self, chunk: Chunk) {
@@ -535,12 +629,5 @@ fn signal_text(signal: &Sig) -> String {
     match signal {
         Sig::Custom(name) => name.clone(),
         other => format!("{other:?}"),
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -33,125 +33,27 @@
 //! A key is its algorithm name and its wire blob ([`PublicKey`]); keys are compared by blob, which
 //! names its own type. Nothing here knows about the SSH library.
 
+mod key;
+mod learn;
+mod parse;
+mod pattern;
+#[cfg(test)]
+mod test_support;
+
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use base64::alphabet;
-use base64::engine::general_purpose::{
-    GeneralPurpose, GeneralPurposeConfig, STANDARD, STANDARD_NO_PAD,
-};
-use base64::engine::DecodePaddingMode;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+pub use self::key::{fingerprint_sha256, PublicKey};
+pub use self::learn::{learn, Learned};
+use self::parse::{parse_line, Hosts};
+pub use self::parse::{FormatError, Marker};
+use self::pattern::{hash_host, match_pattern_list};
 
 /// The port for which OpenSSH writes and looks up the plain host name.
 const DEFAULT_PORT: u16 = 22;
-
-/// How a hashed host field starts (`HASH_MAGIC` in OpenSSH).
-const HASH_MAGIC: &str = "|1|";
-
-/// Salt length of a hashed host field: the HMAC-SHA1 key, as long as its output.
-const SALT_LEN: usize = 20;
-
-/// OpenSSH's `match_pattern_list` copies a subpattern into a 1024-byte buffer: from 1023 bytes on,
-/// the whole list fails to match.
-const MAX_SUBPATTERN: usize = 1023;
-
-/// OpenSSH decodes key blobs with or without `=` padding.
-const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
-
-/// A public key: its algorithm name and its wire blob (what a `known_hosts` key field decodes to).
-///
-/// Two keys are equal when their blobs are: the blob starts with the key type, so the algorithm name
-/// (`rsa-sha2-512` or `ssh-rsa` for the same RSA key) does not take part.
-#[derive(Clone)]
-pub struct PublicKey {
-    algorithm: String,
-    blob: Vec<u8>,
-}
-
-impl PublicKey {
-    /// A key as the SSH layer sees it, e.g. `("ssh-ed25519", blob)`.
-    pub fn new(algorithm: impl Into<String>, blob: impl Into<Vec<u8>>) -> Self {
-        Self {
-            algorithm: algorithm.into(),
-            blob: blob.into(),
-        }
-    }
-
-    /// Parses the OpenSSH text form `TYPE BASE64 [COMMENT]` (a `.pub` file, or the key part of a
-    /// `known_hosts` line).
-    pub fn from_openssh(text: &str) -> Result<Self, KnownHostsError> {
-        let mut fields = split_fields(text.trim_end_matches(['\r', '\n']));
-        let key_type = fields.next().ok_or_else(|| KnownHostsError::InvalidKey {
-            reason: "empty key".to_string(),
-        })?;
-        let base64 = fields.next().ok_or_else(|| KnownHostsError::InvalidKey {
-            reason: format!("no base64 data after key type `{key_type}`"),
-        })?;
-        parse_key(key_type, base64).map_err(|reason| KnownHostsError::InvalidKey { reason })
-    }
-
-    /// The algorithm name this key was created with.
-    pub fn algorithm(&self) -> &str {
-        &self.algorithm
-    }
-
-    /// The wire blob.
-    pub fn blob(&self) -> &[u8] {
-        &self.blob
-    }
-
-    /// The key type named inside the blob (`ssh-rsa` for an RSA key whatever its signature
-    /// algorithm), or the algorithm name if the blob does not start with one.
-    pub fn key_type(&self) -> &str {
-        blob_key_type(&self.blob).unwrap_or(&self.algorithm)
-    }
-
-    /// The fingerprint as OpenSSH prints it: `SHA256:` and unpadded base64.
-    pub fn fingerprint(&self) -> String {
-        fingerprint_sha256(&self.blob)
-    }
-
-    /// The OpenSSH text form `TYPE BASE64`, as `known_hosts` and `.pub` files hold it.
-    pub fn to_openssh(&self) -> String {
-        format!("{} {}", self.key_type(), STANDARD.encode(&self.blob))
-    }
-}
-
-impl PartialEq for PublicKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.blob == other.blob
-    }
-}
-
-impl Eq for PublicKey {}
-
-impl std::hash::Hash for PublicKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.blob.hash(state);
-    }
-}
-
-impl fmt::Debug for PublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey({} {})", self.algorithm, self.fingerprint())
-    }
-}
-
-/// The SHA-256 fingerprint of a key blob, formatted exactly like OpenSSH:
-/// `SHA256:` followed by the unpadded standard base64 of the digest.
-pub fn fingerprint_sha256(blob: &[u8]) -> String {
-    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
-}
 
 /// The name OpenSSH looks a host up under: the host in lower case, as `[host]:port` when the port is
 /// neither 22 nor 0.
@@ -195,15 +97,6 @@ pub enum HostKeyStatus {
     Revoked { file: PathBuf, line: usize },
 }
 
-/// A `known_hosts` line marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Marker {
-    /// `@cert-authority`: the key signs host certificates (not supported yet: never matches a plain key).
-    CertAuthority,
-    /// `@revoked`: the key must never be accepted for the matching hosts.
-    Revoked,
-}
-
 /// One parsed `known_hosts` line holding a key.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -212,14 +105,6 @@ pub struct Entry {
     marker: Option<Marker>,
     hosts: Hosts,
     key: PublicKey,
-}
-
-#[derive(Debug, Clone)]
-enum Hosts {
-    /// A comma list of patterns, as written.
-    Patterns(String),
-    /// `|1|salt|hash`: the salt decoded, and the whole field as written.
-    Hashed { salt: Vec<u8>, field: String },
 }
 
 impl Entry {
@@ -263,22 +148,13 @@ impl Entry {
 pub struct InvalidLine {
     pub file: PathBuf,
     pub line: usize,
-    pub reason: String,
+    pub reason: FormatError,
 }
 
 impl fmt::Display for InvalidLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason)
     }
-}
-
-/// The outcome of [`learn`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Learned {
-    /// The key was appended as this line.
-    Added { line: usize },
-    /// Another process had added it meanwhile (or it was there already) at this line.
-    AlreadyKnown { line: usize },
 }
 
 /// Why host keys could not be checked or learned.
@@ -312,7 +188,7 @@ pub enum KnownHostsError {
         fingerprint: String,
     },
     #[error("invalid host key: {reason}")]
-    InvalidKey { reason: String },
+    InvalidKey { reason: FormatError },
 }
 
 /// The parsed contents of one or more `known_hosts` files, in order.
@@ -477,338 +353,12 @@ pub fn check(
     Ok(KnownHosts::load(files)?.check(host, port, key))
 }
 
-/// Appends `key` for `host` on `port` to `file`, hashed as with OpenSSH's `HashKnownHosts yes`
-/// (`|1|salt|hash TYPE BASE64`). Creates the parent directory (mode 0700) and the file (mode 0600)
-/// if missing. Holds an exclusive lock on the file meanwhile and re-reads it under the lock: if
-/// another process added the key in the meantime nothing is written; if the file now holds another
-/// key for the host, or revokes this one, the key is refused.
-///
-/// This is blocking file I/O: call it from `spawn_blocking` in async code.
-pub fn learn(
-    file: &Path,
-    host: &str,
-    port: u16,
-    key: &PublicKey,
-) -> Result<Learned, KnownHostsError> {
-    let key_text = checked_key_text(key)?;
-    let write_error = |source| KnownHostsError::Write {
-        path: file.to_path_buf(),
-        source,
-    };
-    if let Some(parent) = file
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        create_private_dir(parent).map_err(write_error)?;
-    }
-    let mut handle = open_private_append(file).map_err(write_error)?;
-    fs4::FileExt::lock(&handle).map_err(|source| KnownHostsError::Lock {
-        path: file.to_path_buf(),
-        source,
-    })?;
-
-    let mut bytes = Vec::new();
-    handle
-        .read_to_end(&mut bytes)
-        .map_err(|source| KnownHostsError::Read {
-            path: file.to_path_buf(),
-            source,
-        })?;
-    let name = lookup_name(host, port);
-    match KnownHosts::parse(file, &String::from_utf8_lossy(&bytes)).check(host, port, key) {
-        HostKeyStatus::Known { line, .. } => return Ok(Learned::AlreadyKnown { line }),
-        HostKeyStatus::Revoked { line, .. } => {
-            return Err(KnownHostsError::Revoked {
-                path: file.to_path_buf(),
-                line,
-                host: name,
-                fingerprint: key.fingerprint(),
-            })
-        }
-        HostKeyStatus::Changed {
-            line,
-            expected_fingerprint,
-            ..
-        } => {
-            return Err(KnownHostsError::Changed {
-                path: file.to_path_buf(),
-                line,
-                host: name,
-                expected_fingerprint,
-                fingerprint: key.fingerprint(),
-            })
-        }
-        HostKeyStatus::Unknown => {}
-    }
-
-    let mut salt = [0u8; SALT_LEN];
-    getrandom::fill(&mut salt).map_err(|error| write_error(io::Error::other(error.to_string())))?;
-    let needs_newline = bytes.last().is_some_and(|last| *last != b'\n');
-    let mut text = String::new();
-    if needs_newline {
-        text.push('\n');
-    }
-    text.push_str(&hash_host(&name, &salt));
-    text.push(' ');
-    text.push_str(&key_text);
-    text.push('\n');
-    // One write on an O_APPEND descriptor: even a process that ignores the lock (ssh itself) cannot
-    // land in the middle of this line.
-    handle.write_all(text.as_bytes()).map_err(write_error)?;
-    let line = bytes.iter().filter(|byte| **byte == b'\n').count() + 1 + usize::from(needs_newline);
-    Ok(Learned::Added { line })
-}
-
-/// The `TYPE BASE64` text of a key about to be written, refusing one OpenSSH could not read back.
-fn checked_key_text(key: &PublicKey) -> Result<String, KnownHostsError> {
-    let key_type = key.key_type();
-    if key_type.is_empty()
-        || key_type
-            .bytes()
-            .any(|byte| byte.is_ascii_whitespace() || byte == b'#')
-    {
-        return Err(KnownHostsError::InvalidKey {
-            reason: format!("unusable key type `{key_type}`"),
-        });
-    }
-    check_key_type(key_type, &key.blob).map_err(|reason| KnownHostsError::InvalidKey { reason })?;
-    Ok(key.to_openssh())
-}
-
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-fn open_private_append(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).append(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, as OpenSSH's `host_hash`.
-fn hash_host(name: &str, salt: &[u8]) -> String {
-    // HMAC accepts a key of any length: this cannot fail.
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(salt).expect("HMAC takes keys of any length");
-    mac.update(name.as_bytes());
-    format!(
-        "{HASH_MAGIC}{}|{}",
-        STANDARD.encode(salt),
-        STANDARD.encode(mac.finalize().into_bytes())
-    )
-}
-
-struct ParsedLine {
-    marker: Option<Marker>,
-    hosts: Hosts,
-    key: PublicKey,
-}
-
-/// Splits on runs of spaces and tabs, the only separators OpenSSH knows.
-fn split_fields(text: &str) -> impl Iterator<Item = &str> {
-    text.split([' ', '\t']).filter(|field| !field.is_empty())
-}
-
-/// Parses one line: `Ok(None)` for a blank or comment line, `Err` for a line OpenSSH would skip.
-fn parse_line(line: &str) -> Result<Option<ParsedLine>, String> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let rest = line.trim_start_matches([' ', '\t']);
-    if rest.is_empty() || rest.starts_with('#') {
-        return Ok(None);
-    }
-    let mut fields = split_fields(rest);
-    let mut marker = None;
-    let mut hosts = fields.next().unwrap_or_default();
-    while hosts.starts_with('@') {
-        if marker.is_some() {
-            return Err("more than one marker".to_string());
-        }
-        marker = Some(match hosts {
-            "@cert-authority" => Marker::CertAuthority,
-            "@revoked" => Marker::Revoked,
-            other => return Err(format!("unknown marker `{other}`")),
-        });
-        hosts = fields
-            .next()
-            .ok_or_else(|| "no host pattern after the marker".to_string())?;
-    }
-    let hosts = parse_hosts(hosts)?;
-    let key_type = fields
-        .next()
-        .filter(|field| !field.starts_with('#'))
-        .ok_or_else(|| "no key type".to_string())?;
-    let base64 = fields
-        .next()
-        .ok_or_else(|| format!("no key after key type `{key_type}`"))?;
-    let key = parse_key(key_type, base64)?;
-    Ok(Some(ParsedLine { marker, hosts, key }))
-}
-
-fn parse_hosts(field: &str) -> Result<Hosts, String> {
-    if !field.starts_with('|') {
-        return Ok(Hosts::Patterns(field.to_string()));
-    }
-    let salt = field
-        .strip_prefix(HASH_MAGIC)
-        .and_then(|rest| rest.split_once('|'))
-        .map(|(salt, _hash)| salt)
-        .filter(|salt| !salt.is_empty() && salt.len() <= 1024)
-        .ok_or_else(|| "malformed hashed host name".to_string())?;
-    let salt = BASE64_LENIENT
-        .decode(salt)
-        .ok()
-        .filter(|salt| salt.len() == SALT_LEN)
-        .ok_or_else(|| "bad salt in hashed host name".to_string())?;
-    Ok(Hosts::Hashed {
-        salt,
-        field: field.to_string(),
-    })
-}
-
-fn parse_key(key_type: &str, base64: &str) -> Result<PublicKey, String> {
-    let blob = BASE64_LENIENT
-        .decode(base64)
-        .map_err(|error| format!("bad base64 key: {error}"))?;
-    check_key_type(key_type, &blob)?;
-    Ok(PublicKey::new(key_type, blob))
-}
-
-/// Checks that the type written before a key matches the type inside its blob, as OpenSSH's
-/// `sshkey_read` does (which also takes an RSA signature algorithm name for an RSA key).
-fn check_key_type(key_type: &str, blob: &[u8]) -> Result<(), String> {
-    let inner = blob_key_type(blob).ok_or_else(|| "key blob has no key type".to_string())?;
-    let rsa_alias = match inner {
-        "ssh-rsa" => matches!(key_type, "rsa-sha2-256" | "rsa-sha2-512"),
-        "ssh-rsa-cert-v01@openssh.com" => matches!(
-            key_type,
-            "rsa-sha2-256-cert-v01@openssh.com" | "rsa-sha2-512-cert-v01@openssh.com"
-        ),
-        _ => false,
-    };
-    if inner == key_type || rsa_alias {
-        Ok(())
-    } else {
-        Err(format!(
-            "key type `{key_type}` does not match the `{inner}` key"
-        ))
-    }
-}
-
-/// The first SSH `string` of a blob (its key type), if it is printable ASCII.
-fn blob_key_type(blob: &[u8]) -> Option<&str> {
-    let length = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    let name = blob.get(4..4usize.checked_add(length)?)?;
-    if name.is_empty() || !name.iter().all(|byte| byte.is_ascii_graphic()) {
-        return None;
-    }
-    std::str::from_utf8(name).ok()
-}
-
-/// OpenSSH's `match_hostname`: true when some pattern of the comma list matches `name` (both
-/// compared in ASCII lower case) and no negated `!pattern` does.
-fn match_pattern_list(name: &str, list: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    let mut positive = false;
-    for pattern in list.split(',') {
-        let (negated, pattern) = match pattern.strip_prefix('!') {
-            Some(pattern) => (true, pattern),
-            None => (false, pattern),
-        };
-        if pattern.len() >= MAX_SUBPATTERN {
-            return false;
-        }
-        if glob_match(name.as_bytes(), pattern.to_ascii_lowercase().as_bytes()) {
-            if negated {
-                return false;
-            }
-            positive = true;
-        }
-    }
-    positive
-}
-
-/// `*` matches any run of bytes, `?` any one byte, anything else itself (OpenSSH's `match_pattern`).
-fn glob_match(text: &[u8], pattern: &[u8]) -> bool {
-    let (mut t, mut p) = (0, 0);
-    // Where the last `*` was, and the text position it is currently made to swallow up to.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&byte) if byte == b'?' || byte == text[t] => {
-                t += 1;
-                p += 1;
-            }
-            _ => match star {
-                Some((star_p, star_t)) => {
-                    p = star_p + 1;
-                    t = star_t + 1;
-                    star = Some((star_p, star_t + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|byte| *byte == b'*')
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::process::{Command, Stdio};
 
-    /// A wire blob: SSH strings for the type and each part.
-    fn blob(parts: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for part in parts {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
-        }
-        out
-    }
-
-    fn ed25519(seed: u8) -> PublicKey {
-        PublicKey::new("ssh-ed25519", blob(&[b"ssh-ed25519", &[seed; 32]]))
-    }
-
-    fn rsa(seed: u8) -> PublicKey {
-        PublicKey::new("ssh-rsa", blob(&[b"ssh-rsa", &[1, 0, 1], &[seed; 65]]))
-    }
-
-    /// The keys a case's files are written with: `{K}` the presented key, `{O}` another
-    /// ed25519 key, `{R}` an RSA key; `{Kt}` is `{K}` with tabs, `{Kb}` its base64 alone,
-    /// `{H name}` the hashed form of `name`.
-    struct Keys {
-        presented: PublicKey,
-        other: PublicKey,
-        rsa: PublicKey,
-    }
-
-    fn render(template: &str, keys: &Keys) -> String {
-        let presented = keys.presented.to_openssh();
-        let mut text = template
-            .replace("{Kt}", &presented.replace(' ', "\t\t"))
-            .replace("{Kb}", &STANDARD.encode(keys.presented.blob()))
-            .replace("{K}", &presented)
-            .replace("{O}", &keys.other.to_openssh())
-            .replace("{R}", &keys.rsa.to_openssh());
-        while let Some(start) = text.find("{H ") {
-            let end = start + text[start..].find('}').expect("unclosed {H");
-            let mut salt = [0u8; SALT_LEN];
-            getrandom::fill(&mut salt).unwrap();
-            let hashed = hash_host(&text[start + 3..end], &salt);
-            text.replace_range(start..=end, &hashed);
-        }
-        text
-    }
+    use super::test_support::*;
+    use super::*;
 
     /// An expected verdict: file index in the case, line.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1148,14 +698,6 @@ mod tests {
         paths
     }
 
-    fn synthetic_keys() -> Keys {
-        Keys {
-            presented: ed25519(1),
-            other: ed25519(2),
-            rsa: rsa(3),
-        }
-    }
-
     #[test]
     fn check_table() {
         let keys = synthetic_keys();
@@ -1189,160 +731,6 @@ mod tests {
     }
 
     #[test]
-    fn glob_table() {
-        let table: &[(&str, &str, bool)] = &[
-            ("", "", true),
-            ("", "a", false),
-            ("*", "", true),
-            ("*", "abc", true),
-            ("a*c", "abc", true),
-            ("a*c", "ac", true),
-            ("a*c", "abd", false),
-            ("a?c", "abc", true),
-            ("a?c", "ac", false),
-            ("?", "", false),
-            ("*?", "", false),
-            ("*?", "a", true),
-            ("**a", "bba", true),
-            ("*a*b", "xaxb", true),
-            ("*a*b", "xaxbx", false),
-            ("a*b*c", "abxbyc", true),
-            ("*.example.com", "web1.example.com", true),
-            ("*.example.com", "example.com", false),
-            ("10.0.0.*", "10.0.0.17", true),
-            ("[web1]:*", "[web1]:2222", true),
-            ("abc", "abcd", false),
-        ];
-        for (pattern, text, expected) in table {
-            assert_eq!(
-                glob_match(text.as_bytes(), pattern.as_bytes()),
-                *expected,
-                "{pattern:?} vs {text:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn pattern_list_table() {
-        let long = "a".repeat(MAX_SUBPATTERN);
-        let long_list = format!("web1,{long}");
-        let almost_long = format!("web1,{}", "a".repeat(MAX_SUBPATTERN - 1));
-        let table: &[(&str, &str, bool)] = &[
-            ("web1,db1", "db1", true),
-            ("web1,db1", "db2", false),
-            ("*,!db1", "db1", false),
-            ("!db1,*", "db1", false),
-            ("!db1,*", "web1", true),
-            ("!db1", "web1", false),
-            ("WEB1", "web1", true),
-            ("web1", "WEB1", true),
-            ("", "web1", false),
-            ("web1,", "web1", true),
-            (",web1", "web1", true),
-            ("[web1]:2222", "[web1]:2222", true),
-            ("[web1]:2222", "web1", false),
-            ("web1", "[web1]:2222", false),
-            (&long_list, "web1", false),
-            (&almost_long, "web1", true),
-        ];
-        for (list, name, expected) in table {
-            assert_eq!(
-                match_pattern_list(name, list),
-                *expected,
-                "{list:?} vs {name:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn parse_line_table() {
-        let key = ed25519(1).to_openssh();
-        let rsa_b64 = STANDARD.encode(rsa(1).blob());
-        // (line, Ok(Some(marker, hashed)) / Ok(None) for a non-entry / Err(part of the reason))
-        type Expected = Result<Option<(Option<Marker>, bool)>, &'static str>;
-        let table: Vec<(String, Expected)> = vec![
-            ("".into(), Ok(None)),
-            ("   \t ".into(), Ok(None)),
-            ("# web1 ssh-ed25519 AAAA".into(), Ok(None)),
-            ("  # indented comment".into(), Ok(None)),
-            (format!("web1 {key}"), Ok(Some((None, false)))),
-            (
-                format!("web1 {key} comment with  spaces"),
-                Ok(Some((None, false))),
-            ),
-            (
-                format!("\tweb1\t\t{}", key.replace(' ', "\t")),
-                Ok(Some((None, false))),
-            ),
-            (format!("web1 {key}\r"), Ok(Some((None, false)))),
-            (
-                format!("@revoked * {key}"),
-                Ok(Some((Some(Marker::Revoked), false))),
-            ),
-            (
-                format!("@revoked\t* {key}"),
-                Ok(Some((Some(Marker::Revoked), false))),
-            ),
-            (
-                format!("@cert-authority *.example.com {key}"),
-                Ok(Some((Some(Marker::CertAuthority), false))),
-            ),
-            (
-                format!("|1|n1ZwIXrlCm6bONyNFGUefzxjnDU=|DWIwZjehj8hr5eNUxSi9Vwae8xg= {key}"),
-                Ok(Some((None, true))),
-            ),
-            (
-                format!("web1 rsa-sha2-512 {rsa_b64}"),
-                Ok(Some((None, false))),
-            ),
-            (
-                format!("web1 ssh-rsa {}", rsa_b64.trim_end_matches('=')),
-                Ok(Some((None, false))),
-            ),
-            (
-                format!("@revoked @revoked web1 {key}"),
-                Err("more than one marker"),
-            ),
-            (format!("@Revoked web1 {key}"), Err("unknown marker")),
-            (format!("@ web1 {key}"), Err("unknown marker")),
-            ("@revoked".into(), Err("no host pattern")),
-            ("web1".into(), Err("no key type")),
-            (format!("web1 #{key}"), Err("no key type")),
-            ("web1 ssh-ed25519".into(), Err("no key after")),
-            ("web1 ssh-ed25519 !!!!".into(), Err("bad base64")),
-            (
-                format!("web1 ssh-rsa {}", STANDARD.encode(ed25519(1).blob())),
-                Err("does not match"),
-            ),
-            ("web1 ssh-ed25519 AAAA".into(), Err("no key type")),
-            (
-                "web1 2048 65537 12345678901234567890".into(),
-                Err("bad base64"),
-            ),
-            (format!("|1|abc|def {key}"), Err("bad salt")),
-            (
-                format!("|2|n1ZwIXrlCm6bONyNFGUefzxjnDU=|x {key}"),
-                Err("malformed hashed"),
-            ),
-            (
-                format!("|1|n1ZwIXrlCm6bONyNFGUefzxjnDU= {key}"),
-                Err("malformed hashed"),
-            ),
-        ];
-        for (line, expected) in table {
-            let got = parse_line(&line).map(|parsed| {
-                parsed.map(|parsed| (parsed.marker, matches!(parsed.hosts, Hosts::Hashed { .. })))
-            });
-            match (&got, &expected) {
-                (Err(reason), Err(part)) => {
-                    assert!(reason.contains(part), "{line:?}: {reason:?} lacks {part:?}")
-                }
-                _ => assert_eq!(got, expected.map_err(str::to_string), "{line:?}"),
-            }
-        }
-    }
-
-    #[test]
     fn invalid_lines_are_reported_with_file_and_line() {
         let text = format!(
             "# ok\nweb1 ssh-ed25519 !!!\nweb1 {}\n",
@@ -1360,56 +748,6 @@ mod tests {
             invalid[0].starts_with("/x/known_hosts:2: bad base64"),
             "{invalid:?}"
         );
-    }
-
-    #[test]
-    fn hashes_match_ssh_keygen_vectors() {
-        // Made by `ssh-keygen -H` from plain lines for these names.
-        let vectors = [
-            (
-                "web1.example.com",
-                "|1|n1ZwIXrlCm6bONyNFGUefzxjnDU=|DWIwZjehj8hr5eNUxSi9Vwae8xg=",
-            ),
-            (
-                "[web1.example.com]:2222",
-                "|1|RD9w7FrUBIU4mDy5IdJ+VoDiROo=|+q85BXH6x2ynsfksf+H0gmK4f5I=",
-            ),
-        ];
-        for (name, field) in vectors {
-            let Ok(Hosts::Hashed { salt, .. }) = parse_hosts(field) else {
-                panic!("{field} is hashed")
-            };
-            assert_eq!(hash_host(name, &salt), field);
-            let line = format!("{field} {}", ed25519(1).to_openssh());
-            let known_hosts = KnownHosts::parse(Path::new("kh"), &line);
-            let entry = &known_hosts.entries()[0];
-            assert!(entry.is_hashed());
-            assert!(entry.matches_name(name));
-            assert!(!entry.matches_name("web2.example.com"));
-        }
-    }
-
-    #[test]
-    fn fingerprint_and_text_form_match_openssh() {
-        // `ssh-keygen -l -E sha256` of this key prints this fingerprint.
-        let text = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM7dPfaNV3kPXOban0CwLAl9GfbddbgWlS+nQSmCf9kZ root@vm";
-        let key = PublicKey::from_openssh(text).unwrap();
-        assert_eq!(
-            key.fingerprint(),
-            "SHA256:qRtq3ypJvKQl3AhVhbXdbYgw+wykuKDZN/vF8dUGBMs"
-        );
-        assert_eq!(fingerprint_sha256(key.blob()), key.fingerprint());
-        assert_eq!(key.to_openssh(), text.trim_end_matches(" root@vm"));
-        assert_eq!(key.key_type(), "ssh-ed25519");
-        // An RSA key under a signature algorithm name is the same key, written as `ssh-rsa`.
-        let signed_as = PublicKey::new("rsa-sha2-512", rsa(1).blob());
-        assert_eq!(signed_as, rsa(1));
-        assert!(signed_as.to_openssh().starts_with("ssh-rsa AAAA"));
-        assert!(PublicKey::from_openssh("ssh-ed25519").is_err());
-        assert!(PublicKey::from_openssh(
-            "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIM7dPfaNV3kPXOban0CwLAl9GfbddbgWlS+nQSmCf9kZ"
-        )
-        .is_err());
     }
 
     #[test]
@@ -1435,150 +773,6 @@ mod tests {
     }
 
     #[test]
-    fn learn_creates_a_private_directory_and_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("a/b/known_hosts");
-        let key = ed25519(1);
-        // The port first: once the plain host is known, `[host]:port` is known through it.
-        assert_eq!(
-            learn(&file, "web1.example.com", 2222, &key).unwrap(),
-            Learned::Added { line: 1 }
-        );
-        assert_eq!(
-            learn(&file, "Web1.example.com", 22, &key).unwrap(),
-            Learned::Added { line: 2 }
-        );
-        assert_eq!(
-            learn(&file, "web1.example.com", 2200, &key).unwrap(),
-            Learned::AlreadyKnown { line: 2 }
-        );
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode(&dir.path().join("a")), 0o700);
-            assert_eq!(mode(&dir.path().join("a/b")), 0o700);
-            assert_eq!(mode(&file), 0o600);
-        }
-        let text = fs::read_to_string(&file).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 2);
-        for line in &lines {
-            assert!(line.starts_with("|1|"), "{line}");
-            assert!(line.ends_with(&key.to_openssh()), "{line}");
-        }
-        let known_hosts = KnownHosts::parse(&file, &text);
-        assert!(known_hosts.invalid_lines().is_empty());
-        assert!(known_hosts.entries()[0].matches_name("[web1.example.com]:2222"));
-        assert!(known_hosts.entries()[1].matches_name("web1.example.com"));
-        assert_eq!(
-            known_hosts.check("WEB1.example.com", 2222, &key),
-            HostKeyStatus::Known {
-                file: file.clone(),
-                line: 1
-            }
-        );
-    }
-
-    #[test]
-    fn learn_rechecks_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("known_hosts");
-        let keys = synthetic_keys();
-        // No trailing newline: the new line must not be glued to the last one.
-        fs::write(&file, render("db1 {O}\nweb1 {K}\nweb2 {O}", &keys)).unwrap();
-        assert_eq!(
-            learn(&file, "web1", 22, &keys.presented).unwrap(),
-            Learned::AlreadyKnown { line: 2 }
-        );
-        assert_eq!(
-            learn(&file, "web1", 2222, &keys.presented).unwrap(),
-            Learned::AlreadyKnown { line: 2 }
-        );
-        match learn(&file, "web2", 22, &keys.presented) {
-            Err(error @ KnownHostsError::Changed { line: 3, .. }) => {
-                let message = error.to_string();
-                assert!(
-                    message.contains("known_hosts:3: `web2` has another host key there (SHA256:"),
-                    "{message}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(
-            learn(&file, "web3", 22, &keys.presented).unwrap(),
-            Learned::Added { line: 4 }
-        );
-        fs::write(&file, render("@revoked web4 {K}\n", &keys)).unwrap();
-        assert!(matches!(
-            learn(&file, "web4", 22, &keys.presented),
-            Err(KnownHostsError::Revoked { line: 1, .. })
-        ));
-        let text = fs::read_to_string(&file).unwrap();
-        assert_eq!(text.lines().count(), 1);
-        let bad = PublicKey::new("ssh-ed25519", b"junk".to_vec());
-        assert!(matches!(
-            learn(&file, "web5", 22, &bad),
-            Err(KnownHostsError::InvalidKey { .. })
-        ));
-    }
-
-    #[test]
-    fn learn_under_contention_writes_whole_lines_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ssh/known_hosts");
-        let shared = ed25519(9);
-        let results: Vec<Learned> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..16u8)
-                .map(|index| {
-                    let (file, shared) = (&file, &shared);
-                    scope.spawn(move || {
-                        if index % 2 == 0 {
-                            learn(file, "shared.example.com", 22, shared).unwrap()
-                        } else {
-                            learn(
-                                file,
-                                &format!("host{index}.example.com"),
-                                22,
-                                &ed25519(index),
-                            )
-                            .unwrap()
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| handle.join().unwrap())
-                .collect()
-        });
-        let added = results
-            .iter()
-            .filter(|result| matches!(result, Learned::Added { .. }))
-            .count();
-        assert_eq!(added, 9, "{results:?}");
-        let known_hosts = KnownHosts::load(std::slice::from_ref(&file)).unwrap();
-        assert!(
-            known_hosts.invalid_lines().is_empty(),
-            "{:?}",
-            known_hosts.invalid_lines()
-        );
-        assert_eq!(known_hosts.entries().len(), 9);
-        assert!(matches!(
-            known_hosts.check("shared.example.com", 22, &shared),
-            HostKeyStatus::Known { .. }
-        ));
-        for index in (1..16u8).step_by(2) {
-            let status =
-                known_hosts.check(&format!("host{index}.example.com"), 22, &ed25519(index));
-            assert!(
-                matches!(status, HostKeyStatus::Known { .. }),
-                "host{index}: {status:?}"
-            );
-        }
-    }
-
-    #[test]
     fn read_errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         // A directory cannot be read as a file.
@@ -1594,72 +788,10 @@ mod tests {
 
     // ---- Comparisons with the real OpenSSH tools ----
 
-    fn ssh_keygen(args: &[&str]) -> std::process::Output {
-        Command::new("ssh-keygen")
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("ssh-keygen (openssh-client) is needed by these tests")
-    }
-
-    /// Makes a key pair `name` in `dir` and returns its public key.
-    fn keygen(dir: &Path, name: &str, kind: &[&str]) -> PublicKey {
-        let path = dir.join(name);
-        let path = path.to_str().unwrap();
-        let mut args = vec!["-q", "-N", "", "-C", "test", "-f", path];
-        args.extend_from_slice(kind);
-        let output = ssh_keygen(&args);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        PublicKey::from_openssh(&fs::read_to_string(format!("{path}.pub")).unwrap()).unwrap()
-    }
-
-    /// The line numbers `ssh-keygen -F name -f file` reports.
-    fn ssh_keygen_find(file: &Path, name: &str) -> Vec<usize> {
-        let output = ssh_keygen(&["-F", name, "-f", file.to_str().unwrap()]);
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| line.strip_prefix(&format!("# Host {name} found: line ")))
-            .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn fingerprints_match_ssh_keygen() {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, kind) in [
-            ("ed", &["-t", "ed25519"][..]),
-            ("ec", &["-t", "ecdsa"]),
-            ("rsa", &["-t", "rsa", "-b", "1024"]),
-        ] {
-            let key = keygen(dir.path(), name, kind);
-            let output = ssh_keygen(&[
-                "-l",
-                "-E",
-                "sha256",
-                "-f",
-                dir.path().join(format!("{name}.pub")).to_str().unwrap(),
-            ]);
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            assert_eq!(
-                stdout.split(' ').nth(1),
-                Some(key.fingerprint().as_str()),
-                "{name}: {stdout}"
-            );
-        }
-    }
-
     #[test]
     fn host_matching_agrees_with_ssh_keygen_find() {
         let dir = tempfile::tempdir().unwrap();
-        let keys = Keys {
-            presented: keygen(dir.path(), "k", &["-t", "ed25519"]),
-            other: keygen(dir.path(), "o", &["-t", "ed25519"]),
-            rsa: keygen(dir.path(), "r", &["-t", "rsa", "-b", "1024"]),
-        };
+        let keys = real_keys(dir.path());
         let plain = dir.path().join("plain");
         fs::write(
             &plain,
@@ -1735,18 +867,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn learned_lines_are_found_by_ssh_keygen() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = keygen(dir.path(), "k", &["-t", "ed25519"]);
-        let file = dir.path().join("new/known_hosts");
-        learn(&file, "web1.example.com", 2222, &key).unwrap();
-        learn(&file, "web1.example.com", 22, &key).unwrap();
-        assert_eq!(ssh_keygen_find(&file, "[web1.example.com]:2222"), [1]);
-        assert_eq!(ssh_keygen_find(&file, "web1.example.com"), [2]);
-        assert!(ssh_keygen_find(&file, "web2.example.com").is_empty());
     }
 
     /// `sshd`, if installed: the verdict test below runs the real `ssh` client against it.
@@ -1833,11 +953,7 @@ mod tests {
             let _ = fs::create_dir_all("/run/sshd");
         }
         let dir = tempfile::tempdir().unwrap();
-        let keys = Keys {
-            presented: keygen(dir.path(), "host_key", &["-t", "ed25519"]),
-            other: keygen(dir.path(), "other", &["-t", "ed25519"]),
-            rsa: keygen(dir.path(), "rsa", &["-t", "rsa", "-b", "1024"]),
-        };
+        let keys = real_keys(dir.path());
         let config = dir.path().join("sshd_config");
         fs::write(
             &config,

@@ -1,0 +1,170 @@
+//! The plain format: host-prefixed lines, more of them with `-v` (commands) and `-vv` (their
+//! output), fewer with `-q`. The live and CI styles fall back to it for what they do not change.
+
+use super::{Event, Sink};
+use crate::transport::{human_duration, Outcome};
+
+/// Host-prefixed lines (logs, pipes).
+#[derive(Debug, Clone, Copy)]
+pub struct Plain {
+    /// 0 default, 1 `-v` (commands), 2 `-vv` (their output); -1 `-q`.
+    pub verbosity: i8,
+    /// Show commands' output at the default verbosity (`dep TASK`, where it is the point).
+    pub show_output: bool,
+}
+
+impl Sink for Plain {
+    fn render(&self, event: &Event<'_>) -> Option<String> {
+        self.line(event)
+    }
+}
+
+impl Plain {
+    /// The text of `event` at this verbosity, if it shows at all.
+    pub fn line(&self, event: &Event<'_>) -> Option<String> {
+        let v = self.verbosity;
+        match *event {
+            Event::DeployStarted { release, hosts } if v >= 0 => Some(format!(
+                "deploying release {release} to {} host{}: {}",
+                hosts.len(),
+                plural(hosts.len()),
+                hosts.join(", ")
+            )),
+            Event::TaskStarted {
+                host,
+                task,
+                command,
+            } if v >= 1 => Some(format!(
+                "[{host}] ▶ {task}\n{}",
+                indent(&format!("$ {command}"), &format!("[{host}]   "))
+            )),
+            Event::Output { host, line, .. } if v >= 2 || (v >= 0 && self.show_output) => {
+                Some(format!("[{host}] │ {line}"))
+            }
+            Event::Retry {
+                host,
+                task,
+                attempt,
+                status,
+            } if v >= 0 => Some(format!(
+                "[{host}] ↻ {task}: exit status {status}, retry {attempt}"
+            )),
+            Event::TaskFinished { host, result } if v >= 0 => task_finished(host, result),
+            Event::DryRun {
+                host,
+                task,
+                command,
+            } => Some(format!(
+                "[{host}] {task}\n{}",
+                indent(command, &format!("[{host}]   "))
+            )),
+            Event::HostFailed {
+                host,
+                task,
+                message,
+            } if v >= 0 => Some(format!("[{host}] ✗ {task}: {message}")),
+            Event::Switched { host, release } if v >= 0 => {
+                Some(format!("[{host}] ⇒ current -> releases/{release}"))
+            }
+            Event::RolledBack { host, from, .. } if v >= 0 && to_none(event) => Some(format!(
+                "[{host}] ⇐ current removed (was {from}; there was no release before)"
+            )),
+            Event::RolledBack { host, from, to } if v >= 0 => {
+                Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})"))
+            }
+            Event::HealthChecked {
+                ok: true,
+                host,
+                check,
+                detail,
+                ..
+            } if v >= 0 => Some(format!("[{host}] ♥ {check}: {detail}{}", tries(event))),
+            Event::HealthChecked {
+                host,
+                check,
+                detail,
+                ..
+            } if v >= 0 => Some(format!(
+                "[{host}] ✗ health check {check}: {detail}{}",
+                tries(event)
+            )),
+            Event::DeployFinished {
+                release,
+                ok,
+                duration,
+            } if v >= 0 => Some(if ok {
+                format!("release {release} is live ({})", human_duration(duration))
+            } else {
+                format!(
+                    "deploy failed after {}: release {release} is not live",
+                    human_duration(duration)
+                )
+            }),
+            Event::Note { message } if v >= 0 => Some(message.to_string()),
+            _ => None,
+        }
+    }
+}
+
+fn task_finished(host: &str, result: &crate::transport::StepResult) -> Option<String> {
+    Some(match &result.outcome {
+        Outcome::Ok => format!(
+            "[{host}] ✓ {} ({})",
+            result.task,
+            human_duration(result.duration)
+        ),
+        Outcome::Skipped => {
+            format!("[{host}] - {} (skipped: condition not met)", result.task)
+        }
+        Outcome::Failed { status, reason } => {
+            let tolerated = if result.tolerated {
+                " (on_failure = continue)"
+            } else {
+                ""
+            };
+            format!(
+                "[{host}] ✗ {}: {}{tolerated}",
+                result.task,
+                failure_reason(status, reason)
+            )
+        }
+        Outcome::NotRun => return None,
+    })
+}
+
+/// " (attempt 2/5)" for a health check tried more than once.
+fn tries(event: &Event<'_>) -> String {
+    match *event {
+        Event::HealthChecked {
+            attempt, attempts, ..
+        } if attempts > 1 => format!(" (attempt {attempt}/{attempts})"),
+        _ => String::new(),
+    }
+}
+
+/// Why a command failed, in words: its reason, else its exit status.
+pub fn failure_reason(status: &Option<i32>, reason: &Option<String>) -> String {
+    reason
+        .clone()
+        .unwrap_or_else(|| format!("exit status {}", status.unwrap_or(-1)))
+}
+
+fn to_none(event: &Event<'_>) -> bool {
+    matches!(event, Event::RolledBack { to: "(none)", .. })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|line| format!("{prefix}{line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
