@@ -17,6 +17,7 @@ mod support;
 mod bad_input;
 mod code_and_env;
 mod deploy;
+mod events;
 mod failure;
 mod health_timeout;
 mod init;

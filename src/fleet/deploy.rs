@@ -188,10 +188,9 @@ impl Fleet<'_> {
         self.tell(&result).await;
         let release = self.ctx.release.clone();
         if self.ctx.dry_run() {
-            let message = format!(
-                "dry run: release {release} would be deployed; nothing was run on the hosts"
-            );
-            self.ctx.reporter.emit(Event::Note { message: &message });
+            self.ctx
+                .reporter
+                .emit(Event::DryRunFinished { release: &release });
         } else if !matches!(result, Err(Error::LockHeld(_))) {
             self.ctx.reporter.emit(Event::DeployFinished {
                 release: &release,
@@ -231,15 +230,11 @@ impl Fleet<'_> {
         if live.is_empty() {
             return;
         }
-        let on = if live.len() == self.hosts.len() {
-            "every host".to_string()
-        } else {
-            live.join(", ")
-        };
-        let message = format!(
-            "release {release} is live on {on}, but the deploy failed (`dep rollback` puts the previous release back)"
-        );
-        self.ctx.reporter.emit(Event::Note { message: &message });
+        self.ctx.reporter.emit(Event::StillLive {
+            release: &release,
+            hosts: &live,
+            everywhere: live.len() == self.hosts.len(),
+        });
     }
 
     /// Notify the team of how the deploy ended (nothing when it never took the lock).

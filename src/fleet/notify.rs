@@ -59,9 +59,7 @@ impl Fleet<'_> {
             message: message.map(|m| reporter.mask(&m)),
         };
         for warning in notify::send(&self.webhooks, &notice).await {
-            reporter.emit(Event::Note {
-                message: &format!("warning: {warning}"),
-            });
+            reporter.emit(Event::NotificationFailed { message: &warning });
         }
     }
 }

@@ -40,20 +40,20 @@ impl Fleet<'_> {
                 .await,
         );
         if stuck.is_empty() && unhealthy.is_empty() {
-            let message = if restored.is_empty() {
-                "there was no release before this one: `current` was removed again".to_string()
-            } else {
-                let n = restored.len();
-                format!(
-                    "rolled back {n} host{} to the release {} had before; verified",
-                    if n == 1 { "" } else { "s" },
-                    if n == 1 { "it" } else { "they" }
-                )
-            };
-            self.ctx.reporter.emit(Event::Note { message: &message });
+            let hosts: Vec<String> = restored
+                .iter()
+                .map(|&i| self.hosts[i].host.name.clone())
+                .collect();
+            self.ctx
+                .reporter
+                .emit(Event::RollbackVerified { hosts: &hosts });
             return Ok(());
         }
-        self.report_failed_rollback(reasons, &unhealthy);
+        self.ctx.reporter.emit(Event::RollbackUnverified {
+            release: &self.ctx.release,
+            failures: reasons,
+            after: &unhealthy,
+        });
         let mut problems: Vec<String> = stuck
             .iter()
             .map(|host| {
@@ -97,11 +97,10 @@ impl Fleet<'_> {
                 stuck.push(host.host.name.clone());
                 continue;
             }
-            let to = current.clone().unwrap_or_else(|| "(none)".into());
             self.ctx.reporter.emit(Event::RolledBack {
                 host: &host.host.name,
                 from: &self.ctx.release,
-                to: &to,
+                to: current.as_deref(),
             });
             host.switched_from = None;
             if let Some(current) = current {
@@ -110,22 +109,6 @@ impl Fleet<'_> {
             }
         }
         (restored, stuck)
-    }
-
-    fn report_failed_rollback(&self, reasons: &[CheckFailure], unhealthy: &[CheckFailure]) {
-        let summary: Vec<String> = reasons
-            .iter()
-            .map(|(host, why)| format!("host `{host}`: {why}"))
-            .collect();
-        let mut message = format!(
-            "release {} failed its health checks:\n  {}",
-            self.ctx.release,
-            summary.join("\n  ")
-        );
-        for (host, why) in unhealthy {
-            message.push_str(&format!("\n  after the rollback, host `{host}`: {why}"));
-        }
-        self.ctx.reporter.emit(Event::Note { message: &message });
     }
 
     /// The rollback barrier: all hosts to one older live release (or `--to`), or nothing changes.
@@ -145,16 +128,16 @@ impl Fleet<'_> {
         for h in &mut self.hosts {
             let from = h.state.current.clone().unwrap_or_default();
             if h.backend.is_dry_run() {
-                let message = format!(
-                    "[{}] dry run: would go back to {target} (from {from})",
-                    h.host.name
-                );
-                self.ctx.reporter.emit(Event::Note { message: &message });
+                self.ctx.reporter.emit(Event::WouldRollBack {
+                    host: &h.host.name,
+                    from: &from,
+                    to: &target,
+                });
             } else {
                 self.ctx.reporter.emit(Event::RolledBack {
                     host: &h.host.name,
                     from: &from,
-                    to: &target,
+                    to: Some(&target),
                 });
             }
             h.set_release(&target, &from);

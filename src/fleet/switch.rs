@@ -106,11 +106,10 @@ impl Fleet<'_> {
                 ));
                 continue;
             }
-            let to = current.unwrap_or_else(|| "(none)".into());
             self.ctx.reporter.emit(Event::RolledBack {
                 host: &host.host.name,
                 from: &self.ctx.release,
-                to: &to,
+                to: current.as_deref(),
             });
             host.switched_from = None;
         }

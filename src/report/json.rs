@@ -77,6 +77,9 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         Event::RolledBack { host, from, to } => {
             json!({"event": "rolled_back", "host": host, "from": from, "to": to})
         }
+        Event::WouldRollBack { host, from, to } => {
+            json!({"event": "would_roll_back", "host": host, "from": from, "to": to})
+        }
         Event::HealthChecked {
             host,
             check,
@@ -95,6 +98,35 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         } => json!({
             "event": "deploy_finished", "release": release, "ok": ok, "duration_ms": duration.as_millis() as u64
         }),
-        Event::Note { message } => json!({"event": "note", "message": message}),
+        Event::BatchStarted { number, of, hosts } => {
+            json!({"event": "batch_started", "batch": number, "batches": of, "hosts": hosts})
+        }
+        Event::RollbackVerified { hosts } => {
+            json!({"event": "rollback_verified", "hosts": hosts})
+        }
+        Event::RollbackUnverified {
+            release,
+            failures,
+            after,
+        } => json!({
+            "event": "rollback_unverified", "release": release,
+            "failures": reasons(failures), "after_rollback": reasons(after)
+        }),
+        Event::StillLive { release, hosts, .. } => {
+            json!({"event": "still_live", "release": release, "hosts": hosts})
+        }
+        Event::DryRunFinished { release } => {
+            json!({"event": "dry_run_finished", "release": release})
+        }
+        Event::NotificationFailed { message } => {
+            json!({"event": "notification_failed", "message": message})
+        }
     }
+}
+
+/// `[{"host": …, "reason": …}]`
+fn reasons(list: &[(String, String)]) -> serde_json::Value {
+    list.iter()
+        .map(|(host, reason)| json!({"host": host, "reason": reason}))
+        .collect()
 }

@@ -67,7 +67,15 @@ pub enum Event<'a> {
         host: &'a str,
         release: &'a str,
     },
+    /// A host's `current` went back from `from` to `to` (None: removed, there was no release
+    /// before).
     RolledBack {
+        host: &'a str,
+        from: &'a str,
+        to: Option<&'a str>,
+    },
+    /// A dry run's rollback: where a host would go.
+    WouldRollBack {
         host: &'a str,
         from: &'a str,
         to: &'a str,
@@ -85,8 +93,37 @@ pub enum Event<'a> {
         ok: bool,
         duration: Duration,
     },
-    /// A line of the engine's own narration ("switching 3 hosts").
-    Note {
+    /// A batch of a rolling or canary deploy starts (`number` counts from 1).
+    BatchStarted {
+        number: usize,
+        of: usize,
+        hosts: &'a [&'a str],
+    },
+    /// The hosts rolled back after a failed check or batch passed their checks again (none: the
+    /// release was the first, and `current` was removed again).
+    RollbackVerified {
+        hosts: &'a [String],
+    },
+    /// The automatic rollback did not restore a healthy fleet: why the release failed, and what
+    /// is still wrong after the rollback (host, reason).
+    RollbackUnverified {
+        release: &'a str,
+        failures: &'a [(String, String)],
+        after: &'a [(String, String)],
+    },
+    /// The deploy failed after these hosts switched: the release stays live there.
+    StillLive {
+        release: &'a str,
+        hosts: &'a [&'a str],
+        /// Every selected host.
+        everywhere: bool,
+    },
+    /// A dry run is over: nothing ran on the hosts.
+    DryRunFinished {
+        release: &'a str,
+    },
+    /// A webhook could not be told (a warning: it never fails the deploy).
+    NotificationFailed {
         message: &'a str,
     },
 }

@@ -66,12 +66,21 @@ impl Plain {
             Event::Switched { host, release } if v >= 0 => {
                 Some(format!("[{host}] ⇒ current -> releases/{release}"))
             }
-            Event::RolledBack { host, from, .. } if v >= 0 && to_none(event) => Some(format!(
+            Event::RolledBack {
+                host,
+                from,
+                to: None,
+            } if v >= 0 => Some(format!(
                 "[{host}] ⇐ current removed (was {from}; there was no release before)"
             )),
-            Event::RolledBack { host, from, to } if v >= 0 => {
-                Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})"))
-            }
+            Event::RolledBack {
+                host,
+                from,
+                to: Some(to),
+            } if v >= 0 => Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})")),
+            Event::WouldRollBack { host, from, to } if v >= 0 => Some(format!(
+                "[{host}] dry run: would go back to {to} (from {from})"
+            )),
             Event::HealthChecked {
                 ok: true,
                 host,
@@ -100,7 +109,40 @@ impl Plain {
                     human_duration(duration)
                 )
             }),
-            Event::Note { message } if v >= 0 => Some(message.to_string()),
+            Event::BatchStarted { number, of, hosts } if v >= 0 => {
+                Some(format!("batch {number}/{of}: {}", hosts.join(", ")))
+            }
+            Event::RollbackVerified { hosts } if v >= 0 => Some(match hosts.len() {
+                0 => "there was no release before this one: `current` was removed again".into(),
+                1 => "rolled back 1 host to the release it had before; verified".into(),
+                n => format!("rolled back {n} hosts to the release they had before; verified"),
+            }),
+            Event::RollbackUnverified {
+                release,
+                failures,
+                after,
+            } if v >= 0 => {
+                let mut text = format!("release {release} failed its health checks:");
+                for (host, why) in failures {
+                    text.push_str(&format!("\n  host `{host}`: {why}"));
+                }
+                for (host, why) in after {
+                    text.push_str(&format!("\n  after the rollback, host `{host}`: {why}"));
+                }
+                Some(text)
+            }
+            Event::StillLive {
+                release,
+                hosts,
+                everywhere,
+            } if v >= 0 => Some(format!(
+                "release {release} is live on {}, but the deploy failed (`dep rollback` puts the previous release back)",
+                if everywhere { "every host".to_string() } else { hosts.join(", ") }
+            )),
+            Event::DryRunFinished { release } if v >= 0 => Some(format!(
+                "dry run: release {release} would be deployed; nothing was run on the hosts"
+            )),
+            Event::NotificationFailed { message } if v >= 0 => Some(format!("warning: {message}")),
             _ => None,
         }
     }
@@ -147,10 +189,6 @@ pub fn failure_reason(status: &Option<i32>, reason: &Option<String>) -> String {
     reason
         .clone()
         .unwrap_or_else(|| format!("exit status {}", status.unwrap_or(-1)))
-}
-
-fn to_none(event: &Event<'_>) -> bool {
-    matches!(event, Event::RolledBack { to: "(none)", .. })
 }
 
 fn plural(n: usize) -> &'static str {

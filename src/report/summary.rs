@@ -70,7 +70,7 @@ impl Summary {
             Event::RolledBack { host, to, .. } => {
                 let tally = hosts.entry(host.to_string()).or_default();
                 tally.rolled_back = true;
-                tally.release = Some(to.to_string());
+                tally.release = Some(to.unwrap_or("(none)").to_string());
             }
             _ => {}
         }

@@ -16,12 +16,15 @@ pub async fn run(deploy: &mut Deploy<'_, '_>, batches: Vec<Vec<usize>>) -> Resul
             .iter()
             .map(|&i| deploy.fleet.hosts[i].name())
             .collect();
-        let message = format!("batch {}/{count}: {}", number + 1, names.join(", "));
         deploy
             .fleet
             .ctx
             .reporter
-            .emit(crate::report::Event::Note { message: &message });
+            .emit(crate::report::Event::BatchStarted {
+                number: number + 1,
+                of: count,
+                hosts: &names,
+            });
         if let Err(error) = one_batch(deploy, batch, keep).await {
             return Err(fail_batch(deploy, batch, keep, error).await);
         }

@@ -1,0 +1,156 @@
+//! `--json` events for what dep decides on its own (batches, rollbacks, dry runs): structured
+//! fields a CI script can read, not sentences.
+
+use serde_json::{json, Value};
+
+use crate::support::project::{TestProject, T1, T2};
+
+/// The events of one run named `name`, in order, without their `event` field.
+fn events(stdout: &str, name: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .filter(|event| event["event"] == name)
+        .map(|mut event| {
+            event.as_object_mut().unwrap().remove("event");
+            event
+        })
+        .collect()
+}
+
+/// A post-switch health check that fails while the file `unhealthy` exists.
+fn checked_fleet(hosts: usize) -> TestProject {
+    TestProject::new().fleet(hosts).deployfile(
+        r#"
+[[health]]
+name = "app"
+command = "test ! -e {{ (deployfile_dir ~ '/unhealthy')|quote }}"
+"#,
+    )
+}
+
+#[test]
+fn a_rolling_deploy_announces_each_batch_with_its_hosts() {
+    let project = TestProject::new().fleet(3);
+    let output = project.run_env(
+        &["deploy", "test", "--rolling", "2", "--json"],
+        &[("DEP_NOW", T1)],
+    );
+    output.success();
+    assert_eq!(
+        events(&output.stdout, "batch_started"),
+        [
+            json!({"batch": 1, "batches": 2, "hosts": ["h1", "h2"]}),
+            json!({"batch": 2, "batches": 2, "hosts": ["h3"]}),
+        ]
+    );
+}
+
+#[test]
+fn an_undone_first_deploy_rolls_back_to_no_release() {
+    let project = checked_fleet(2);
+    project.write("unhealthy", "");
+    let output = project.run_env(&["deploy", "test", "--json"], &[("DEP_NOW", T1)]);
+    output.expect_status(4);
+    assert_eq!(
+        events(&output.stdout, "rolled_back"),
+        [
+            json!({"host": "h1", "from": T1, "to": null}),
+            json!({"host": "h2", "from": T1, "to": null}),
+        ]
+    );
+    assert_eq!(
+        events(&output.stdout, "rollback_verified"),
+        [json!({"hosts": []})]
+    );
+    assert_eq!(project.current("h1"), None);
+}
+
+#[test]
+fn a_failed_check_rolls_back_and_verifies_every_host() {
+    // Unhealthy only in the new release: the release rolled back to passes the same check.
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[[health]]
+name = "app"
+command = "test ! -e {{ (deployfile_dir ~ '/unhealthy-' ~ release_name)|quote }}"
+"#,
+    );
+    project.deploy_at(T1);
+    project.write(&format!("unhealthy-{T2}"), "");
+    let output = project.run_env(&["deploy", "test", "--json"], &[("DEP_NOW", T2)]);
+    output.expect_status(4);
+    assert_eq!(
+        events(&output.stdout, "rolled_back"),
+        [
+            json!({"host": "h1", "from": T2, "to": T1}),
+            json!({"host": "h2", "from": T2, "to": T1}),
+        ]
+    );
+    assert_eq!(
+        events(&output.stdout, "rollback_verified"),
+        [json!({"hosts": ["h1", "h2"]})]
+    );
+    assert_eq!(project.current("h2").as_deref(), Some(T1));
+}
+
+#[test]
+fn a_rollback_that_fails_its_checks_too_says_what_is_still_wrong() {
+    let project = checked_fleet(2);
+    project.deploy_at(T1);
+    project.write("unhealthy", "");
+    let output = project.run_env(&["deploy", "test", "--json"], &[("DEP_NOW", T2)]);
+    output.expect_status(5);
+    assert_eq!(
+        events(&output.stdout, "rollback_verified"),
+        Vec::<Value>::new()
+    );
+    let unverified = events(&output.stdout, "rollback_unverified");
+    assert_eq!(unverified.len(), 1, "{}", output.transcript());
+    let hosts = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["host"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(unverified[0]["release"], T2);
+    assert_eq!(hosts(&unverified[0]["failures"]), ["h1", "h2"]);
+    assert_eq!(hosts(&unverified[0]["after_rollback"]), ["h1", "h2"]);
+    assert!(unverified[0]["after_rollback"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("health check `app` failed: command exited with status 1"));
+}
+
+#[test]
+fn a_dry_run_ends_with_its_release_and_a_dry_rollback_says_where_hosts_would_go() {
+    let project = TestProject::new().fleet(2);
+    project.deploy_at(T1);
+    project.deploy_at(T2);
+    let output = project.run_env(
+        &["deploy", "test", "--dry-run", "--json"],
+        &[("DEP_NOW", "20250101120000")],
+    );
+    output.success();
+    let last: Value = serde_json::from_str(output.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last,
+        json!({"event": "dry_run_finished", "release": "20250101120000"})
+    );
+    let output = project.run(&["rollback", "test", "--dry-run", "--json"]);
+    output.success();
+    assert_eq!(
+        events(&output.stdout, "would_roll_back"),
+        [
+            json!({"host": "h1", "from": T2, "to": T1}),
+            json!({"host": "h2", "from": T2, "to": T1}),
+        ]
+    );
+    assert_eq!(events(&output.stdout, "rolled_back"), Vec::<Value>::new());
+    assert_eq!(
+        project.current("h1").as_deref(),
+        Some(T2),
+        "a dry run changes nothing"
+    );
+}
