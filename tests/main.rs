@@ -15,6 +15,7 @@
 mod support;
 
 mod bad_input;
+mod batches;
 mod code_and_env;
 mod deploy;
 mod events;

@@ -224,7 +224,11 @@ fn block_on<F: Future<Output = Result<()>>>(future: F) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|error| Error::Local(format!("cannot start the async runtime: {error}")))?;
-    runtime.block_on(future)
+    let result = runtime.block_on(future);
+    // Work left on a blocking thread (packing an upload when Ctrl-C came) must not keep dep
+    // from exiting once the run is over.
+    runtime.shutdown_background();
+    result
 }
 
 /// `RUST_LOG=dep=debug` logs to stderr (docs/getting-started.md); without RUST_LOG nothing is logged,

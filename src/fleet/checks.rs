@@ -20,12 +20,17 @@ const PRE_SWITCH_TASK: &str = "health check (pre_switch)";
 impl Fleet<'_> {
     /// Before the switch: the `pre_switch` checks on `members`; a failure fails its host.
     pub(crate) async fn pre_switch_checks(&mut self, members: &[usize]) {
-        for (name, message) in self.run_checks(Phase::PreSwitch, members).await {
+        let failures = self.run_checks(Phase::PreSwitch, members).await;
+        for (name, message) in &failures {
             self.ctx.reporter.emit(Event::HostFailed {
-                host: &name,
+                host: name,
                 task: PRE_SWITCH_TASK,
-                message: &message,
+                message,
             });
+        }
+        // A host's last failure is the one it keeps: a dynamic variable that failed (the
+        // cause) comes after the checks that could not use it.
+        for (name, message) in failures.into_iter().rev() {
             if let Some(host) = self.hosts.iter_mut().find(|h| h.host.name == name) {
                 host.record(failure::before_running(&name, PRE_SWITCH_TASK, message));
             }

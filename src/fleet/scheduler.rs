@@ -95,11 +95,12 @@ impl Fleet<'_> {
                 self.switch_release(&task.name, members).await
             }
             Action::Builtin(Builtin::Rollback) => self.rollback_all(task).await,
-            _ if (task.local || task.once) && !self.once_done.insert(task.name.clone()) => Ok(()),
+            _ if (task.local || task.once) && self.once_done.contains(&task.name) => Ok(()),
             _ if task.local => {
                 let Some(&first) = members.first() else {
                     return Ok(());
                 };
+                self.once_done.insert(task.name.clone());
                 let mut controller = HostRun::controller(&self.hosts[first], self.ctx.dry_run());
                 self.controller_failure =
                     run_on_host(&self.ctx, &mut controller, std::slice::from_ref(task))
@@ -114,7 +115,9 @@ impl Fleet<'_> {
                     .iter_mut()
                     .enumerate()
                     .find(|(i, h)| members.contains(i) && task.applies_to(&h.host.roles));
+                // Done once it ran: its role may be on a later batch's hosts only.
                 if let Some((_, host)) = first {
+                    self.once_done.insert(task.name.clone());
                     if let Err(failure) = run_on_host(ctx, host, std::slice::from_ref(task)).await {
                         host.record(failure);
                     }

@@ -25,21 +25,40 @@ pub async fn run(deploy: &mut Deploy<'_, '_>, batches: Vec<Vec<usize>>) -> Resul
                 of: count,
                 hosts: &names,
             });
-        if let Err(error) = one_batch(deploy, batch, keep).await {
-            return Err(fail_batch(deploy, batch, keep, error).await);
+        if let Err((error, end)) = one_batch(deploy, batch, keep).await {
+            return Err(fail_batch(deploy, batch, keep, error, end).await);
         }
     }
     deploy.finish().await
 }
 
-async fn one_batch(deploy: &mut Deploy<'_, '_>, batch: &[usize], keep: bool) -> Result<()> {
+/// One batch through its phases; on failure, whether `deploy:batch_end` already ran.
+async fn one_batch(
+    deploy: &mut Deploy<'_, '_>,
+    batch: &[usize],
+    keep: bool,
+) -> std::result::Result<(), (Error, BatchEnd)> {
     let start = deploy.plan().batch_start.clone();
-    deploy.fleet.execute(&start, batch).await?;
-    deploy.prepare(batch).await?;
-    deploy.switch(batch).await?;
-    deploy.verify(batch, keep).await?;
+    let before_end = async {
+        deploy.fleet.execute(&start, batch).await?;
+        deploy.prepare(batch).await?;
+        deploy.switch(batch).await?;
+        deploy.verify(batch, keep).await
+    };
+    before_end.await.map_err(|e| (e, BatchEnd::NotRun))?;
     let end = deploy.plan().batch_end.clone();
-    deploy.fleet.execute(&end, batch).await
+    deploy
+        .fleet
+        .execute(&end, batch)
+        .await
+        .map_err(|e| (e, BatchEnd::Ran))
+}
+
+/// Whether a failed batch's hosts already ran `deploy:batch_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchEnd {
+    NotRun,
+    Ran,
 }
 
 /// After a batch failed: roll back what switched (unless kept), put the batch's hosts back.
@@ -48,6 +67,7 @@ async fn fail_batch(
     batch: &[usize],
     keep: bool,
     error: Error,
+    end: BatchEnd,
 ) -> Error {
     let fleet = &mut *deploy.fleet;
     let switched = fleet.hosts.iter().any(|h| h.switched_from.is_some());
@@ -62,7 +82,9 @@ async fn fail_batch(
             return inconsistent;
         }
     }
-    let end = deploy.plan().batch_end.clone();
-    let _ = deploy.fleet.execute_regardless(&end, batch).await;
+    if end == BatchEnd::NotRun {
+        let hooks = deploy.plan().batch_end.clone();
+        let _ = deploy.fleet.execute_regardless(&hooks, batch).await;
+    }
     error
 }
