@@ -24,6 +24,8 @@ pub struct StepFailure {
     /// Why it failed when there is no exit status to speak of.
     pub reason: Option<String>,
     pub stderr_tail: String,
+    /// The command never reached the host (no connection): it is not worth showing.
+    pub unreachable: bool,
 }
 
 impl Display for StepFailure {
@@ -39,14 +41,7 @@ impl Display for StepFailure {
             (Some(code), None) => write!(f, "command exited with status {code}")?,
             (None, None) => write!(f, "command did not finish")?,
         }
-        // A command the host never got to run (no connection, refused key) is not worth showing.
-        let never_ran = self.status.is_none()
-            && reason.is_some_and(|r| {
-                ["cannot connect", "authentication failed", "host key"]
-                    .iter()
-                    .any(|m| r.contains(m))
-            });
-        if !self.command.is_empty() && !never_ran {
+        if !self.command.is_empty() && !self.unreachable {
             write!(f, "\n  command: {}", first_lines(&self.command, 6))?;
         }
         let tail = self.stderr_tail.trim_end();
@@ -306,6 +301,7 @@ mod tests {
             status: Some(1),
             reason: None,
             stderr_tail: String::new(),
+            unreachable: false,
         };
         let cases = [
             (Error::Usage("x".into()), exit::USAGE),
@@ -348,8 +344,21 @@ mod tests {
             status: Some(1),
             reason: None,
             stderr_tail: "boom\n".into(),
+            unreachable: false,
+        };
+        let unreachable = StepFailure {
+            status: None,
+            reason: Some("host `web2`: cannot connect to 127.0.0.2:22: Connection refused".into()),
+            stderr_tail: String::new(),
+            unreachable: true,
+            ..failure("web2")
         };
         let cases = [
+            (
+                Error::Fleet(vec![unreachable]),
+                "failed on 1 host\n\nhost `web2`, task `deploy:migrate`: cannot connect to \
+                 127.0.0.2:22: Connection refused",
+            ),
             (
                 Error::Fleet(vec![failure("web1")]),
                 "failed on 1 host\n\nhost `web1`, task `deploy:migrate`: command exited with status 1\

@@ -56,6 +56,7 @@ pub async fn run(
                     _ => None,
                 },
                 stderr_tail: String::new(),
+                unreachable: result.unreachable,
             });
         }
     }

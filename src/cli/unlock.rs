@@ -33,6 +33,7 @@ pub async fn unlock(session: Session<'_>, selector: Option<String>) -> Result<()
                 status: output.status,
                 reason: output.reason.clone(),
                 stderr_tail: output.stderr.clone(),
+                unreachable: output.unreachable,
             });
             continue;
         }

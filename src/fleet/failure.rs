@@ -18,6 +18,7 @@ pub fn before_running(host: &str, task: &str, reason: String) -> StepFailure {
         status: None,
         reason: Some(reason),
         stderr_tail: String::new(),
+        unreachable: false,
     }
 }
 
@@ -39,6 +40,7 @@ pub fn of_step(host: &str, result: &StepResult) -> StepFailure {
         status,
         reason,
         stderr_tail: last_lines(tail, TAIL),
+        unreachable: result.unreachable,
     }
 }
 
@@ -51,6 +53,7 @@ pub fn of_capture(host: &str, task: &str, command: &str, output: &Output) -> Ste
         status: output.status,
         reason: output.reason.clone(),
         stderr_tail: last_lines(&output.stderr, TAIL),
+        unreachable: output.unreachable,
     }
 }
 
@@ -64,6 +67,7 @@ pub fn ok_result(task: &str, command: &str, duration: Duration) -> StepResult {
         stdout: String::new(),
         stderr: String::new(),
         tolerated: false,
+        unreachable: false,
     }
 }
 
@@ -89,6 +93,7 @@ mod tests {
             stdout: stdout.into(),
             stderr: stderr.into(),
             tolerated: false,
+            unreachable: false,
         };
         let many: String = (1..=12).map(|i| format!("line {i}\n")).collect();
         let failure = of_step("web1", &result("out", &many));

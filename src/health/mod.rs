@@ -33,6 +33,16 @@ pub struct HealthCheck {
     pub roles: Vec<String>,
 }
 
+/// A healthy attempt, in a few words ("status 200 in 12 ms").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Healthy(pub String);
+
+/// Why a check failed on a host ("status 502, expected 200").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unhealthy(pub String);
+
 /// The marker curl prints after the body: status code and total time.
 const HTTP_MARK: &str = "__dep_http";
 
@@ -101,14 +111,14 @@ impl HealthCheck {
         }
     }
 
-    /// The verdict on one attempt's output: Ok(summary) when healthy, Err(why) when not.
+    /// The verdict on one attempt's output: what it showed when healthy, why not otherwise.
     pub fn judge(
         &self,
         status: Option<i32>,
         stdout: &str,
         stderr: &str,
         elapsed: Duration,
-    ) -> Result<String, String> {
+    ) -> Result<Healthy, Unhealthy> {
         let (body, code, latency) = match &self.probe {
             Probe::Http(_) => {
                 let (body, mark) = stdout
@@ -121,7 +131,7 @@ impl HealthCheck {
                     let why = last_line(stderr).unwrap_or_else(|| {
                         format!("curl exited with status {}", status.unwrap_or(-1))
                     });
-                    return Err(format!("request failed: {why}"));
+                    return Err(Unhealthy(format!("request failed: {why}")));
                 }
                 (
                     body,
@@ -133,13 +143,13 @@ impl HealthCheck {
                 if status.is_none() {
                     let why =
                         last_line(stderr).unwrap_or_else(|| "the command did not finish".into());
-                    return Err(why);
+                    return Err(Unhealthy(why));
                 }
                 if status != Some(0) {
                     let why = last_line(stderr)
                         .or_else(|| last_line(stdout))
                         .unwrap_or_default();
-                    return Err(format!(
+                    return Err(Unhealthy(format!(
                         "command exited with status {}{}",
                         status.unwrap_or(-1),
                         if why.is_empty() {
@@ -147,37 +157,40 @@ impl HealthCheck {
                         } else {
                             format!(": {why}")
                         }
-                    ));
+                    )));
                 }
                 (stdout, None, elapsed)
             }
         };
         if let Some(code) = code {
             if code != self.expect_status {
-                return Err(format!("status {code}, expected {}", self.expect_status));
+                return Err(Unhealthy(format!(
+                    "status {code}, expected {}",
+                    self.expect_status
+                )));
             }
         }
         if let Some(expected) = &self.expect_body {
             if !body.contains(expected.as_str()) {
                 let shown: String = body.trim().chars().take(80).collect();
-                return Err(format!(
+                return Err(Unhealthy(format!(
                     "body does not contain {expected:?} (got {shown:?})"
-                ));
+                )));
             }
         }
         if let Some(bound) = self.max_latency {
             if latency > bound {
-                return Err(format!(
+                return Err(Unhealthy(format!(
                     "took {} ms, more than {} ms",
                     latency.as_millis(),
                     bound.as_millis()
-                ));
+                )));
             }
         }
-        Ok(match code {
+        Ok(Healthy(match code {
             Some(code) => format!("status {code} in {} ms", latency.as_millis()),
             None => format!("ok in {} ms", latency.as_millis()),
-        })
+        }))
     }
 }
 
@@ -215,19 +228,21 @@ mod tests {
         let ms = Duration::from_millis(5);
         assert_eq!(
             check.judge(Some(0), "ok\n__dep_http 200 0.012", "", ms),
-            Ok("status 200 in 12 ms".into())
+            Ok(Healthy("status 200 in 12 ms".into()))
         );
         assert_eq!(
             check.judge(Some(0), "boom\n__dep_http 500 0.010", "", ms),
-            Err("status 500, expected 200".into())
+            Err(Unhealthy("status 500, expected 200".into()))
         );
         assert_eq!(
             check.judge(Some(0), "maintenance\n__dep_http 200 0.010", "", ms),
-            Err("body does not contain \"ok\" (got \"maintenance\")".into())
+            Err(Unhealthy(
+                "body does not contain \"ok\" (got \"maintenance\")".into()
+            ))
         );
         assert_eq!(
             check.judge(Some(0), "ok\n__dep_http 200 1.5", "", ms),
-            Err("took 1500 ms, more than 800 ms".into())
+            Err(Unhealthy("took 1500 ms, more than 800 ms".into()))
         );
         assert_eq!(
             check.judge(
@@ -236,7 +251,9 @@ mod tests {
                 "curl: (7) Failed to connect to 127.0.0.1 port 80\n",
                 ms
             ),
-            Err("request failed: curl: (7) Failed to connect to 127.0.0.1 port 80".into())
+            Err(Unhealthy(
+                "request failed: curl: (7) Failed to connect to 127.0.0.1 port 80".into()
+            ))
         );
         assert!(check
             .command("http://h/x?a=1&b", "/")
@@ -254,11 +271,11 @@ mod tests {
         let ms = Duration::from_millis(3);
         assert_eq!(
             check.judge(Some(0), "Laravel 8.83\n", "", ms),
-            Ok("ok in 3 ms".into())
+            Ok(Healthy("ok in 3 ms".into()))
         );
         assert_eq!(
             check.judge(Some(1), "", "fatal: no\n", ms),
-            Err("command exited with status 1: fatal: no".into())
+            Err(Unhealthy("command exited with status 1: fatal: no".into()))
         );
         let both = RawHealth {
             command: Some("x".into()),

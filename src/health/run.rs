@@ -6,12 +6,7 @@ use std::time::{Duration, Instant};
 use crate::report::{Event, Reporter};
 use crate::transport::{human_duration, Backend, Output};
 
-use super::HealthCheck;
-
-/// Why a check failed on a host, after its last attempt.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Unhealthy(pub String);
+use super::{HealthCheck, Unhealthy};
 
 /// The check as one host runs it: `label` names it in reports, `command` is what runs.
 pub struct Attempts<'a> {
@@ -25,7 +20,7 @@ pub struct Attempts<'a> {
 impl Attempts<'_> {
     pub async fn run(&self, reporter: &Reporter) -> Result<(), Unhealthy> {
         let check = self.check;
-        let mut verdict = Err(String::new());
+        let mut verdict = Err(Unhealthy(String::new()));
         for attempt in 1..=check.attempts {
             let started = Instant::now();
             let output = self.attempt().await;
@@ -36,8 +31,8 @@ impl Attempts<'_> {
                 started.elapsed(),
             );
             let detail = match &verdict {
-                Ok(summary) => summary,
-                Err(why) => why,
+                Ok(healthy) => &healthy.0,
+                Err(unhealthy) => &unhealthy.0,
             };
             reporter.emit(Event::HealthChecked {
                 host: self.host,
@@ -54,7 +49,7 @@ impl Attempts<'_> {
                 tokio::time::sleep(check.interval).await;
             }
         }
-        verdict.map(|_| ()).map_err(Unhealthy)
+        verdict.map(drop)
     }
 
     /// One attempt; the check's own timeout bounds it, whatever the command does.
@@ -69,6 +64,7 @@ impl Attempts<'_> {
                     reason: Some(why.clone()),
                     stdout: String::new(),
                     stderr: why,
+                    unreachable: false,
                 }
             }
         }

@@ -33,6 +33,7 @@ impl DryRun {
                     stdout: String::new(),
                     stderr: String::new(),
                     tolerated: false,
+                    unreachable: false,
                 }
             })
             .collect()

@@ -124,6 +124,7 @@ impl Local {
                     .then(|| format!("killed ({})", output.status)),
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                unreachable: false,
             },
             Err(e) => Output {
                 status: None,

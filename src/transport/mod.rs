@@ -88,6 +88,9 @@ pub struct Output {
     pub reason: Option<String>,
     pub stdout: String,
     pub stderr: String,
+    /// The command never reached the host: no connection (refused, unknown or changed host
+    /// key, authentication failed).
+    pub unreachable: bool,
 }
 
 impl Output {
@@ -119,6 +122,8 @@ pub struct StepResult {
     pub stderr: String,
     /// A failure the task tolerates (`on_failure = "continue"`).
     pub tolerated: bool,
+    /// The command never reached the host (see `Output::unreachable`).
+    pub unreachable: bool,
 }
 
 impl StepResult {
@@ -177,25 +182,22 @@ impl Backend {
     ) -> Vec<StepResult> {
         let token = script::token();
         let script = Script::for_batch(batch, &token);
+        let local = |e: local::LocalError| (e.to_string(), false);
+        let ssh = |e: ssh::SshError| (e.to_string(), e.never_reached_host());
         let running = match (self, script) {
             (Backend::DryRun(dry), _) => return dry.run(host, batch, observer),
-            (Backend::Local(local), Script::Piped(text)) => {
-                local.spawn_script(&text).map_err(|e| e.to_string())
+            (Backend::Local(l), Script::Piped(text)) => l.spawn_script(&text).map_err(local),
+            (Backend::Local(l), Script::WithStdin(text, stdin)) => {
+                l.spawn_with_stdin(&text, stdin).map_err(local)
             }
-            (Backend::Local(local), Script::WithStdin(text, stdin)) => local
-                .spawn_with_stdin(&text, stdin)
-                .map_err(|e| e.to_string()),
-            (Backend::Ssh(ssh), Script::Piped(text)) => {
-                ssh.spawn_script(&text).await.map_err(|e| e.to_string())
+            (Backend::Ssh(s), Script::Piped(text)) => s.spawn_script(&text).await.map_err(ssh),
+            (Backend::Ssh(s), Script::WithStdin(text, stdin)) => {
+                s.spawn_with_stdin(&text, stdin).await.map_err(ssh)
             }
-            (Backend::Ssh(ssh), Script::WithStdin(text, stdin)) => ssh
-                .spawn_with_stdin(&text, stdin)
-                .await
-                .map_err(|e| e.to_string()),
         };
         match running {
             Ok(running) => drive(host, batch, &token, running, observer).await,
-            Err(reason) => failed_to_start(batch, reason),
+            Err((reason, unreachable)) => failed_to_start(batch, reason, unreachable),
         }
     }
 
@@ -239,16 +241,18 @@ fn not_run(command: &Command) -> StepResult {
         stdout: String::new(),
         stderr: String::new(),
         tolerated: false,
+        unreachable: false,
     }
 }
 
-fn failed_to_start(batch: &[Command], reason: String) -> Vec<StepResult> {
+fn failed_to_start(batch: &[Command], reason: String, unreachable: bool) -> Vec<StepResult> {
     let mut results: Vec<StepResult> = batch.iter().map(not_run).collect();
     if let Some(first) = results.first_mut() {
         first.outcome = Outcome::Failed {
             status: None,
             reason: Some(reason),
         };
+        first.unreachable = unreachable;
     }
     results
 }

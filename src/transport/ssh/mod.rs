@@ -75,6 +75,13 @@ pub enum SshError {
     NoStatus { host: String },
 }
 
+impl SshError {
+    /// The command never reached the host: there was no connection to run it on.
+    pub fn never_reached_host(&self) -> bool {
+        matches!(self, SshError::Connect { .. })
+    }
+}
+
 /// Why a host's SSH backend cannot be set up (before any connection).
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -360,6 +367,7 @@ impl Ssh {
                 return Output {
                     status: None,
                     reason: Some(reason.to_string()),
+                    unreachable: reason.never_reached_host(),
                     ..Output::default()
                 }
             }
@@ -396,6 +404,7 @@ impl Ssh {
             reason,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            unreachable: false,
         }
     }
 
