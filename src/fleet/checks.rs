@@ -73,7 +73,7 @@ impl Fleet<'_> {
     ) -> Vec<CheckFailure> {
         let mut failed = Vec::new();
         for (i, host) in self.hosts.iter_mut().enumerate() {
-            if !members.contains(&i) || !host.ok() || host.backend.is_dry_run() {
+            if !members.contains(&i) || !host.ok() {
                 continue;
             }
             let mut needed = Vec::new();
@@ -132,14 +132,6 @@ impl Fleet<'_> {
                 };
                 let cwd = h.vars.value_string(cwd_var).unwrap_or_default();
                 let command = check.command(&rendered, &cwd);
-                if h.backend.is_dry_run() {
-                    reporter.emit(Event::DryRun {
-                        host: h.name(),
-                        task: &format!("health check {label}"),
-                        command: &command,
-                    });
-                    continue;
-                }
                 let attempts = Attempts {
                     backend: &h.backend,
                     host: h.name(),

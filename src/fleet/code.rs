@@ -142,11 +142,10 @@ pub async fn resolve_pending(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Re
     let Some(host) = hosts.first() else {
         return Ok(());
     };
-    let commit = if host.backend.is_dry_run() {
-        revision
-    } else {
-        look_up_on_host(ctx, host, &revision).await?
-    };
+    // A dry run shows the lookup and keeps the revision as given.
+    let commit = look_up_on_host(ctx, host, &revision)
+        .await?
+        .unwrap_or(revision);
     for host in hosts.iter_mut() {
         host.vars.set("revision", commit.clone());
     }
@@ -154,7 +153,11 @@ pub async fn resolve_pending(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Re
     Ok(())
 }
 
-async fn look_up_on_host(ctx: &Context<'_>, host: &HostRun, revision: &str) -> Result<String> {
+async fn look_up_on_host(
+    ctx: &Context<'_>,
+    host: &HostRun,
+    revision: &str,
+) -> Result<Option<String>> {
     let repository = host
         .vars
         .value_string("repository")
@@ -168,10 +171,16 @@ async fn look_up_on_host(ctx: &Context<'_>, host: &HostRun, revision: &str) -> R
         mirror_command(&repository),
         quote(&format!("{revision}^{{commit}}"))
     );
-    let output = host.backend.capture(&command).await;
+    let Some(output) = host
+        .backend
+        .change(host.name(), "revision", &command, ctx.reporter)
+        .await
+    else {
+        return Ok(None);
+    };
     let commit = output.stdout.trim().to_string();
     if output.success() && !commit.is_empty() {
-        return Ok(commit);
+        return Ok(Some(commit));
     }
     let detail = output.stderr.trim();
     Err(Error::Local(format!(

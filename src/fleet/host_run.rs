@@ -202,6 +202,10 @@ impl HostRun {
         task: &str,
         names: Vec<String>,
     ) -> std::result::Result<(), StepFailure> {
+        // A dry run evaluates nothing: its templates show dynamic variables as `<name>`.
+        if self.backend.is_dry_run() {
+            return Ok(());
+        }
         for name in names {
             let command = self
                 .vars

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::release::lock::{self, LockInfo};
 use crate::release::{self, HostState};
 use crate::report::Event;
-use crate::transport::Output;
+use crate::transport::{Changed, Output};
 
 use super::context::{now, Mode};
 use super::failure;
@@ -33,30 +33,28 @@ impl Fleet<'_> {
         let outputs = join_all(self.hosts.iter().map(|h| async move {
             let acquire = ctx.lock.acquire_command(&h.deploy_path);
             let read = release::state_command(&h.deploy_path);
-            let command = format!("{acquire}\n{read}");
             let started = Instant::now();
-            let output = if h.backend.is_dry_run() {
-                // A dry run takes no lock, but reads the state to name the release truly.
-                ctx.reporter.emit(Event::DryRun {
-                    host: h.name(),
-                    task,
-                    command: &acquire,
-                });
-                h.backend.read(&read).await
-            } else {
-                h.backend.capture(&command).await
-            };
-            (output, command, started.elapsed())
+            // A dry run takes no lock, but reads the state to name the release truly.
+            let (output, changed) = h
+                .backend
+                .change_then_read(h.name(), task, &acquire, &read, ctx.reporter)
+                .await;
+            (
+                output,
+                changed,
+                format!("{acquire}\n{read}"),
+                started.elapsed(),
+            )
         }))
         .await;
         let mut held = Vec::new();
         let mut taken: Vec<(String, String, Duration)> = Vec::new();
-        for (host, (output, command, duration)) in self.hosts.iter_mut().zip(outputs) {
-            match taken_from(&output, host.backend.is_dry_run()) {
+        for (host, (output, changed, command, duration)) in self.hosts.iter_mut().zip(outputs) {
+            match taken_from(&output, changed) {
                 Taken::Yes(state) => {
                     host.locked = true;
                     host.state = state;
-                    if !host.backend.is_dry_run() {
+                    if changed == Changed::Yes {
                         taken.push((host.host.name.clone(), command, duration));
                     }
                 }
@@ -132,42 +130,40 @@ impl Fleet<'_> {
         let reporter = self.ctx.reporter;
         let outputs = join_all(self.hosts.iter().filter(|h| h.locked).map(|h| async move {
             let command = lock.release_command(&h.deploy_path);
-            if h.backend.is_dry_run() {
-                reporter.emit(Event::DryRun {
-                    host: h.name(),
-                    task: "deploy:unlock",
-                    command: &command,
-                });
-            }
-            (h.host.name.clone(), h.backend.capture(&command).await)
+            let output = h
+                .backend
+                .change(h.name(), "deploy:unlock", &command, reporter)
+                .await;
+            (h.host.name.clone(), output)
         }))
         .await;
         for (name, output) in outputs {
-            if output.success() {
+            // Released, or shown by a dry run: only a failure is left to report.
+            let Some(output) = output.filter(|o| !o.success()) else {
                 if let Some(h) = self.hosts.iter_mut().find(|h| h.host.name == name) {
                     h.locked = false;
                 }
-            } else {
-                let message = format!(
-                    "could not release the lock: {}",
-                    output.reason.unwrap_or(output.stderr)
-                );
-                reporter.emit(Event::HostFailed {
-                    host: &name,
-                    task: "deploy:unlock",
-                    message: &message,
-                });
-            }
+                continue;
+            };
+            let message = format!(
+                "could not release the lock: {}",
+                output.reason.unwrap_or(output.stderr)
+            );
+            reporter.emit(Event::HostFailed {
+                host: &name,
+                task: "deploy:unlock",
+                message: &message,
+            });
         }
     }
 }
 
-fn taken_from(output: &Output, dry_run: bool) -> Taken {
+fn taken_from(output: &Output, changed: Changed) -> Taken {
     if !output.success() {
         return Taken::Failed;
     }
     let first = output.stdout.lines().next().unwrap_or_default();
-    if dry_run || first == lock::TAKEN {
+    if changed == Changed::No || first == lock::TAKEN {
         return Taken::Yes(HostState::parse(&output.stdout));
     }
     if first == lock::HELD {

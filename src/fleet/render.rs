@@ -95,7 +95,7 @@ pub async fn fetch(
         Action::Upload { from, .. } if packing == Packing::Pack => {
             let path = root.join(vars.render(&task.name, from)?);
             // A dry run shows an upload of what a `local` task would have built.
-            if !host.backend.is_dry_run() || path.exists() {
+            if !ctx.dry_run() || path.exists() {
                 fetched.upload = Some(ctx.code.upload(&path).await?);
             }
         }

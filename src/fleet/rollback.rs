@@ -127,7 +127,8 @@ impl Fleet<'_> {
         self.switch(&task.name, targets).await?;
         for h in &mut self.hosts {
             let from = h.state.current.clone().unwrap_or_default();
-            if h.backend.is_dry_run() {
+            if h.switched_from.is_none() {
+                // A dry run: the switch was shown, not made.
                 self.ctx.reporter.emit(Event::WouldRollBack {
                     host: &h.host.name,
                     from: &from,

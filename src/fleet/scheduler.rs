@@ -159,7 +159,7 @@ async fn run_on_host(
     for task in tasks.iter().filter(|t| t.applies_to(&roles)) {
         let needed =
             render::dynamic_needed(task, &host.vars).map_err(|e| reported(ctx, host, task, e))?;
-        if !needed.is_empty() && !host.backend.is_dry_run() {
+        if !needed.is_empty() {
             pending.flush(ctx, host).await?;
             host.evaluate_dynamic(&task.name, needed)
                 .await

@@ -9,6 +9,7 @@ use crate::release::switch::{revert_command, switch_command};
 use crate::release::{LogEntry, Status};
 use crate::report::Event;
 use crate::transport::command::Command;
+use crate::transport::Outcome;
 
 use super::failure;
 use super::host_run::Links;
@@ -60,7 +61,8 @@ impl Fleet<'_> {
                     host.record(failure::of_step(host.name(), result));
                     failed = true;
                 }
-                None if host.backend.is_dry_run() => {}
+                // A dry run showed the switch: the host did not move.
+                None if results.iter().all(|r| r.outcome == Outcome::Shown) => {}
                 None => {
                     host.switched_from = Some(Links {
                         current: host.state.current.clone(),

@@ -23,7 +23,9 @@ impl Attempts<'_> {
         let mut verdict = Err(Unhealthy(String::new()));
         for attempt in 1..=check.attempts {
             let started = Instant::now();
-            let output = self.attempt().await;
+            let Some(output) = self.attempt(reporter).await else {
+                return Ok(()); // a dry run showed the check
+            };
             verdict = check.judge(
                 output.status,
                 &output.stdout,
@@ -52,11 +54,16 @@ impl Attempts<'_> {
         verdict.map(drop)
     }
 
-    /// One attempt; the check's own timeout bounds it, whatever the command does.
-    async fn attempt(&self) -> Output {
+    /// One attempt (None: a dry run showed it); the check's own timeout bounds it, whatever the
+    /// command does.
+    async fn attempt(&self, reporter: &Reporter) -> Option<Output> {
         let limit = self.check.timeout + Duration::from_secs(2);
-        match tokio::time::timeout(limit, self.backend.capture(self.command)).await {
-            Ok(output) => output,
+        let task = format!("health check {}", self.label);
+        let probe = self
+            .backend
+            .change(self.host, &task, self.command, reporter);
+        Some(match tokio::time::timeout(limit, probe).await {
+            Ok(output) => output?,
             Err(_) => {
                 let why = format!("timed out after {}", human_duration(self.check.timeout));
                 Output {
@@ -67,6 +74,6 @@ impl Attempts<'_> {
                     unreachable: false,
                 }
             }
-        }
+        })
     }
 }

@@ -55,6 +55,7 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
                 Outcome::Skipped => ("skipped", None, None),
                 Outcome::Failed { status, reason } => ("failed", *status, reason.clone()),
                 Outcome::NotRun => ("not_run", None, None),
+                Outcome::Shown => ("shown", None, None),
             };
             json!({"event": "task_finished", "host": host, "task": result.task, "status": status,
                    "exit_code": exit_code, "reason": reason, "duration_ms": result.duration.as_millis() as u64})

@@ -170,7 +170,7 @@ fn task_finished(host: &str, result: &crate::transport::StepResult) -> Option<St
                 failure_reason(status, reason)
             )
         }
-        Outcome::NotRun => return None,
+        Outcome::NotRun | Outcome::Shown => return None,
     })
 }
 

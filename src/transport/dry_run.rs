@@ -28,7 +28,7 @@ impl DryRun {
                 StepResult {
                     task: command.task.clone(),
                     command: shown,
-                    outcome: Outcome::Ok,
+                    outcome: Outcome::Shown,
                     duration: Duration::ZERO,
                     stdout: String::new(),
                     stderr: String::new(),

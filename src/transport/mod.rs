@@ -109,6 +109,8 @@ pub enum Outcome {
     },
     /// An earlier command of the same run failed, so this one never started.
     NotRun,
+    /// A dry run showed it; nothing ran.
+    Shown,
 }
 
 /// What happened to one command of a run.
@@ -227,9 +229,52 @@ impl Backend {
         }
     }
 
+    /// Run an internal command that changes the host (unlock, a health check's probe, a
+    /// mirror update): a dry run shows it as `task` instead and returns None.
+    pub async fn change(
+        &self,
+        host: &str,
+        task: &str,
+        command: &str,
+        observer: &dyn Observer,
+    ) -> Option<Output> {
+        if let Backend::DryRun(_) = self {
+            observer.dry_run(host, task, command);
+            return None;
+        }
+        Some(self.capture(command).await)
+    }
+
+    /// `change`, then a read of the host in the same round trip: a dry run shows the change,
+    /// runs only the read (on the real host), and says the change was not made.
+    pub async fn change_then_read(
+        &self,
+        host: &str,
+        task: &str,
+        change: &str,
+        read: &str,
+        observer: &dyn Observer,
+    ) -> (Output, Changed) {
+        if let Backend::DryRun(_) = self {
+            observer.dry_run(host, task, change);
+            return (self.read(read).await, Changed::No);
+        }
+        (
+            self.capture(&format!("{change}\n{read}")).await,
+            Changed::Yes,
+        )
+    }
+
     pub fn is_dry_run(&self) -> bool {
         matches!(self, Backend::DryRun(_))
     }
+}
+
+/// Whether `change_then_read` made its change (a dry run does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changed {
+    Yes,
+    No,
 }
 
 fn not_run(command: &Command) -> StepResult {
