@@ -1,17 +1,23 @@
-//! dep: a fast, safe, agentless deployment tool. `run` is the whole program; the modules below
-//! know nothing of terminals or exit codes except `cli` and `report`.
+//! dep: a fast, safe, agentless deployment tool. `run` is the whole program: the binary calls
+//! it and exits with its code. The modules below know nothing of terminals or exit codes except
+//! `cli` and `report`.
+//!
+//! The library's public API is deliberately small: `run`, the webhook notifications
+//! (`notify`: payloads and delivery, as dep sends them) and the SSH transport on its own
+//! (`transport`: one connection per host, commands as streams of chunks), which the
+//! integration tests drive against real sshd. Everything else is internal and may change.
 
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod fleet;
-pub mod health;
+mod cli;
+mod config;
+mod error;
+mod fleet;
+mod health;
 pub mod notify;
-pub mod plan;
-pub mod quote;
-pub mod release;
-pub mod report;
-pub mod suggestion;
+mod plan;
+mod quote;
+mod release;
+mod report;
+mod suggestion;
 pub mod transport;
 
 /// Run dep with these command-line arguments; returns the process exit code.

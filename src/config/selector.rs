@@ -76,10 +76,6 @@ impl Selector {
         }
         Ok(selected)
     }
-
-    pub fn text(&self) -> &str {
-        &self.text
-    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ use crate::release::{self, HostState};
 use crate::report::Reporter;
 
 pub use context::Mode;
-pub use host_run::{host_vars, HostRun, Links};
+pub use host_run::{host_vars, HostRun};
 pub use options::Options;
 
 use context::Context;

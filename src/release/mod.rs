@@ -11,11 +11,12 @@ pub mod switch;
 
 pub use cleanup::to_remove;
 pub use log::{LogEntry, Status};
-pub use name::{next_name, now_rfc3339, valid_name, NAME_FORMAT};
-pub use state::{state_command, HostState, NoRollbackTarget, SECTION};
+pub use name::{next_name, now_rfc3339, NAME_FORMAT};
+pub use state::{state_command, HostState, SECTION};
 
 #[cfg(test)]
 mod tests {
+    use super::state::NoRollbackTarget;
     use super::*;
     use chrono::NaiveDateTime;
 

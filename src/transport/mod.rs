@@ -3,11 +3,11 @@
 //! output, end and exit status. Implementations: `local` (this machine), `dry_run` (prints, runs
 //! nothing), and `crate::transport::ssh` (a remote host over one SSH connection).
 
-pub mod command;
-pub mod dry_run;
+pub(crate) mod command;
+pub(crate) mod dry_run;
 mod follow;
-pub mod local;
-pub mod script;
+pub(crate) mod local;
+pub(crate) mod script;
 pub mod ssh;
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use self::command::Command;
 use self::script::Script;
-pub use follow::drive;
+pub(crate) use follow::drive;
 
 /// Which output stream of a command a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

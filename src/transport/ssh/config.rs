@@ -151,6 +151,7 @@ impl ConfigFiles {
     }
 
     /// One configuration file's text (for tests and tools).
+    #[cfg(test)]
     pub fn parse(text: &str, home: &Path) -> Result<Self, ConfigError> {
         Ok(ConfigFiles {
             files: vec![parse(text, home).map_err(|e| ConfigError::ParseText {

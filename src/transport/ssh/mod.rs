@@ -12,11 +12,11 @@
 //! the keepalives (15 s × 3 by default), and a host whose connection was lost fails every later
 //! command at once instead of reconnecting half-way through a deploy.
 
-pub mod auth;
-pub mod config;
-pub mod connection;
-pub mod handler;
-pub mod known_hosts;
+pub(crate) mod auth;
+pub(crate) mod config;
+pub(crate) mod connection;
+pub(crate) mod handler;
+pub(crate) mod known_hosts;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

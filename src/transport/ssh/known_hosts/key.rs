@@ -7,8 +7,12 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::parse::{blob_key_type, parse_key, split_fields, FormatError};
-use super::KnownHostsError;
+use super::parse::blob_key_type;
+#[cfg(test)]
+use super::{
+    parse::{parse_key, split_fields, FormatError},
+    KnownHostsError,
+};
 
 /// A public key: its algorithm name and its wire blob (what a `known_hosts` key field decodes to).
 ///
@@ -31,6 +35,7 @@ impl PublicKey {
 
     /// Parses the OpenSSH text form `TYPE BASE64 [COMMENT]` (a `.pub` file, or the key part of a
     /// `known_hosts` line).
+    #[cfg(test)]
     pub fn from_openssh(text: &str) -> Result<Self, KnownHostsError> {
         let mut fields = split_fields(text.trim_end_matches(['\r', '\n']));
         let key_type = fields.next().ok_or(KnownHostsError::InvalidKey {
@@ -42,12 +47,8 @@ impl PublicKey {
         parse_key(key_type, base64).map_err(|reason| KnownHostsError::InvalidKey { reason })
     }
 
-    /// The algorithm name this key was created with.
-    pub fn algorithm(&self) -> &str {
-        &self.algorithm
-    }
-
     /// The wire blob.
+    #[cfg(test)]
     pub fn blob(&self) -> &[u8] {
         &self.blob
     }

@@ -46,7 +46,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use self::key::{fingerprint_sha256, PublicKey};
+pub use self::key::PublicKey;
 pub use self::learn::{learn, Learned};
 use self::parse::{parse_line, Hosts};
 pub use self::parse::{FormatError, Marker};
@@ -64,17 +64,6 @@ pub fn lookup_name(host: &str, port: u16) -> String {
     } else {
         format!("[{host}]:{port}")
     }
-}
-
-/// OpenSSH's default files, in the order it reads them: the user's `~/.ssh/known_hosts` and
-/// `~/.ssh/known_hosts2`, then the global `/etc/ssh/ssh_known_hosts` and `/etc/ssh/ssh_known_hosts2`.
-pub fn default_files(home: &Path) -> Vec<PathBuf> {
-    vec![
-        home.join(".ssh/known_hosts"),
-        home.join(".ssh/known_hosts2"),
-        PathBuf::from("/etc/ssh/ssh_known_hosts"),
-        PathBuf::from("/etc/ssh/ssh_known_hosts2"),
-    ]
 }
 
 /// What the `known_hosts` files say about a host's key.
@@ -108,27 +97,14 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The file this line is in.
-    pub fn file(&self) -> &Path {
-        &self.file
-    }
-
     /// The line number, from 1.
+    #[cfg(test)]
     pub fn line(&self) -> usize {
         self.line
     }
 
-    /// The line's marker, if any.
-    pub fn marker(&self) -> Option<Marker> {
-        self.marker
-    }
-
-    /// The line's key.
-    pub fn key(&self) -> &PublicKey {
-        &self.key
-    }
-
     /// Whether the host field is hashed (`|1|salt|hash`).
+    #[cfg(test)]
     pub fn is_hashed(&self) -> bool {
         matches!(self.hosts, Hosts::Hashed { .. })
     }
@@ -251,11 +227,13 @@ impl KnownHosts {
     }
 
     /// Every parsed line holding a key, including `@revoked` and `@cert-authority` lines.
+    #[cfg(test)]
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }
 
     /// The lines skipped as unparsable, for diagnostics.
+    #[cfg(test)]
     pub fn invalid_lines(&self) -> &[InvalidLine] {
         &self.invalid
     }
