@@ -63,6 +63,9 @@ struct Follow<'a> {
     exit: Option<(Option<i32>, Option<String>)>,
     exited_at: Option<Instant>,
     timed_out: Option<usize>,
+    /// When the script reached the command the account is at, as far as this side can tell
+    /// (the previous one's end, or the start of the script).
+    reached: Instant,
 }
 
 fn slot(stream: Stream) -> usize {
@@ -100,6 +103,7 @@ impl<'a> Follow<'a> {
             exit: None,
             exited_at: None,
             timed_out: None,
+            reached: Instant::now(),
         }
     }
 
@@ -115,7 +119,7 @@ impl<'a> Follow<'a> {
                     if self.exited_at.is_some() {
                         break;
                     }
-                    self.timed_out = self.open();
+                    self.timed_out = self.open().or(self.awaited());
                     running.kill.kill();
                     continue;
                 }
@@ -143,10 +147,24 @@ impl<'a> Follow<'a> {
             .map(|_| self.next)
     }
 
+    /// The command the script must be at but whose start marker has not arrived: a host that
+    /// froze while its output was on the way must not outlast that command's timeout.
+    fn awaited(&self) -> Option<usize> {
+        self.progress
+            .get(self.next)
+            .filter(|p| p.started.is_none())
+            .map(|_| self.next)
+    }
+
     fn deadline(&self) -> Option<Instant> {
-        let index = self.open()?;
-        let started = self.progress[index].started?;
-        self.batch[index].timeout.map(|timeout| started + timeout)
+        if let Some(index) = self.open() {
+            let started = self.progress[index].started?;
+            return self.batch[index].timeout.map(|timeout| started + timeout);
+        }
+        let index = self.awaited()?;
+        self.batch[index]
+            .timeout
+            .map(|timeout| self.reached + timeout)
     }
 
     /// Bytes from one stream.
@@ -257,6 +275,7 @@ impl<'a> Follow<'a> {
         self.observer.finished(self.host, &result);
         self.progress[index].reported = true;
         self.next = index + 1;
+        self.reached = Instant::now();
     }
 
     /// The process ended and its output is over: a command whose end one stream reported is
@@ -289,7 +308,7 @@ impl<'a> Follow<'a> {
         for (index, (command, p)) in self.batch.iter().zip(&self.progress).enumerate() {
             let outcome = match &p.outcome {
                 Some(outcome) => outcome.clone(),
-                None if p.started.is_some() => Outcome::Failed {
+                None if p.started.is_some() || self.timed_out == Some(index) => Outcome::Failed {
                     status: None,
                     reason: Some(self.unfinished_reason(index, &exit_reason, exit_status)),
                 },
@@ -538,6 +557,42 @@ mod tests {
             ]
         );
         assert!(results.iter().all(|r| r.outcome == Outcome::Ok));
+    }
+
+    #[tokio::test]
+    async fn a_host_that_froze_before_a_command_start_arrived_times_out_with_that_command() {
+        let mut slow = Command::new("slow", "sleep 30");
+        slow.timeout = Some(Duration::from_millis(200));
+        let batch = [Command::new("a", "true"), slow];
+        let (sender, receiver) = mpsc::channel(4);
+        let (out, err) = streams(&[("", "", 0)]);
+        sender.send(Chunk::Stdout(out)).await.unwrap();
+        sender.send(Chunk::Stderr(err)).await.unwrap();
+        // Then nothing: the host stopped before `slow`'s start marker left it. The kill ends
+        // the process, as the SSH transport's does.
+        let kill_sender = sender.clone();
+        let running = Running {
+            chunks: receiver,
+            kill: KillGuard::new(move || {
+                let _ = kill_sender.try_send(Chunk::Exit(None, Some("stopped".into())));
+            }),
+        };
+        let record = Record::default();
+        let results = tokio::time::timeout(
+            Duration::from_secs(5),
+            drive("h1", &batch, "tok", running, &record),
+        )
+        .await
+        .expect("the follower waited for a start marker that never came");
+        assert_eq!(results[0].outcome, Outcome::Ok);
+        assert_eq!(
+            results[1].outcome,
+            Outcome::Failed {
+                status: None,
+                reason: Some("timed out after 200ms".into()),
+            }
+        );
+        drop(sender);
     }
 
     #[tokio::test]
