@@ -78,9 +78,6 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         Event::RolledBack { host, from, to } => {
             json!({"event": "rolled_back", "host": host, "from": from, "to": to})
         }
-        Event::WouldRollBack { host, from, to } => {
-            json!({"event": "would_roll_back", "host": host, "from": from, "to": to})
-        }
         Event::HealthChecked {
             host,
             check,
@@ -99,6 +96,22 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         } => json!({
             "event": "deploy_finished", "release": release, "ok": ok, "duration_ms": duration.as_millis() as u64
         }),
+        Event::WouldRollBack { .. }
+        | Event::BatchStarted { .. }
+        | Event::RollbackVerified { .. }
+        | Event::RollbackUnverified { .. }
+        | Event::StillLive { .. }
+        | Event::DryRunFinished { .. }
+        | Event::NotificationFailed { .. } => decision(event),
+    }
+}
+
+/// The JSON object of what dep decided on its own.
+fn decision(event: &Event<'_>) -> serde_json::Value {
+    match *event {
+        Event::WouldRollBack { host, from, to } => {
+            json!({"event": "would_roll_back", "host": host, "from": from, "to": to})
+        }
         Event::BatchStarted { number, of, hosts } => {
             json!({"event": "batch_started", "batch": number, "batches": of, "hosts": hosts})
         }
@@ -122,6 +135,8 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         Event::NotificationFailed { message } => {
             json!({"event": "notification_failed", "message": message})
         }
+        // `value` hands over only the events above.
+        _ => serde_json::Value::Null,
     }
 }
 

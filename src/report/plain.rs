@@ -78,9 +78,6 @@ impl Plain {
                 from,
                 to: Some(to),
             } if v >= 0 => Some(format!("[{host}] ⇐ current -> releases/{to} (was {from})")),
-            Event::WouldRollBack { host, from, to } if v >= 0 => Some(format!(
-                "[{host}] dry run: would go back to {to} (from {from})"
-            )),
             Event::HealthChecked {
                 ok: true,
                 host,
@@ -109,42 +106,53 @@ impl Plain {
                     human_duration(duration)
                 )
             }),
-            Event::BatchStarted { number, of, hosts } if v >= 0 => {
-                Some(format!("batch {number}/{of}: {}", hosts.join(", ")))
-            }
-            Event::RollbackVerified { hosts } if v >= 0 => Some(match hosts.len() {
-                0 => "there was no release before this one: `current` was removed again".into(),
-                1 => "rolled back 1 host to the release it had before; verified".into(),
-                n => format!("rolled back {n} hosts to the release they had before; verified"),
-            }),
-            Event::RollbackUnverified {
-                release,
-                failures,
-                after,
-            } if v >= 0 => {
-                let mut text = format!("release {release} failed its health checks:");
-                for (host, why) in failures {
-                    text.push_str(&format!("\n  host `{host}`: {why}"));
-                }
-                for (host, why) in after {
-                    text.push_str(&format!("\n  after the rollback, host `{host}`: {why}"));
-                }
-                Some(text)
-            }
-            Event::StillLive {
-                release,
-                hosts,
-                everywhere,
-            } if v >= 0 => Some(format!(
-                "release {release} is live on {}, but the deploy failed (`dep rollback` puts the previous release back)",
-                if everywhere { "every host".to_string() } else { hosts.join(", ") }
-            )),
-            Event::DryRunFinished { release } if v >= 0 => Some(format!(
-                "dry run: release {release} would be deployed; nothing was run on the hosts"
-            )),
-            Event::NotificationFailed { message } if v >= 0 => Some(format!("warning: {message}")),
+            _ if v >= 0 => decision(event),
             _ => None,
         }
+    }
+}
+
+/// What dep decided on its own (batches, rollbacks, dry runs, warnings), in words.
+fn decision(event: &Event<'_>) -> Option<String> {
+    match *event {
+        Event::WouldRollBack { host, from, to } => Some(format!(
+            "[{host}] dry run: would go back to {to} (from {from})"
+        )),
+        Event::BatchStarted { number, of, hosts } => {
+            Some(format!("batch {number}/{of}: {}", hosts.join(", ")))
+        }
+        Event::RollbackVerified { hosts } => Some(match hosts.len() {
+            0 => "there was no release before this one: `current` was removed again".into(),
+            1 => "rolled back 1 host to the release it had before; verified".into(),
+            n => format!("rolled back {n} hosts to the release they had before; verified"),
+        }),
+        Event::RollbackUnverified {
+            release,
+            failures,
+            after,
+        } => {
+            let mut text = format!("release {release} failed its health checks:");
+            for (host, why) in failures {
+                text.push_str(&format!("\n  host `{host}`: {why}"));
+            }
+            for (host, why) in after {
+                text.push_str(&format!("\n  after the rollback, host `{host}`: {why}"));
+            }
+            Some(text)
+        }
+        Event::StillLive {
+            release,
+            hosts,
+            everywhere,
+        } => Some(format!(
+            "release {release} is live on {}, but the deploy failed (`dep rollback` puts the previous release back)",
+            if everywhere { "every host".to_string() } else { hosts.join(", ") }
+        )),
+        Event::DryRunFinished { release } => Some(format!(
+            "dry run: release {release} would be deployed; nothing was run on the hosts"
+        )),
+        Event::NotificationFailed { message } => Some(format!("warning: {message}")),
+        _ => None,
     }
 }
 

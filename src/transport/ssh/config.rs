@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::jump::{resolve_jump, JumpDefaults};
+
 use ssh2_config::{HostParams, ParseRule, SshConfig};
 
 use crate::config::deployfile::HostKeyCheck;
@@ -284,13 +286,13 @@ fn is_yes(value: &str) -> bool {
 }
 
 /// The values `%` tokens expand to in paths.
-struct Tokens<'a> {
-    home: &'a Path,
-    local_user: &'a str,
-    alias: &'a str,
-    hostname: &'a str,
-    port: u16,
-    user: &'a str,
+pub(super) struct Tokens<'a> {
+    pub(super) home: &'a Path,
+    pub(super) local_user: &'a str,
+    pub(super) alias: &'a str,
+    pub(super) hostname: &'a str,
+    pub(super) port: u16,
+    pub(super) user: &'a str,
 }
 
 impl Tokens<'_> {
@@ -426,115 +428,7 @@ pub fn resolve(
     })
 }
 
-/// What a jump host takes from the host it leads to when its own configuration is silent.
-struct JumpDefaults<'a> {
-    identity_file: Option<&'a Path>,
-    known_hosts: &'a [PathBuf],
-    accept_new: bool,
-    connect_timeout: Duration,
-    keepalive_interval: Duration,
-    keepalive_max: usize,
-}
-
-/// A `ProxyJump` entry: `[user@]host[:port]` or `ssh://[user@]host[:port]`, looked up in the
-/// configuration like a host of its own (its own `ProxyJump` is not followed: the chain is the
-/// one written for the target).
-fn resolve_jump(
-    spec: &str,
-    config: &ConfigFiles,
-    home: &Path,
-    local_user: &str,
-    defaults: JumpDefaults<'_>,
-) -> Result<Settings, ConfigError> {
-    let (spec_user, alias, spec_port) = parse_jump(spec).ok_or_else(|| ConfigError::ProxyJump {
-        spec: spec.to_string(),
-    })?;
-    let params = config.query(&alias);
-    let hostname = params
-        .host_name()
-        .map(|h| h.replace("%h", &alias).replace("%%", "%"))
-        .unwrap_or_else(|| alias.clone());
-    let port = spec_port.or(params.port()).unwrap_or(DEFAULT_PORT);
-    let user = spec_user
-        .or_else(|| params.user().map(str::to_string))
-        .unwrap_or_else(|| local_user.to_string());
-    let tokens = Tokens {
-        home,
-        local_user,
-        alias: &alias,
-        hostname: &hostname,
-        port,
-        user: &user,
-    };
-    let mut identity_files = configured_identities(&params, &tokens);
-    if identity_files.is_empty() {
-        identity_files.extend(defaults.identity_file.map(Path::to_path_buf));
-    }
-    let (identity_files, default_identities) = with_defaults(identity_files, home);
-    let known_hosts = match params.raw("userknownhostsfile") {
-        Some(files) => expand_files(&files, &tokens),
-        None if !defaults.known_hosts.is_empty() => defaults.known_hosts.to_vec(),
-        None => default_user_known_hosts(home),
-    };
-    let global_known_hosts = match params.raw("globalknownhostsfile") {
-        Some(files) => expand_files(&files, &tokens),
-        None => default_global_known_hosts(),
-    };
-    Ok(Settings {
-        name: format!("jump host `{spec}`"),
-        hostname,
-        port,
-        user,
-        identity_files,
-        default_identities,
-        identities_only: params.identities_only(),
-        known_hosts,
-        global_known_hosts,
-        accept_new: params
-            .strict_host_key_checking_accepts_new()
-            .unwrap_or(defaults.accept_new),
-        connect_timeout: defaults.connect_timeout,
-        keepalive_interval: params
-            .server_alive_interval()
-            .unwrap_or(defaults.keepalive_interval),
-        keepalive_max: params
-            .server_alive_count_max()
-            .unwrap_or(defaults.keepalive_max),
-        jumps: Vec::new(),
-    })
-}
-
-/// `[user@]host[:port]`, `[user@][v6addr]:port` or `ssh://[user@]host[:port]`.
-fn parse_jump(spec: &str) -> Option<(Option<String>, String, Option<u16>)> {
-    let spec = spec.strip_prefix("ssh://").unwrap_or(spec);
-    let (user, rest) = match spec.rsplit_once('@') {
-        Some((user, rest)) if !user.is_empty() => (Some(user.to_string()), rest),
-        Some(_) => return None,
-        None => (None, spec),
-    };
-    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
-        let (host, after) = inner.split_once(']')?;
-        match after.strip_prefix(':') {
-            Some(port) => (host.to_string(), Some(port.parse().ok()?)),
-            None if after.is_empty() => (host.to_string(), None),
-            None => return None,
-        }
-    } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => {
-                (host.to_string(), Some(port.parse().ok()?))
-            }
-            Some(_) => (rest.to_string(), None),
-            None => (rest.to_string(), None),
-        }
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some((user, host, port))
-}
-
-fn configured_identities(params: &Params, tokens: &Tokens<'_>) -> Vec<PathBuf> {
+pub(super) fn configured_identities(params: &Params, tokens: &Tokens<'_>) -> Vec<PathBuf> {
     params
         .identity_files()
         .into_iter()
@@ -544,7 +438,7 @@ fn configured_identities(params: &Params, tokens: &Tokens<'_>) -> Vec<PathBuf> {
 }
 
 /// The configured identities without duplicates, or OpenSSH's defaults when there are none.
-fn with_defaults(files: Vec<PathBuf>, home: &Path) -> (Vec<PathBuf>, bool) {
+pub(super) fn with_defaults(files: Vec<PathBuf>, home: &Path) -> (Vec<PathBuf>, bool) {
     let mut unique: Vec<PathBuf> = Vec::new();
     for file in files {
         if !unique.contains(&file) {
@@ -562,7 +456,7 @@ fn with_defaults(files: Vec<PathBuf>, home: &Path) -> (Vec<PathBuf>, bool) {
     }
 }
 
-fn expand_files(files: &[String], tokens: &Tokens<'_>) -> Vec<PathBuf> {
+pub(super) fn expand_files(files: &[String], tokens: &Tokens<'_>) -> Vec<PathBuf> {
     files
         .iter()
         .flat_map(|f| f.split_whitespace())
@@ -571,14 +465,14 @@ fn expand_files(files: &[String], tokens: &Tokens<'_>) -> Vec<PathBuf> {
         .collect()
 }
 
-fn default_user_known_hosts(home: &Path) -> Vec<PathBuf> {
+pub(super) fn default_user_known_hosts(home: &Path) -> Vec<PathBuf> {
     vec![
         home.join(".ssh/known_hosts"),
         home.join(".ssh/known_hosts2"),
     ]
 }
 
-fn default_global_known_hosts() -> Vec<PathBuf> {
+pub(super) fn default_global_known_hosts() -> Vec<PathBuf> {
     vec![
         PathBuf::from("/etc/ssh/ssh_known_hosts"),
         PathBuf::from("/etc/ssh/ssh_known_hosts2"),
@@ -604,6 +498,7 @@ pub fn display_path(path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::jump::parse_jump;
     use super::*;
     use crate::config::deployfile::RawConfig;
 
