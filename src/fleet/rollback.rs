@@ -2,11 +2,8 @@
 //! with the same checks), and `dep rollback`'s barrier (every host to one older live release,
 //! or nothing changes).
 
-use futures::future::join_all;
-
 use crate::error::{Error, Result};
 use crate::plan::task::Task;
-use crate::release::switch::revert_command;
 use crate::release::{self, LogEntry, Status};
 use crate::report::Event;
 
@@ -70,44 +67,19 @@ impl Fleet<'_> {
     /// there: the indices of the hosts restored to a release, and the names of those stuck.
     async fn revert(&mut self, scope: &[usize]) -> (Vec<usize>, Vec<String>) {
         let failed = self.ctx.log_entry(Status::Failed, true);
-        let reverts = join_all(
-            self.hosts
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| scope.contains(i))
-                .filter_map(|(i, h)| Some((i, h, h.switched_from.clone()?)))
-                .map(|(i, h, before)| {
-                    let command = format!(
-                        "{} && {}",
-                        revert_command(
-                            &h.deploy_path,
-                            before.current.as_deref(),
-                            before.previous.as_deref()
-                        ),
-                        failed.append_command(&h.deploy_path)
-                    );
-                    async move { (i, h.backend.capture(&command).await, before.current) }
-                }),
-        )
-        .await;
-        let (mut restored, mut stuck) = (Vec::new(), Vec::new());
-        for (i, output, current) in reverts {
-            let host = &mut self.hosts[i];
-            if !output.success() {
-                stuck.push(host.host.name.clone());
-                continue;
-            }
-            self.ctx.reporter.emit(Event::RolledBack {
-                host: &host.host.name,
-                from: &self.ctx.release,
-                to: current.as_deref(),
-            });
-            host.switched_from = None;
+        let reverted = self.switch_back(scope, Some(&failed)).await;
+        let mut restored = Vec::new();
+        for (i, current) in reverted.back {
             if let Some(current) = current {
-                host.vars.set("release_name", current);
+                self.hosts[i].vars.set("release_name", current);
                 restored.push(i);
             }
         }
+        let stuck = reverted
+            .stuck
+            .iter()
+            .map(|&i| self.hosts[i].host.name.clone())
+            .collect();
         (restored, stuck)
     }
 

@@ -15,6 +15,14 @@ use super::failure;
 use super::host_run::Links;
 use super::Fleet;
 
+/// What switching back did: the hosts back where they were (with the release `current` points
+/// at again, None: removed), and those that could not be switched back.
+#[derive(Default)]
+pub(crate) struct Reverted {
+    pub back: Vec<(usize, Option<String>)>,
+    pub stuck: Vec<usize>,
+}
+
 /// Where one host goes: the release, and the log entries that record it.
 pub(crate) struct Target {
     pub host: usize,
@@ -83,29 +91,55 @@ impl Fleet<'_> {
 
     /// Put the hosts that switched back where they were.
     async fn switch_back_after_failed_switch(&mut self) -> Result<()> {
+        let everyone: Vec<usize> = (0..self.hosts.len()).collect();
+        let reverted = self.switch_back(&everyone, None).await;
+        if reverted.stuck.is_empty() {
+            return Ok(());
+        }
+        let problems = reverted
+            .stuck
+            .iter()
+            .map(|&i| {
+                format!(
+                    "host `{}`: could not be switched back after the failed switch",
+                    self.hosts[i].name()
+                )
+            })
+            .collect();
+        Err(self.inconsistent(problems).await)
+    }
+
+    /// Switch the hosts of `scope` that this run switched back to where their links pointed,
+    /// appending `mark` to their log in the same command.
+    pub(crate) async fn switch_back(
+        &mut self,
+        scope: &[usize],
+        mark: Option<&LogEntry>,
+    ) -> Reverted {
         let reverts = join_all(
             self.hosts
                 .iter()
                 .enumerate()
+                .filter(|(i, _)| scope.contains(i))
                 .filter_map(|(i, h)| Some((i, h, h.switched_from.clone()?)))
-                .map(|(i, h, before)| async move {
-                    let command = revert_command(
+                .map(|(i, h, before)| {
+                    let mut command = revert_command(
                         &h.deploy_path,
                         before.current.as_deref(),
                         before.previous.as_deref(),
                     );
-                    (i, h.backend.capture(&command).await, before.current)
+                    if let Some(entry) = mark {
+                        command.push_str(&format!(" && {}", entry.append_command(&h.deploy_path)));
+                    }
+                    async move { (i, h.backend.capture(&command).await, before.current) }
                 }),
         )
         .await;
-        let mut stuck = Vec::new();
+        let mut reverted = Reverted::default();
         for (i, output, current) in reverts {
             let host = &mut self.hosts[i];
             if !output.success() {
-                stuck.push(format!(
-                    "host `{}`: could not be switched back after the failed switch",
-                    host.name()
-                ));
+                reverted.stuck.push(i);
                 continue;
             }
             self.ctx.reporter.emit(Event::RolledBack {
@@ -114,12 +148,9 @@ impl Fleet<'_> {
                 to: current.as_deref(),
             });
             host.switched_from = None;
+            reverted.back.push((i, current));
         }
-        if stuck.is_empty() {
-            Ok(())
-        } else {
-            Err(self.inconsistent(stuck).await)
-        }
+        reverted
     }
 
     /// Exit 5: say exactly where each host's `current` points.
