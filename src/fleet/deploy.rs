@@ -121,6 +121,7 @@ impl<'f, 'p> Deploy<'f, 'p> {
         let everyone = self.everyone();
         self.fleet.execute(&self.plan.lock, &everyone).await?;
         self.phase = Phase::Locked;
+        tracing::debug!(release = %self.fleet.ctx.release, "locked");
         Ok(())
     }
 
@@ -129,6 +130,7 @@ impl<'f, 'p> Deploy<'f, 'p> {
         debug_assert!(matches!(self.phase, Phase::Locked | Phase::Verified));
         self.fleet.execute(&self.plan.prepare, batch).await?;
         self.phase = Phase::Prepared;
+        tracing::debug!(hosts = batch.len(), "prepared");
         Ok(())
     }
 
@@ -138,6 +140,7 @@ impl<'f, 'p> Deploy<'f, 'p> {
         self.fleet.execute(&self.plan.switch, batch).await?;
         if !self.plan.switch.is_empty() {
             self.phase = Phase::Switched;
+            tracing::debug!(hosts = batch.len(), "switched");
         }
         Ok(())
     }
@@ -149,6 +152,7 @@ impl<'f, 'p> Deploy<'f, 'p> {
             self.fleet.verify_switch(batch, only_batch).await?;
         }
         self.phase = Phase::Verified;
+        tracing::debug!(hosts = batch.len(), "verified");
         Ok(())
     }
 
@@ -158,6 +162,7 @@ impl<'f, 'p> Deploy<'f, 'p> {
         let everyone = self.everyone();
         self.fleet.execute(&self.plan.finish, &everyone).await?;
         self.phase = Phase::Done;
+        tracing::debug!("done");
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
+use tracing::Instrument as _;
 
 use crate::error::{Error, Result, StepFailure};
 use crate::plan::task::{Action, Builtin, Task};
@@ -69,17 +70,22 @@ impl Fleet<'_> {
                 .iter_mut()
                 .enumerate()
                 .filter(|(i, h)| members.contains(i) && h.ok())
-                .map(|(_, host)| async move {
-                    let _permit = ctx.parallel.acquire().await;
-                    if let Err(failure) = run_on_host(ctx, host, tasks).await {
-                        host.record(failure);
+                .map(|(_, host)| {
+                    let span = tracing::debug_span!("segment", host = %host.host.name);
+                    async move {
+                        let _permit = ctx.parallel.acquire().await;
+                        if let Err(failure) = run_on_host(ctx, host, tasks).await {
+                            host.record(failure);
+                        }
                     }
+                    .instrument(span)
                 }),
         )
         .await;
     }
 
     async fn barrier(&mut self, task: &Arc<Task>, members: &[usize]) -> Result<()> {
+        tracing::debug!(task = %task.name, hosts = members.len(), "barrier");
         match task.action {
             Action::Builtin(Builtin::Lock) => {
                 self.lock_all(&task.name).await?;
@@ -157,6 +163,7 @@ async fn run_on_host(
     let mut pending = Pending::default();
     let roles = host.host.roles.clone();
     for task in tasks.iter().filter(|t| t.applies_to(&roles)) {
+        tracing::trace!(host = %host.host.name, task = %task.name, "rendering");
         let needed =
             render::dynamic_needed(task, &host.vars).map_err(|e| reported(ctx, host, task, e))?;
         if !needed.is_empty() {
