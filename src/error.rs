@@ -68,6 +68,15 @@ fn first_lines(text: &str, n: usize) -> String {
     }
 }
 
+/// A `-o` argument that is not `name=value`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("`-o {0}`: expected `name=value`")]
+    NoEquals(String),
+    #[error("`-o {0}`: the variable name is empty")]
+    EmptyName(String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no `Deployfile.toml` found in `{}` or any parent directory (use `-f FILE` or `dep init`)", .0.display())]
@@ -147,7 +156,7 @@ pub enum Error {
 
     /// A `-o` argument that is not `name=value`.
     #[error(transparent)]
-    Override(#[from] crate::config::vars::OverrideError),
+    Override(#[from] OverrideError),
 
     #[error("{}", locked_message(.0))]
     LockHeld(Vec<(String, String)>),
@@ -308,7 +317,7 @@ mod tests {
             (Error::DeployfileNotFound(PathBuf::from("/")), exit::USAGE),
             (Error::TaskCycle(vec!["a".into(), "a".into()]), exit::USAGE),
             (
-                Error::Override(crate::config::vars::OverrideError::NoEquals("x".into())),
+                Error::Override(OverrideError::NoEquals("x".into())),
                 exit::USAGE,
             ),
             (Error::LockHeld(Vec::new()), exit::LOCKED),

@@ -76,14 +76,7 @@ impl From<&minijinja::Error> for TemplateError {
     }
 }
 
-/// A `-o` argument that is not `name=value`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum OverrideError {
-    #[error("`-o {0}`: expected `name=value`")]
-    NoEquals(String),
-    #[error("`-o {0}`: the variable name is empty")]
-    EmptyName(String),
-}
+pub use crate::error::OverrideError;
 
 /// One layer of configuration, named for `dep config` ("recipe common", "stage production", …).
 #[derive(Debug, Clone)]

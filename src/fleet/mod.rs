@@ -19,6 +19,7 @@ mod host_run;
 mod lock;
 mod notify;
 mod options;
+mod phases;
 mod preflight;
 mod render;
 mod rollback;

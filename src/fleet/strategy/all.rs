@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 
-use crate::fleet::deploy::Deploy;
+use crate::fleet::phases::Deploy;
 
 pub struct All;
 

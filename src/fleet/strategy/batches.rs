@@ -5,7 +5,7 @@
 //! load balancer, serving the previous release).
 
 use crate::error::{Error, Result};
-use crate::fleet::deploy::Deploy;
+use crate::fleet::phases::Deploy;
 
 pub async fn run(deploy: &mut Deploy<'_, '_>, batches: Vec<Vec<usize>>) -> Result<()> {
     deploy.lock().await?;

@@ -1,7 +1,7 @@
 //! Canary: one host first (switched and health-checked on its own), then the rest together.
 
 use crate::error::Result;
-use crate::fleet::deploy::Deploy;
+use crate::fleet::phases::Deploy;
 
 pub struct Canary;
 

@@ -12,7 +12,7 @@ pub use rolling::Rolling;
 
 use crate::error::Result;
 
-use super::deploy::Deploy;
+use super::phases::Deploy;
 use super::Fleet;
 
 pub enum Strategy {

@@ -1,7 +1,7 @@
 //! Rolling: batches of N hosts, each prepared, switched and health-checked before the next.
 
 use crate::error::Result;
-use crate::fleet::deploy::Deploy;
+use crate::fleet::phases::Deploy;
 
 pub struct Rolling {
     /// Hosts per batch (at least 1).

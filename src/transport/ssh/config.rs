@@ -9,20 +9,13 @@
 //! `ConnectTimeout`, `ServerAliveInterval`, `ServerAliveCountMax`. `Match` blocks are not
 //! supported: their options are ignored (never applied to the wrong hosts).
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::jump::{resolve_jump, JumpDefaults};
-
-use ssh2_config::{HostParams, ParseRule, SshConfig};
-
+use super::ssh_config::Params;
+pub use super::ssh_config::{home_dir, ConfigError, ConfigFiles};
 use crate::config::deployfile::HostKeyCheck;
 use crate::config::host::Host;
-
-/// The environment variable naming the one ssh config file dep reads instead of the defaults.
-pub const CONFIG_ENV: &str = "DEP_SSH_CONFIG";
 
 /// The dep variable that bounds connecting (TCP, SSH handshake, each authentication step, and
 /// opening a channel): a duration such as `5`, `"5s"` or `"500ms"`.
@@ -84,215 +77,14 @@ impl Settings {
     }
 }
 
-/// The parsed ssh client configuration files, first file first (the first value found wins).
-#[derive(Debug, Clone, Default)]
-pub struct ConfigFiles {
-    files: Vec<SshConfig>,
-}
-
-/// Why the ssh client configuration cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read ssh config `{}`: {reason}", .path.display())]
-    Read { path: PathBuf, reason: String },
-    #[error("cannot parse ssh config `{}`: {reason}", .path.display())]
-    Parse { path: PathBuf, reason: String },
-    /// A configuration given as text (no file to name).
-    #[error("{reason}")]
-    ParseText { reason: String },
-    #[error("`ProxyJump {spec}` is not [user@]host[:port]")]
-    ProxyJump { spec: String },
-}
-
-impl ConfigFiles {
-    /// The configuration of this process, read once: `$DEP_SSH_CONFIG`, else the user's and the
-    /// system's files.
-    pub fn global() -> Result<Arc<ConfigFiles>, ConfigError> {
-        static GLOBAL: OnceLock<Result<Arc<ConfigFiles>, ConfigError>> = OnceLock::new();
-        GLOBAL
-            .get_or_init(|| {
-                let home = home_dir();
-                match std::env::var_os(CONFIG_ENV) {
-                    Some(path) if !path.is_empty() => {
-                        ConfigFiles::load(&[PathBuf::from(path)], true, &home)
-                    }
-                    _ => ConfigFiles::load(
-                        &[
-                            home.join(".ssh/config"),
-                            PathBuf::from("/etc/ssh/ssh_config"),
-                        ],
-                        false,
-                        &home,
-                    ),
-                }
-                .map(Arc::new)
-            })
-            .clone()
-    }
-
-    /// Reads `paths` in order; a missing file is an error only when `required`.
-    pub fn load(paths: &[PathBuf], required: bool, home: &Path) -> Result<Self, ConfigError> {
-        let mut files = Vec::new();
-        for path in paths {
-            let text = match std::fs::read_to_string(path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => continue,
-                Err(e) => {
-                    return Err(ConfigError::Read {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })
-                }
-            };
-            files.push(parse(&text, home).map_err(|e| ConfigError::Parse {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?);
-        }
-        Ok(ConfigFiles { files })
-    }
-
-    /// One configuration file's text (for tests and tools).
-    #[cfg(test)]
-    pub fn parse(text: &str, home: &Path) -> Result<Self, ConfigError> {
-        Ok(ConfigFiles {
-            files: vec![parse(text, home).map_err(|e| ConfigError::ParseText {
-                reason: e.to_string(),
-            })?],
-        })
-    }
-
-    /// Everything the files say about `name` (matched in lower case, as `ssh` does).
-    pub fn query(&self, name: &str) -> Params {
-        let name = name.to_ascii_lowercase();
-        let mut merged: Option<HostParams> = None;
-        for file in &self.files {
-            let params = file.query(&name);
-            match &mut merged {
-                None => merged = Some(params),
-                Some(merged) => merged.overwrite_if_none(&params),
-            }
-        }
-        Params(merged)
-    }
-}
-
-fn parse(text: &str, home: &Path) -> Result<SshConfig, ssh2_config::SshParserError> {
-    // ssh2-config does not know `Match`: it would apply the block's options to the `Host` block
-    // before it. Turn every `Match` into a block that matches no host.
-    let mut cleaned = String::with_capacity(text.len());
-    for line in text.lines() {
-        let keyword = line
-            .trim_start()
-            .split(|c: char| c.is_whitespace() || c == '=')
-            .next()
-            .unwrap_or("");
-        if keyword.eq_ignore_ascii_case("match") {
-            tracing::debug!("ssh config: `Match` blocks are not supported; ignoring `{line}`");
-            cleaned.push_str("Host !* __dep_unsupported_match_block__\n");
-        } else {
-            cleaned.push_str(line);
-            cleaned.push('\n');
-        }
-    }
-    SshConfig::default().home_dir(home).parse(
-        &mut BufReader::new(cleaned.as_bytes()),
-        ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-    )
-}
-
-/// What the configuration says about one host name.
-#[derive(Debug, Clone, Default)]
-pub struct Params(Option<HostParams>);
-
-impl Params {
-    fn get(&self) -> Option<&HostParams> {
-        self.0.as_ref()
-    }
-
-    pub fn host_name(&self) -> Option<&str> {
-        self.get()?.host_name.as_deref()
-    }
-
-    pub fn user(&self) -> Option<&str> {
-        self.get()?.user.as_deref()
-    }
-
-    pub fn port(&self) -> Option<u16> {
-        self.get()?.port
-    }
-
-    pub fn identity_files(&self) -> Vec<PathBuf> {
-        self.get()
-            .and_then(|p| p.identity_file.clone())
-            .unwrap_or_default()
-    }
-
-    pub fn proxy_jump(&self) -> Vec<String> {
-        self.get()
-            .and_then(|p| p.proxy_jump.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    }
-
-    pub fn connect_timeout(&self) -> Option<Duration> {
-        self.get()?.connect_timeout.filter(|d| !d.is_zero())
-    }
-
-    pub fn server_alive_interval(&self) -> Option<Duration> {
-        self.get()?.server_alive_interval.filter(|d| !d.is_zero())
-    }
-
-    /// An option ssh2-config keeps as raw words (`identitiesonly`, `userknownhostsfile`, …).
-    pub fn raw(&self, name: &str) -> Option<Vec<String>> {
-        let params = self.get()?;
-        params
-            .unsupported_fields
-            .get(name)
-            .or_else(|| params.ignored_fields.get(name))
-            .cloned()
-    }
-
-    fn raw_first(&self, name: &str) -> Option<String> {
-        self.raw(name)?.into_iter().next()
-    }
-
-    pub fn identities_only(&self) -> bool {
-        self.raw_first("identitiesonly").is_some_and(|v| is_yes(&v))
-    }
-
-    pub fn server_alive_count_max(&self) -> Option<usize> {
-        self.raw_first("serveralivecountmax")?
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-    }
-
-    /// `StrictHostKeyChecking`: true for `accept-new`, `no` and `off` (dep learns unknown keys
-    /// then, and still refuses changed ones); false for `yes` and `ask`.
-    pub fn strict_host_key_checking_accepts_new(&self) -> Option<bool> {
-        let value = self
-            .raw_first("stricthostkeychecking")?
-            .to_ascii_lowercase();
-        Some(matches!(value.as_str(), "accept-new" | "no" | "off"))
-    }
-}
-
-fn is_yes(value: &str) -> bool {
-    matches!(value.to_ascii_lowercase().as_str(), "yes" | "true")
-}
-
 /// The values `%` tokens expand to in paths.
-pub(super) struct Tokens<'a> {
-    pub(super) home: &'a Path,
-    pub(super) local_user: &'a str,
-    pub(super) alias: &'a str,
-    pub(super) hostname: &'a str,
-    pub(super) port: u16,
-    pub(super) user: &'a str,
+struct Tokens<'a> {
+    home: &'a Path,
+    local_user: &'a str,
+    alias: &'a str,
+    hostname: &'a str,
+    port: u16,
+    user: &'a str,
 }
 
 impl Tokens<'_> {
@@ -428,7 +220,115 @@ pub fn resolve(
     })
 }
 
-pub(super) fn configured_identities(params: &Params, tokens: &Tokens<'_>) -> Vec<PathBuf> {
+/// What a jump host takes from the host it leads to when its own configuration is silent.
+struct JumpDefaults<'a> {
+    identity_file: Option<&'a Path>,
+    known_hosts: &'a [PathBuf],
+    accept_new: bool,
+    connect_timeout: Duration,
+    keepalive_interval: Duration,
+    keepalive_max: usize,
+}
+
+/// A `ProxyJump` entry: `[user@]host[:port]` or `ssh://[user@]host[:port]`, looked up in the
+/// configuration like a host of its own (its own `ProxyJump` is not followed: the chain is the
+/// one written for the target).
+fn resolve_jump(
+    spec: &str,
+    config: &ConfigFiles,
+    home: &Path,
+    local_user: &str,
+    defaults: JumpDefaults<'_>,
+) -> Result<Settings, ConfigError> {
+    let (spec_user, alias, spec_port) = parse_jump(spec).ok_or_else(|| ConfigError::ProxyJump {
+        spec: spec.to_string(),
+    })?;
+    let params = config.query(&alias);
+    let hostname = params
+        .host_name()
+        .map(|h| h.replace("%h", &alias).replace("%%", "%"))
+        .unwrap_or_else(|| alias.clone());
+    let port = spec_port.or(params.port()).unwrap_or(DEFAULT_PORT);
+    let user = spec_user
+        .or_else(|| params.user().map(str::to_string))
+        .unwrap_or_else(|| local_user.to_string());
+    let tokens = Tokens {
+        home,
+        local_user,
+        alias: &alias,
+        hostname: &hostname,
+        port,
+        user: &user,
+    };
+    let mut identity_files = configured_identities(&params, &tokens);
+    if identity_files.is_empty() {
+        identity_files.extend(defaults.identity_file.map(Path::to_path_buf));
+    }
+    let (identity_files, default_identities) = with_defaults(identity_files, home);
+    let known_hosts = match params.raw("userknownhostsfile") {
+        Some(files) => expand_files(&files, &tokens),
+        None if !defaults.known_hosts.is_empty() => defaults.known_hosts.to_vec(),
+        None => default_user_known_hosts(home),
+    };
+    let global_known_hosts = match params.raw("globalknownhostsfile") {
+        Some(files) => expand_files(&files, &tokens),
+        None => default_global_known_hosts(),
+    };
+    Ok(Settings {
+        name: format!("jump host `{spec}`"),
+        hostname,
+        port,
+        user,
+        identity_files,
+        default_identities,
+        identities_only: params.identities_only(),
+        known_hosts,
+        global_known_hosts,
+        accept_new: params
+            .strict_host_key_checking_accepts_new()
+            .unwrap_or(defaults.accept_new),
+        connect_timeout: defaults.connect_timeout,
+        keepalive_interval: params
+            .server_alive_interval()
+            .unwrap_or(defaults.keepalive_interval),
+        keepalive_max: params
+            .server_alive_count_max()
+            .unwrap_or(defaults.keepalive_max),
+        jumps: Vec::new(),
+    })
+}
+
+/// `[user@]host[:port]`, `[user@][v6addr]:port` or `ssh://[user@]host[:port]`.
+fn parse_jump(spec: &str) -> Option<(Option<String>, String, Option<u16>)> {
+    let spec = spec.strip_prefix("ssh://").unwrap_or(spec);
+    let (user, rest) = match spec.rsplit_once('@') {
+        Some((user, rest)) if !user.is_empty() => (Some(user.to_string()), rest),
+        Some(_) => return None,
+        None => (None, spec),
+    };
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner.split_once(']')?;
+        match after.strip_prefix(':') {
+            Some(port) => (host.to_string(), Some(port.parse().ok()?)),
+            None if after.is_empty() => (host.to_string(), None),
+            None => return None,
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => {
+                (host.to_string(), Some(port.parse().ok()?))
+            }
+            Some(_) => (rest.to_string(), None),
+            None => (rest.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((user, host, port))
+}
+
+fn configured_identities(params: &Params, tokens: &Tokens<'_>) -> Vec<PathBuf> {
     params
         .identity_files()
         .into_iter()
@@ -438,7 +338,7 @@ pub(super) fn configured_identities(params: &Params, tokens: &Tokens<'_>) -> Vec
 }
 
 /// The configured identities without duplicates, or OpenSSH's defaults when there are none.
-pub(super) fn with_defaults(files: Vec<PathBuf>, home: &Path) -> (Vec<PathBuf>, bool) {
+fn with_defaults(files: Vec<PathBuf>, home: &Path) -> (Vec<PathBuf>, bool) {
     let mut unique: Vec<PathBuf> = Vec::new();
     for file in files {
         if !unique.contains(&file) {
@@ -456,7 +356,7 @@ pub(super) fn with_defaults(files: Vec<PathBuf>, home: &Path) -> (Vec<PathBuf>, 
     }
 }
 
-pub(super) fn expand_files(files: &[String], tokens: &Tokens<'_>) -> Vec<PathBuf> {
+fn expand_files(files: &[String], tokens: &Tokens<'_>) -> Vec<PathBuf> {
     files
         .iter()
         .flat_map(|f| f.split_whitespace())
@@ -465,26 +365,18 @@ pub(super) fn expand_files(files: &[String], tokens: &Tokens<'_>) -> Vec<PathBuf
         .collect()
 }
 
-pub(super) fn default_user_known_hosts(home: &Path) -> Vec<PathBuf> {
+fn default_user_known_hosts(home: &Path) -> Vec<PathBuf> {
     vec![
         home.join(".ssh/known_hosts"),
         home.join(".ssh/known_hosts2"),
     ]
 }
 
-pub(super) fn default_global_known_hosts() -> Vec<PathBuf> {
+fn default_global_known_hosts() -> Vec<PathBuf> {
     vec![
         PathBuf::from("/etc/ssh/ssh_known_hosts"),
         PathBuf::from("/etc/ssh/ssh_known_hosts2"),
     ]
-}
-
-/// `$HOME`, or `/` when it is not set.
-pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// `path` with the home directory written as `~`, for messages.
@@ -498,7 +390,6 @@ pub fn display_path(path: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::jump::parse_jump;
     use super::*;
     use crate::config::deployfile::RawConfig;
 

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use super::auth::{self, AuthError};
 use super::config::Settings;
-use super::handler::{describe_error, Handler, HostKeyError, HostKeyPolicy, State};
+use super::handler::{describe_error, describe_io, Handler, HostKeyError, HostKeyPolicy, State};
 use crate::transport::human_duration;
 use crate::transport::ssh::known_hosts::KnownHosts;
 
@@ -240,31 +240,6 @@ fn host_key_order(known_key_types: &[String]) -> Vec<Algorithm> {
     }
     ordered.extend(all);
     ordered
-}
-
-/// An I/O error in words: "connection refused", not "Connection refused (os error 111)".
-pub fn describe_io(error: &std::io::Error) -> String {
-    use std::io::ErrorKind;
-    match error.kind() {
-        ErrorKind::ConnectionRefused => "connection refused".into(),
-        ErrorKind::ConnectionReset => "connection reset by the server".into(),
-        ErrorKind::ConnectionAborted => "connection aborted".into(),
-        ErrorKind::TimedOut => "timed out".into(),
-        ErrorKind::UnexpectedEof => "the server closed the connection".into(),
-        ErrorKind::BrokenPipe => "the connection broke".into(),
-        _ => {
-            let text = error.to_string();
-            let text = match text.find(" (os error") {
-                Some(at) => text[..at].to_string(),
-                None => text,
-            };
-            let mut chars = text.chars();
-            match chars.next() {
-                Some(first) => first.to_lowercase().chain(chars).collect(),
-                None => text,
-            }
-        }
-    }
 }
 
 /// A TCP stream that re-arms TCP_QUICKACK after every read: Linux clears it on its own, and a

@@ -316,13 +316,38 @@ impl client::Handler for Handler {
     }
 }
 
+/// An I/O error in words: "connection refused", not "Connection refused (os error 111)".
+pub fn describe_io(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".into(),
+        ErrorKind::ConnectionReset => "connection reset by the server".into(),
+        ErrorKind::ConnectionAborted => "connection aborted".into(),
+        ErrorKind::TimedOut => "timed out".into(),
+        ErrorKind::UnexpectedEof => "the server closed the connection".into(),
+        ErrorKind::BrokenPipe => "the connection broke".into(),
+        _ => {
+            let text = error.to_string();
+            let text = match text.find(" (os error") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            };
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_lowercase().chain(chars).collect(),
+                None => text,
+            }
+        }
+    }
+}
+
 /// A russh error in words for a user.
 pub fn describe_error(error: &russh::Error) -> String {
     match error {
         russh::Error::KeepaliveTimeout => "the server stopped answering keepalives".into(),
         russh::Error::InactivityTimeout => "the connection was idle for too long".into(),
         russh::Error::HUP | russh::Error::Disconnect => "the server closed the connection".into(),
-        russh::Error::IO(e) => super::connection::describe_io(e),
+        russh::Error::IO(e) => describe_io(e),
         other => other.to_string(),
     }
 }

@@ -16,9 +16,9 @@ pub(crate) mod auth;
 pub(crate) mod config;
 pub(crate) mod connection;
 pub(crate) mod handler;
-mod jump;
 pub(crate) mod known_hosts;
 mod pump;
+pub(crate) mod ssh_config;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -7,13 +7,6 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::parse::blob_key_type;
-#[cfg(test)]
-use super::{
-    parse::{parse_key, split_fields, FormatError},
-    KnownHostsError,
-};
-
 /// A public key: its algorithm name and its wire blob (what a `known_hosts` key field decodes to).
 ///
 /// Two keys are equal when their blobs are: the blob starts with the key type, so the algorithm name
@@ -31,20 +24,6 @@ impl PublicKey {
             algorithm: algorithm.into(),
             blob: blob.into(),
         }
-    }
-
-    /// Parses the OpenSSH text form `TYPE BASE64 [COMMENT]` (a `.pub` file, or the key part of a
-    /// `known_hosts` line).
-    #[cfg(test)]
-    pub fn from_openssh(text: &str) -> Result<Self, KnownHostsError> {
-        let mut fields = split_fields(text.trim_end_matches(['\r', '\n']));
-        let key_type = fields.next().ok_or(KnownHostsError::InvalidKey {
-            reason: FormatError::EmptyKey,
-        })?;
-        let base64 = fields.next().ok_or_else(|| KnownHostsError::InvalidKey {
-            reason: FormatError::NoBase64(key_type.to_string()),
-        })?;
-        parse_key(key_type, base64).map_err(|reason| KnownHostsError::InvalidKey { reason })
     }
 
     /// The wire blob.
@@ -94,6 +73,16 @@ impl fmt::Debug for PublicKey {
 /// `SHA256:` followed by the unpadded standard base64 of the digest.
 pub fn fingerprint_sha256(blob: &[u8]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(blob)))
+}
+
+/// The first SSH `string` of a blob (its key type), if it is printable ASCII.
+pub(super) fn blob_key_type(blob: &[u8]) -> Option<&str> {
+    let length = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
+    let name = blob.get(4..4usize.checked_add(length)?)?;
+    if name.is_empty() || !name.iter().all(|byte| byte.is_ascii_graphic()) {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
 }
 
 #[cfg(test)]

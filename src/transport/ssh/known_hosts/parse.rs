@@ -6,7 +6,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
-use super::key::PublicKey;
+use super::key::{blob_key_type, PublicKey};
 use super::pattern::HASH_MAGIC;
 
 /// Salt length of a hashed host field: the HMAC-SHA1 key, as long as its output.
@@ -159,14 +159,22 @@ pub(super) fn check_key_type(key_type: &str, blob: &[u8]) -> Result<(), FormatEr
     }
 }
 
-/// The first SSH `string` of a blob (its key type), if it is printable ASCII.
-pub(super) fn blob_key_type(blob: &[u8]) -> Option<&str> {
-    let length = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    let name = blob.get(4..4usize.checked_add(length)?)?;
-    if name.is_empty() || !name.iter().all(|byte| byte.is_ascii_graphic()) {
-        return None;
+#[cfg(test)]
+impl PublicKey {
+    /// Parses the OpenSSH text form `TYPE BASE64 [COMMENT]` (a `.pub` file, or the key part of a
+    /// `known_hosts` line).
+    pub fn from_openssh(text: &str) -> Result<Self, super::KnownHostsError> {
+        let mut fields = split_fields(text.trim_end_matches(['\r', '\n']));
+        let key_type = fields.next().ok_or(super::KnownHostsError::InvalidKey {
+            reason: FormatError::EmptyKey,
+        })?;
+        let base64 = fields
+            .next()
+            .ok_or_else(|| super::KnownHostsError::InvalidKey {
+                reason: FormatError::NoBase64(key_type.to_string()),
+            })?;
+        parse_key(key_type, base64).map_err(|reason| super::KnownHostsError::InvalidKey { reason })
     }
-    std::str::from_utf8(name).ok()
 }
 
 #[cfg(test)]
