@@ -1,9 +1,13 @@
 //! The fleet benchmark: the standard Laravel-shaped deploy to N loopback sshd hosts, dep against
 //! the floor (plain OpenSSH running the same remote work as one `ssh host bash -s` per host, all
-//! hosts in parallel), interleaved floor, dep, floor, dep… so machine load drift hits both alike.
+//! hosts in parallel), interleaved so machine load drift hits every contender alike: each round
+//! runs the floor, dep and (optionally) a baseline dep once each, the order rotated by one per
+//! round.
 //!
-//! Run: `cargo bench --bench fleet` (env BENCH_HOSTS="1 10 30 60", BENCH_ROUNDS=5).
-//! Reports medians and the ratio dep/floor, dep's CPU time per host and peak memory.
+//! Run: `cargo bench --bench fleet` (env BENCH_HOSTS="1 10 30 60", BENCH_ROUNDS=5,
+//! BENCH_BASELINE_DEP=/path/to/another/dep to measure that build too, on the same fleet and
+//! Deployfile). Reports medians and the ratio dep/floor, dep's CPU time per host and peak memory;
+//! with a baseline, also its median, its ratio to the floor, dep/baseline and the spread.
 
 // The sshd fleet of the integration tests, with the two support modules it builds on. The bench
 // uses a part of each (no fault injection, no watchdog, no webhook receiver).
@@ -32,6 +36,31 @@ struct Cost {
     max_rss_kb: i64,
 }
 
+/// One of the runs a round measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    Floor,
+    Dep,
+    Baseline,
+}
+
+/// The dep builds under test: this one, and optionally another (`BENCH_BASELINE_DEP`).
+struct Binaries {
+    dep: PathBuf,
+    baseline: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// The contenders of every round, in the first round's order.
+    fn contenders(&self) -> Vec<Contender> {
+        let mut all = vec![Contender::Floor, Contender::Dep];
+        if self.baseline.is_some() {
+            all.push(Contender::Baseline);
+        }
+        all
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         // `cargo test --benches` asks for a listing; this benchmark has no unit tests.
@@ -46,72 +75,245 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    let dep = build_dep();
+    let binaries = Binaries {
+        dep: build_dep(),
+        baseline: baseline_dep(),
+    };
     println!("dep fleet benchmark: {rounds} interleaved rounds per size; wall seconds are medians");
-    println!(
-        "{:>4}  {:>8}  {:>8}  {:>6}  {:>14}  {:>12}  {:>13}",
-        "N", "floor s", "dep s", "ratio", "dep CPU/host", "dep peak MB", "floor CPU s"
-    );
+    match &binaries.baseline {
+        None => println!(
+            "{:>4}  {:>8}  {:>8}  {:>6}  {:>14}  {:>12}  {:>13}",
+            "N", "floor s", "dep s", "ratio", "dep CPU/host", "dep peak MB", "floor CPU s"
+        ),
+        Some(baseline) => print_baseline_header(&binaries.dep, baseline),
+    }
     for n in sizes {
-        let result = bench_size(&dep, n, rounds);
-        println!(
-            "{:>4}  {:>8.3}  {:>8.3}  {:>6.2}  {:>11.1} ms  {:>12.1}  {:>13.2}",
-            n,
-            result.floor_wall,
-            result.dep_wall,
-            result.dep_wall / result.floor_wall,
-            result.dep_cpu_per_host_ms,
-            result.dep_peak_mb,
-            result.floor_cpu,
-        );
+        let samples = measure_size(&binaries, n, rounds);
+        match binaries.baseline {
+            None => print_row(n, &samples),
+            Some(_) => print_baseline_row(n, &samples),
+        }
         std::io::stdout().flush().ok();
     }
 }
 
-struct SizeResult {
-    floor_wall: f64,
-    dep_wall: f64,
-    dep_cpu_per_host_ms: f64,
-    dep_peak_mb: f64,
-    floor_cpu: f64,
+/// `BENCH_BASELINE_DEP`, checked to be a file, made absolute.
+fn baseline_dep() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("BENCH_BASELINE_DEP").filter(|p| !p.is_empty())?);
+    let absolute = path.canonicalize().unwrap_or_else(|e| {
+        panic!("BENCH_BASELINE_DEP={}: {e}", path.display());
+    });
+    assert!(
+        absolute.is_file(),
+        "BENCH_BASELINE_DEP={} is not a file",
+        path.display()
+    );
+    Some(absolute)
 }
 
-fn bench_size(dep: &Path, n: usize, rounds: usize) -> SizeResult {
-    let fleet = Fleet::start(n);
-    let work = fleet.dir().join("bench");
-    std::fs::create_dir_all(&work).unwrap();
-    let repo = make_repo(&work);
-    let revision = git(&repo, &["rev-parse", "HEAD"]);
-    let deployfile = write_deployfile(&fleet, &work, &repo);
-    let (mut floors, mut deps) = (Vec::new(), Vec::new());
+/// Every measured round's cost of each contender, in round order (warm-ups left out).
+#[derive(Default)]
+struct Samples {
+    floor: Vec<Cost>,
+    dep: Vec<Cost>,
+    baseline: Vec<Cost>,
+}
+
+impl Samples {
+    fn of(&mut self, who: Contender) -> &mut Vec<Cost> {
+        match who {
+            Contender::Floor => &mut self.floor,
+            Contender::Dep => &mut self.dep,
+            Contender::Baseline => &mut self.baseline,
+        }
+    }
+}
+
+/// A running fleet with its repository and Deployfile: the same for every contender.
+struct Setup {
+    fleet: Fleet,
+    repo: PathBuf,
+    revision: String,
+    deployfile: PathBuf,
+}
+
+impl Setup {
+    fn start(n: usize) -> Setup {
+        let fleet = Fleet::start(n);
+        let work = fleet.dir().join("bench");
+        std::fs::create_dir_all(&work).unwrap();
+        let repo = make_repo(&work);
+        let revision = git(&repo, &["rev-parse", "HEAD"]);
+        let deployfile = write_deployfile(&fleet, &work, &repo);
+        Setup {
+            fleet,
+            repo,
+            revision,
+            deployfile,
+        }
+    }
+
+    fn run(&self, binaries: &Binaries, who: Contender, round: usize) -> Cost {
+        match who {
+            Contender::Floor => floor(&self.fleet, &self.repo, &self.revision, round),
+            Contender::Dep => run_dep(&binaries.dep, &self.deployfile),
+            Contender::Baseline => {
+                let baseline = binaries.baseline.as_deref().expect("a baseline binary");
+                run_dep(baseline, &self.deployfile)
+            }
+        }
+    }
+}
+
+fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
+    let setup = Setup::start(n);
+    let contenders = binaries.contenders();
     // One warm-up of each: the first run clones the mirrors.
-    floor(&fleet, &repo, &revision, 0);
-    run_dep(dep, &deployfile);
+    for &who in &contenders {
+        setup.run(binaries, who, 0);
+    }
+    let mut samples = Samples::default();
     for round in 1..=rounds {
-        floors.push(floor(&fleet, &repo, &revision, round));
-        deps.push(run_dep(dep, &deployfile));
+        // Rotate the order by one each round: floor, dep, baseline; dep, baseline, floor; …
+        for k in 0..contenders.len() {
+            let who = contenders[(round - 1 + k) % contenders.len()];
+            let cost = setup.run(binaries, who, round);
+            samples.of(who).push(cost);
+        }
     }
-    let median = |costs: &[Cost]| {
-        let mut walls: Vec<f64> = costs.iter().map(|c| c.wall.as_secs_f64()).collect();
-        walls.sort_by(f64::total_cmp);
-        walls[walls.len() / 2]
-    };
-    let cpu_median = |costs: &[Cost]| {
-        let mut cpus: Vec<f64> = costs.iter().map(|c| c.cpu.as_secs_f64()).collect();
-        cpus.sort_by(f64::total_cmp);
-        cpus[cpus.len() / 2]
-    };
-    SizeResult {
-        floor_wall: median(&floors),
-        dep_wall: median(&deps),
-        dep_cpu_per_host_ms: cpu_median(&deps) * 1000.0 / n as f64,
-        dep_peak_mb: deps.iter().map(|c| c.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0,
-        floor_cpu: cpu_median(&floors),
-    }
+    samples
+}
+
+fn walls(costs: &[Cost]) -> Vec<f64> {
+    costs.iter().map(|c| c.wall.as_secs_f64()).collect()
+}
+
+/// The middle value (the upper one of an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn median_wall(costs: &[Cost]) -> f64 {
+    median(walls(costs))
+}
+
+fn cpu_per_host_ms(costs: &[Cost], n: usize) -> f64 {
+    median(costs.iter().map(|c| c.cpu.as_secs_f64()).collect()) * 1000.0 / n as f64
+}
+
+fn peak_mb(costs: &[Cost]) -> f64 {
+    costs.iter().map(|c| c.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0
+}
+
+/// The round-to-round spread of wall times: (max − min) / median, in percent.
+fn spread_percent(costs: &[Cost]) -> f64 {
+    let walls = walls(costs);
+    let max = walls.iter().copied().fold(f64::MIN, f64::max);
+    let min = walls.iter().copied().fold(f64::MAX, f64::min);
+    (max - min) / median(walls) * 100.0
+}
+
+/// The lowest and highest of each round's dep wall over the same round's baseline wall.
+fn paired_ratio_range(samples: &Samples) -> (f64, f64) {
+    let ratios = samples
+        .dep
+        .iter()
+        .zip(&samples.baseline)
+        .map(|(dep, baseline)| dep.wall.as_secs_f64() / baseline.wall.as_secs_f64());
+    ratios.fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)))
+}
+
+/// The table of a run without a baseline (unchanged from before baselines existed).
+fn print_row(n: usize, samples: &Samples) {
+    let (floor, dep) = (median_wall(&samples.floor), median_wall(&samples.dep));
+    println!(
+        "{:>4}  {:>8.3}  {:>8.3}  {:>6.2}  {:>11.1} ms  {:>12.1}  {:>13.2}",
+        n,
+        floor,
+        dep,
+        dep / floor,
+        cpu_per_host_ms(&samples.dep, n),
+        peak_mb(&samples.dep),
+        median(samples.floor.iter().map(|c| c.cpu.as_secs_f64()).collect()),
+    );
+}
+
+fn print_baseline_header(dep: &Path, baseline: &Path) {
+    println!("dep:  {}\nbase: {}", dep.display(), baseline.display());
+    println!(
+        "spread: (max - min) / median of one contender's rounds; dep/base rounds: lowest and \
+         highest of the per-round ratios"
+    );
+    println!(
+        "{:>4}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}  {:>8}  {:>15}  {:>21}  {:>17}  {:>13}",
+        "N",
+        "floor s",
+        "dep s",
+        "base s",
+        "dep/floor",
+        "base/flr",
+        "dep/base",
+        "dep/base rounds",
+        "spread floor/dep/base",
+        "CPU/host dep/base",
+        "peak MB d/b"
+    );
+}
+
+fn print_baseline_row(n: usize, s: &Samples) {
+    let floor = median_wall(&s.floor);
+    let dep = median_wall(&s.dep);
+    let base = median_wall(&s.baseline);
+    let (lo, hi) = paired_ratio_range(s);
+    let spread = format!(
+        "{:.0}% / {:.0}% / {:.0}%",
+        spread_percent(&s.floor),
+        spread_percent(&s.dep),
+        spread_percent(&s.baseline)
+    );
+    let cpu = format!(
+        "{:.1} / {:.1} ms",
+        cpu_per_host_ms(&s.dep, n),
+        cpu_per_host_ms(&s.baseline, n)
+    );
+    let peak = format!("{:.1} / {:.1}", peak_mb(&s.dep), peak_mb(&s.baseline));
+    println!(
+        "{:>4}  {:>8.3}  {:>8.3}  {:>8.3}  {:>9.2}  {:>9.2}  {:>8.3}  {:>15}  {:>21}  {:>17}  {:>13}",
+        n,
+        floor,
+        dep,
+        base,
+        dep / floor,
+        base / floor,
+        dep / base,
+        format!("{lo:.2}-{hi:.2}"),
+        spread,
+        cpu,
+        peak,
+    );
 }
 
 fn build_dep() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // Cargo hands the bench the variables it sets for a crate (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+    // …); ring's build script reruns when one of them changes, so passing them on would rebuild
+    // ring and all above it here, and again at the next plain `cargo build --release`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let per_crate = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ];
+        if per_crate.iter().any(|prefix| name.starts_with(prefix))
+            || name == "CARGO_PRIMARY_PACKAGE"
+        {
+            cargo.env_remove(name.as_ref());
+        }
+    }
+    let status = cargo
         .args(["build", "--release", "--bin", "dep"])
         .status()
         .expect("cargo build");
