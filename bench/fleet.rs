@@ -495,8 +495,10 @@ fn floor_script(dp: &Path, release: &str, repo: &Path, revision: &str, first: bo
 
 /// Run a command, returning its wall time, CPU time (user + system, its children included) and
 /// peak resident memory, measured with wait4.
-// The child is reaped by wait4 (std's wait would not report its resource usage).
-#[allow(clippy::zombie_processes)]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4 (std's wait would not report its resource usage)"
+)]
 fn measure(mut command: Command, stdin: Option<&[u8]>) -> (Cost, i32) {
     command.stdin(if stdin.is_some() {
         Stdio::piped()
