@@ -842,3 +842,43 @@ after = "deploy:update_code"
     project.deploy_at(T1);
     assert_eq!(project.read("built").as_deref(), Some("build-42\n"));
 }
+
+#[test]
+fn a_mirror_that_has_the_revision_is_not_fetched_again() {
+    let (project, main, feature) = git_project();
+    let fetched = |host: &str| {
+        project
+            .deploy_path(host)
+            .join(".dep/repo/FETCH_HEAD")
+            .exists()
+    };
+    project.deploy_at(T1);
+    // The first deploy clones the mirror (every branch); deploying what it has fetches nothing.
+    project
+        .run_env(
+            &["deploy", "test", "--branch", "feature"],
+            &[("DEP_NOW", T2)],
+        )
+        .success();
+    assert_revision(&project, T2, &feature, "feature\n");
+    assert!(
+        !fetched("h1") && !fetched("h2"),
+        "a fetch for a commit the mirror had"
+    );
+    // A new commit is fetched.
+    fs::write(project.join("repo/index.html"), "third\n").unwrap();
+    git_in(&project, &["commit", "-q", "-am", "third"]);
+    let output = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(project.join("repo"))
+        .output()
+        .unwrap();
+    let third = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_ne!(third, main);
+    project.deploy_at(T3);
+    assert_revision(&project, T3, &third, "third\n");
+    assert!(
+        fetched("h1") && fetched("h2"),
+        "the new commit was not fetched"
+    );
+}
