@@ -395,6 +395,50 @@ run = "echo {{ greeting|quote }} > {{ (deployfile_dir ~ '/greeting-' ~ host)|quo
 }
 
 #[test]
+fn dynamic_variables_a_step_needs_are_evaluated_together_layer_by_layer() {
+    // Each command records the shell that evaluated it: `$$` is the evaluating script's pid.
+    let record = |name: &str| {
+        format!(
+            r#"{{ run = "echo {name} $$ >> {{{{ (deployfile_dir ~ '/shells-' ~ host)|quote }}}}; echo {name}-value" }}"#
+        )
+    };
+    let project = TestProject::new()
+        .fleet(2)
+        .config("php", &record("php"))
+        .config("composer", &record("composer"))
+        .config(
+            "both",
+            r#"{ run = "echo both $$ >> {{ (deployfile_dir ~ '/shells-' ~ host)|quote }}; echo {{ php }}+{{ composer }}" }"#,
+        )
+        .deployfile(
+            r#"
+[tasks."use:all"]
+run = "echo {{ php|quote }} {{ composer|quote }} {{ both|quote }} > {{ (release_path ~ '/used')|quote }}"
+after = "deploy:update_code"
+"#,
+        );
+    project.deploy_at(T1);
+    for host in ["h1", "h2"] {
+        let shells = lines(&project, &format!("shells-{host}"));
+        let pid = |name: &str| {
+            shells
+                .iter()
+                .find_map(|line| line.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} was not evaluated on {host}: {shells:?}"))
+                .to_string()
+        };
+        assert_eq!(shells.len(), 3, "{host}: {shells:?}");
+        // `php` and `composer` need nothing else: one script; `both` needs their values.
+        assert_eq!(pid("php"), pid("composer"), "{host}: {shells:?}");
+        assert_ne!(pid("php"), pid("both"), "{host}: {shells:?}");
+        assert_eq!(
+            fs::read_to_string(project.deploy_path(host).join("current/used")).unwrap(),
+            "php-value composer-value php-value+composer-value\n"
+        );
+    }
+}
+
+#[test]
 fn a_dynamic_variable_is_evaluated_once_per_host() {
     let project = TestProject::new()
         .fleet(3)

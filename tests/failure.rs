@@ -358,6 +358,37 @@ after = "deploy:update_code"
 }
 
 #[test]
+fn a_failing_dynamic_variable_evaluated_with_others_is_named_with_its_own_output() {
+    let project = TestProject::new()
+        .fleet(1)
+        .config(
+            "php",
+            r#"{ run = "echo php: fine >&2; echo /usr/bin/php" }"#,
+        )
+        .config(
+            "composer",
+            r#"{ run = "echo 'composer: not found' >&2; exit 127" }"#,
+        )
+        .deployfile(
+            r#"
+[tasks."deploy:vendors"]
+run = "{{ php|quote }} {{ composer|quote }} install"
+after = "deploy:update_code"
+"#,
+        );
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output.expect_status(1);
+    assert_eq!(
+        output.stderr,
+        "error: failed on 1 host\n\n\
+         host `h1`, task `deploy:vendors`: dynamic variable `composer` failed: exit status 127\n  \
+         command: echo 'composer: not found' >&2; exit 127\n  \
+         output:\n  \u{2502} composer: not found\n"
+    );
+    assert_eq!(project.current("h1"), None);
+}
+
+#[test]
 fn ctrl_c_before_the_switch_aborts_like_a_failure() {
     // Once `go` is gone, the task blocks in a `sleep` named after the host.
     let project = TestProject::new().fleet(2).deployfile(

@@ -193,39 +193,3 @@ fn health_checks(project: &Project, host: &Host) -> Result<Vec<Arc<HealthCheck>>
         .map(|(index, (raw, file))| Ok(Arc::new(HealthCheck::from_raw(raw, file, index)?)))
         .collect()
 }
-
-impl HostRun {
-    /// Evaluate dynamic variables `names` on the host, in order, caching each value there; the
-    /// first that fails is the failure of `task`.
-    pub async fn evaluate_dynamic(
-        &mut self,
-        task: &str,
-        names: Vec<String>,
-    ) -> std::result::Result<(), StepFailure> {
-        // A dry run evaluates nothing: its templates show dynamic variables as `<name>`.
-        if self.backend.is_dry_run() {
-            return Ok(());
-        }
-        for name in names {
-            let command = self
-                .vars
-                .dynamic_command(&name)
-                .map_err(|e| super::failure::before_running(self.name(), task, e.to_string()))?;
-            let output = self.backend.capture(&command).await;
-            if !output.success() {
-                let mut failure = super::failure::of_capture(self.name(), task, &command, &output);
-                let why = failure
-                    .reason
-                    .take()
-                    .unwrap_or_else(|| format!("exit status {}", output.status.unwrap_or(-1)));
-                failure.reason = Some(format!("dynamic variable `{name}` failed: {why}"));
-                return Err(failure);
-            }
-            self.vars.set_dynamic(
-                &name,
-                output.stdout.trim_end_matches(['\n', '\r']).to_string(),
-            );
-        }
-        Ok(())
-    }
-}

@@ -14,6 +14,7 @@ mod checks;
 mod code;
 mod context;
 mod deploy;
+mod dynamic;
 mod failure;
 mod host_run;
 mod lock;
