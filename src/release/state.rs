@@ -23,14 +23,17 @@ pub struct HostState {
 
 pub const SECTION: &str = "--dep-section ";
 
-/// One command printing everything `HostState::parse` needs.
+/// One command printing everything `HostState::parse` needs. Of the releases log (which only
+/// grows) it sends the lines about releases still on disk: the only ones a deploy, a rollback,
+/// cleanup or `dep releases` look at.
 pub fn state_command(deploy_path: &str) -> String {
     format!(
         "cd {} 2>/dev/null || exit 0\necho '{SECTION}exists'\n\
          echo '{SECTION}current'; readlink current 2>/dev/null\n\
          echo '{SECTION}previous'; readlink previous 2>/dev/null\n\
          echo '{SECTION}releases'; ls -1 releases 2>/dev/null\n\
-         echo '{SECTION}log'; cat .dep/releases.log 2>/dev/null\n\
+         echo '{SECTION}log'; ls -1 releases 2>/dev/null | sed 's/.*/\"release\":\"&\"/' | \
+         grep -F -f - .dep/releases.log 2>/dev/null\n\
          echo '{SECTION}lock'; cat .dep/deploy.lock 2>/dev/null\n\
          echo '{SECTION}end'; true",
         quote(deploy_path)
@@ -138,4 +141,51 @@ impl HostState {
 fn release_of_link(target: &str) -> Option<String> {
     let name = target.trim_end_matches('/').rsplit('/').next()?;
     valid_name(name).then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_log_lines_of_releases_on_disk_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let dp = dir.path();
+        for release in ["20250101100000", "20250101110000"] {
+            std::fs::create_dir_all(dp.join("releases").join(release)).unwrap();
+        }
+        std::fs::create_dir_all(dp.join(".dep")).unwrap();
+        let line = |release: &str, status: &str| {
+            format!("{{\"release\":\"{release}\",\"status\":\"{status}\",\"user\":\"a@b\"}}\n")
+        };
+        let log = [
+            line("20240101000000", "live"),
+            line("20250101100000", "prepared"),
+            line("20250101100000", "live"),
+            line("20240101000000", "rolled_back"),
+            "{\"release\":\"20250101110000\",\"sta".to_string() + "\n",
+            line("20250101110000", "failed"),
+        ];
+        std::fs::write(dp.join(".dep/releases.log"), log.concat()).unwrap();
+        let output = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(state_command(&dp.display().to_string()))
+            .output()
+            .unwrap();
+        let state = HostState::parse(&String::from_utf8(output.stdout).unwrap());
+        assert_eq!(state.releases, ["20250101100000", "20250101110000"]);
+        let read: Vec<(&str, Status)> = state
+            .log
+            .iter()
+            .map(|e| (e.release.as_str(), e.status))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("20250101100000", Status::Prepared),
+                ("20250101100000", Status::Live),
+                ("20250101110000", Status::Failed),
+            ]
+        );
+    }
 }
