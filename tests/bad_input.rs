@@ -333,9 +333,9 @@ fn a_shared_dir_outside_the_release_is_refused_before_anything_runs() {
     assert_usage_error(
         &project,
         &["deploy", "test"],
-        "error: <built-in>/recipes/common.toml:56:1: task `deploy:shared`: host `h1`: invalid operation: \
+        "error: <built-in>/recipes/common.toml:60:1: task `deploy:shared`: host `h1`: invalid operation: \
          `../../etc` must be a relative path inside the release, without `..` (template line 3)\n   |\n\
-         56 | [tasks.\"deploy:shared\"]\n   | ^^^^^^^^^^^^^^^^^^^^^^^\n",
+         60 | [tasks.\"deploy:shared\"]\n   | ^^^^^^^^^^^^^^^^^^^^^^^\n",
     );
 }
 
@@ -369,4 +369,17 @@ fn pointed(project: &TestProject, needle: &str) -> (usize, usize, String) {
         "^".repeat(needle.len())
     );
     (line, column, snippet)
+}
+
+#[test]
+fn a_connection_pacing_of_zero_is_refused_before_anything_runs() {
+    let project = TestProject::new().fleet(2);
+    let file = deployfile(&project);
+    assert_usage_error(
+        &project,
+        &["deploy", "test", "-o", "max_concurrent_starts=0"],
+        &format!(
+            "error: {file}: `max_concurrent_starts` must be a whole number of at least 1, not `0`\n"
+        ),
+    );
 }

@@ -606,3 +606,47 @@ fn one_connection_many_channels_stdin_and_kill() {
         assert_eq!(output.stdout, "still-here\n", "{output:?}");
     }));
 }
+
+/// Six hosts behind one sshd that drops every new connection while three are being set up (sshd
+/// counts one a little past its authentication): paced to one set-up at a time, every host
+/// connects and the deploy goes through. All at once, some of the six are dropped.
+#[test]
+fn connection_set_ups_are_paced_for_an_sshd_with_max_startups() {
+    let fleet = Fleet::start(1);
+    fleet.host(0).limit_startups("3:100:3");
+    let entry = Entry::for_host(&fleet, 0);
+    let mut text = String::new();
+    for n in 0..6 {
+        let mut host = entry.toml(&format!("host{n}"), &fleet, 0);
+        // Each "host" deploys to a directory of its own on the one machine.
+        host = host.replace(
+            &format!(
+                "deploy_path = {:?}",
+                fleet.host(0).deploy_path().display().to_string()
+            ),
+            &format!(
+                "deploy_path = {:?}",
+                fleet
+                    .host(0)
+                    .deploy_path()
+                    .join(format!("h{n}"))
+                    .display()
+                    .to_string()
+            ),
+        );
+        text.push_str(&host);
+    }
+    let project = TestProject::new()
+        .deployfile(&text)
+        .config("max_concurrent_starts", "1");
+    let output = project.run_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", T1)]));
+    output.success();
+    for n in 0..6 {
+        let current = fleet.host(0).deploy_path().join(format!("h{n}/current"));
+        assert!(
+            current.exists(),
+            "h{n} did not switch\n{}",
+            output.transcript()
+        );
+    }
+}

@@ -9,6 +9,7 @@ use crate::config::vars::{environment_layer, override_layer, Layer, Vars};
 use crate::error::{Error, Result, StepFailure};
 use crate::health::HealthCheck;
 use crate::release::HostState;
+use crate::transport::ssh::Starts;
 use crate::transport::{self, Backend};
 
 use super::Options;
@@ -37,23 +38,29 @@ pub struct HostRun {
 }
 
 impl HostRun {
-    pub fn new(project: &Project, host: &Host, options: &Options) -> Result<HostRun> {
+    pub fn new(
+        project: &Project,
+        host: &Host,
+        options: &Options,
+        starts: &Starts,
+    ) -> Result<HostRun> {
         let mut vars = host_vars(project, host, options)?;
         let deploy_path = deploy_path(host, &vars)?;
         if options.dry_run {
             vars.set_placeholders(true);
         }
-        let real = if host.local {
-            Backend::Local(transport::local::Local)
-        } else {
-            // Resolves the ssh config only: the connection is made on first use.
-            Backend::Ssh(transport::ssh::Ssh::for_host(host, &vars).map_err(|error| {
-                Error::InvalidHost {
-                    host: host.name.clone(),
-                    message: error.to_string(),
-                }
-            })?)
-        };
+        let real =
+            if host.local {
+                Backend::Local(transport::local::Local)
+            } else {
+                // Resolves the ssh config only: the connection is made on first use.
+                Backend::Ssh(transport::ssh::Ssh::for_host(host, &vars, starts).map_err(
+                    |error| Error::InvalidHost {
+                        host: host.name.clone(),
+                        message: error.to_string(),
+                    },
+                )?)
+            };
         let backend = if options.dry_run {
             Backend::DryRun(transport::dry_run::DryRun {
                 reads: Some(Box::new(real)),
@@ -192,4 +199,30 @@ fn health_checks(project: &Project, host: &Host) -> Result<Vec<Arc<HealthCheck>>
         .enumerate()
         .map(|(index, (raw, file))| Ok(Arc::new(HealthCheck::from_raw(raw, file, index)?)))
         .collect()
+}
+
+/// The pacing of the run's SSH connection set-ups, from `max_concurrent_starts` as the first
+/// host's variables say (a whole number, at least 1).
+pub fn starts(project: &Project, first: Option<&Host>, options: &Options) -> Result<Starts> {
+    let Some(host) = first else {
+        return Ok(Starts::unlimited());
+    };
+    let vars = host_vars(project, host, options)?;
+    if vars.get(Starts::VAR).is_none() {
+        return Ok(Starts::unlimited());
+    }
+    let invalid = |message: String| Error::Config {
+        path: project.deployfile.clone(),
+        message,
+    };
+    let text = vars
+        .value_string(Starts::VAR)
+        .map_err(|e| invalid(e.to_string()))?;
+    match text.trim().parse::<usize>() {
+        Ok(limit) if limit >= 1 => Ok(Starts::new(limit)),
+        _ => Err(invalid(format!(
+            "`{}` must be a whole number of at least 1, not `{text}`",
+            Starts::VAR
+        ))),
+    }
 }

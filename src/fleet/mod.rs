@@ -68,9 +68,10 @@ impl<'p> Fleet<'p> {
         options: &'p Options,
         hosts: Vec<&Host>,
     ) -> Result<Fleet<'p>> {
+        let starts = host_run::starts(project, hosts.first().copied(), options)?;
         let hosts = hosts
             .into_iter()
-            .map(|host| HostRun::new(project, host, options))
+            .map(|host| HostRun::new(project, host, options, &starts))
             .collect::<Result<_>>()?;
         Ok(Fleet {
             ctx: Context::new(project, tasks, reporter, options),

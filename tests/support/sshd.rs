@@ -527,6 +527,17 @@ impl Host {
         }
     }
 
+    /// Restarts the host with `MaxStartups spec` (e.g. `"2:100:2"`: while two connections are
+    /// being set up, every other new one is dropped), as a busy bastion would.
+    pub fn limit_startups(&self, spec: &str) {
+        let text = fs::read_to_string(&self.config)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.config.display()));
+        let text = text.replace("MaxStartups 200\n", &format!("MaxStartups {spec}\n"));
+        fs::write(&self.config, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.config.display()));
+        self.restart();
+    }
+
     /// Kills the host, gives it a new ed25519 host key and starts it again on the same address
     /// and port. known_hosts keeps the old key (see `Fleet::trust_current_host_keys`).
     pub fn regenerate_host_key(&self) -> Key {

@@ -108,6 +108,27 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// How long one control message (signal, EOF, close) may take to leave.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How many SSH connections of a run may be in set-up (TCP, key exchange, authentication) at
+/// once: sshd drops connections beyond its `MaxStartups` (OpenSSH's default starts at 10), and a
+/// bastion sees every host's. Shared by the run's hosts.
+#[derive(Clone)]
+pub struct Starts(Arc<Semaphore>);
+
+impl Starts {
+    /// The variable that sets it.
+    pub const VAR: &'static str = "max_concurrent_starts";
+
+    pub fn new(limit: usize) -> Starts {
+        Starts(Arc::new(Semaphore::new(
+            limit.clamp(1, Semaphore::MAX_PERMITS),
+        )))
+    }
+
+    pub fn unlimited() -> Starts {
+        Starts::new(Semaphore::MAX_PERMITS)
+    }
+}
+
 /// How a host is reached over SSH. Cheap to share; the connection is made on first use.
 #[derive(Clone)]
 pub struct Ssh {
@@ -118,25 +139,32 @@ struct Inner {
     settings: Settings,
     connection: OnceCell<Result<Arc<Connection>, SshError>>,
     sessions: Arc<Semaphore>,
+    /// Connection set-ups allowed at once, shared with the run's other hosts.
+    starts: Starts,
     /// Set when the host stopped answering: every later command fails with it at once.
     broken: Mutex<Option<SshError>>,
 }
 
 impl Ssh {
     pub fn new(settings: Settings) -> Ssh {
+        Ssh::paced(settings, Starts::unlimited())
+    }
+
+    fn paced(settings: Settings, starts: Starts) -> Ssh {
         Ssh {
             inner: Arc::new(Inner {
                 settings,
                 connection: OnceCell::new(),
                 sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+                starts,
                 broken: Mutex::new(None),
             }),
         }
     }
 
     /// The backend for `host`, resolved against the ssh config (no network yet). `vars` may set
-    /// `connect_timeout`.
-    pub fn for_host(host: &Host, vars: &Vars) -> Result<Ssh, SetupError> {
+    /// `connect_timeout`; `starts` paces the connection set-ups of the whole run.
+    pub fn for_host(host: &Host, vars: &Vars, starts: &Starts) -> Result<Ssh, SetupError> {
         let connect_timeout = match vars.get(config::CONNECT_TIMEOUT_VAR) {
             None => None,
             Some(_) => {
@@ -160,7 +188,7 @@ impl Ssh {
             &crate::config::local::local_user(),
             connect_timeout,
         )?;
-        Ok(Ssh::new(settings))
+        Ok(Ssh::paced(settings, starts.clone()))
     }
 
     pub fn settings(&self) -> &Settings {
@@ -182,6 +210,8 @@ impl Ssh {
             .inner
             .connection
             .get_or_init(|| async {
+                // Paced, so a bastion or an sshd's MaxStartups is not overrun by the fleet.
+                let _start = self.inner.starts.0.acquire().await;
                 connection::connect(settings)
                     .await
                     .map(Arc::new)
