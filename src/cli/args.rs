@@ -40,7 +40,7 @@ pub(crate) struct Global {
     #[arg(long, global = true)]
     pub(crate) json: bool,
     /// How many hosts work at once
-    #[arg(long, global = true, value_name = "N", default_value_t = 64)]
+    #[arg(long, global = true, value_name = "N", default_value_t = 256)]
     pub(crate) parallel: usize,
 }
 
