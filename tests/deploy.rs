@@ -926,3 +926,28 @@ fn a_mirror_that_has_the_revision_is_not_fetched_again() {
         "the new commit was not fetched"
     );
 }
+
+#[test]
+fn a_health_check_for_one_role_evaluates_its_variables_only_there() {
+    let project = TestProject::new()
+        .fleet(2)
+        .roles("h1", &["web"])
+        .roles("h2", &["db"])
+        .config(
+            "db_ping",
+            r#"{ run = "[ {{ host }} = h2 ] || exit 9; echo pong" }"#,
+        )
+        .deployfile(
+            r#"
+[[health]]
+name = "db"
+roles = ["db"]
+command = "test {{ db_ping|quote }} = pong"
+"#,
+        );
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output.success();
+    for host in ["h1", "h2"] {
+        assert_eq!(project.current(host).as_deref(), Some(T1), "{host}");
+    }
+}

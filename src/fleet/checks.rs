@@ -71,27 +71,35 @@ impl Fleet<'_> {
         phase: Phase,
         members: &[usize],
     ) -> Vec<CheckFailure> {
-        let mut failed = Vec::new();
-        for (i, host) in self.hosts.iter_mut().enumerate() {
-            if !members.contains(&i) || !host.ok() {
-                continue;
-            }
-            let mut needed = Vec::new();
-            for check in host.checks.iter().filter(|c| c.phase == phase) {
-                for name in host
-                    .vars
-                    .dynamic_needed(check.template())
-                    .unwrap_or_default()
-                {
-                    if !needed.contains(&name) {
-                        needed.push(name);
+        // Every host at once; only the checks that run on the host (its roles) count.
+        let evaluations = self
+            .hosts
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, h)| members.contains(i) && h.ok())
+            .map(|(_, host)| async move {
+                let mut needed = Vec::new();
+                let checks = host
+                    .checks
+                    .iter()
+                    .filter(|c| c.phase == phase && c.applies_to(&host.host.roles));
+                for check in checks {
+                    for name in host
+                        .vars
+                        .dynamic_needed(check.template())
+                        .unwrap_or_default()
+                    {
+                        if !needed.contains(&name) {
+                            needed.push(name);
+                        }
                     }
                 }
-            }
-            if let Err(failure) = host.evaluate_dynamic("health check", needed).await {
-                failed.push((host.host.name.clone(), failure.reason.unwrap_or_default()));
-            }
-        }
+                let evaluated = host.evaluate_dynamic("health check", needed).await;
+                evaluated
+                    .err()
+                    .map(|failure| (host.host.name.clone(), failure.reason.unwrap_or_default()))
+            });
+        let failed: Vec<CheckFailure> = join_all(evaluations).await.into_iter().flatten().collect();
         let mut failures = self.run_checks_now(phase, members).await;
         failures.extend(failed);
         failures

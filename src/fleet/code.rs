@@ -168,7 +168,7 @@ async fn look_up_on_host(
     let command = format!(
         "set -e\ncd {}/.dep\n{}\ngit -C repo rev-parse --verify --quiet {}",
         quote(&host.deploy_path),
-        mirror_command(&repository),
+        mirror_command(&repository, None),
         quote(&format!("{revision}^{{commit}}"))
     );
     let Some(output) = host
@@ -194,13 +194,22 @@ async fn look_up_on_host(
     )))
 }
 
-/// Clone the repository as a mirror in `.dep/repo`, or bring the mirror up to date.
-pub fn mirror_command(repository: &str) -> String {
-    format!(
+/// Clone the repository as a mirror in `.dep/repo`, or bring the mirror up to date; with
+/// `commit`, a mirror that has it already is left as it is (a redeploy, a branch fetched with
+/// another). A name to resolve (`--revision`) always fetches.
+pub fn mirror_command(repository: &str, commit: Option<&str>) -> String {
+    let update = format!(
         "if [ -d repo ]; then git -C repo remote set-url origin {repo} && git -C repo remote update --prune >/dev/null; \
          else git clone --mirror --quiet {repo} repo; fi",
         repo = quote(repository)
-    )
+    );
+    match commit {
+        Some(commit) => format!(
+            "if ! {{ [ -d repo ] && git -C repo cat-file -e {}; }} 2>/dev/null; then\n{update}\nfi",
+            quote(&format!("{commit}^{{commit}}"))
+        ),
+        None => update,
+    }
 }
 
 /// Resolve a reference of `repository` to a commit on this machine, once for all hosts.

@@ -50,7 +50,7 @@ impl HostRun {
         for name in names {
             let inputs = self.vars.dynamic_needed(&format!("{{{{ {name} }}}}"))?;
             let waits = inputs.iter().any(|input| input != &name);
-            if waits || !batch.later.is_empty() {
+            if waits {
                 batch.later.push(name);
                 continue;
             }
@@ -76,9 +76,11 @@ impl HostRun {
         let mut parts = split(&token, batch.len(), &output);
         for ((name, command), part) in batch.iter().zip(parts.iter_mut()) {
             let part = part.take().unwrap_or_else(|| Output {
-                // The script stopped before this one (the connection, a failure before it).
+                // The script stopped before this one (the connection): its own output is none.
                 status: output.status.filter(|s| *s != 0),
-                ..output.clone()
+                reason: output.reason.clone(),
+                unreachable: output.unreachable,
+                ..Output::default()
             });
             if let Some(failure) = self.take(task, name, command, part) {
                 return Err(failure);

@@ -258,16 +258,12 @@ fn builtin_script(
             _ => {
                 let repository = vars.value_string("repository")?;
                 let revision = ctx.revision.commit();
-                // A mirror that has the commit already needs no fetch (a redeploy, a rollback
-                // to a release deployed again, a branch fetched with another).
                 format!(
-                    "set -e\ncd {dp}/.dep\n\
-                     if ! {{ [ -d repo ] && git -C repo cat-file -e {commit} 2>/dev/null; }}; then\n{mirror}\nfi\n\
+                    "set -e\ncd {dp}/.dep\n{mirror}\n\
                      git -C repo archive {rev} | tar -x -f - -C {rp}\n\
                      printf '%s\\n' {rev} > {rp}/REVISION",
                     dp = quote(dp),
-                    commit = quote(&format!("{revision}^{{commit}}")),
-                    mirror = super::code::mirror_command(&repository),
+                    mirror = super::code::mirror_command(&repository, Some(revision)),
                     rev = quote(revision),
                     rp = quote(&release_path),
                 )

@@ -31,9 +31,10 @@ pub fn state_command(deploy_path: &str) -> String {
         "cd {} 2>/dev/null || exit 0\necho '{SECTION}exists'\n\
          echo '{SECTION}current'; readlink current 2>/dev/null\n\
          echo '{SECTION}previous'; readlink previous 2>/dev/null\n\
-         echo '{SECTION}releases'; ls -1 releases 2>/dev/null\n\
-         echo '{SECTION}log'; ls -1 releases 2>/dev/null | sed 's/.*/\"release\":\"&\"/' | \
-         grep -F -f - .dep/releases.log 2>/dev/null\n\
+         __dep_r=$(ls -1 releases 2>/dev/null)\n\
+         echo '{SECTION}releases'; [ -z \"$__dep_r\" ] || printf '%s\\n' \"$__dep_r\"\n\
+         echo '{SECTION}log'; [ -z \"$__dep_r\" ] || printf '%s\\n' \"$__dep_r\" | \
+         sed 's/.*/\"release\":\"&\"/' | grep -F -f - .dep/releases.log 2>/dev/null\n\
          echo '{SECTION}lock'; cat .dep/deploy.lock 2>/dev/null\n\
          echo '{SECTION}end'; true",
         quote(deploy_path)

@@ -119,7 +119,7 @@ impl<'a> Follow<'a> {
                     if self.exited_at.is_some() {
                         break;
                     }
-                    self.timed_out = self.open().or(self.awaited());
+                    self.timed_out = Some(self.next);
                     running.kill.kill();
                     continue;
                 }
@@ -139,32 +139,13 @@ impl<'a> Follow<'a> {
         self.results()
     }
 
-    /// The command started and not yet finished, if any.
-    fn open(&self) -> Option<usize> {
-        self.progress
-            .get(self.next)
-            .filter(|p| p.started.is_some() && p.outcome.is_none())
-            .map(|_| self.next)
-    }
-
-    /// The command the script must be at but whose start marker has not arrived: a host that
-    /// froze while its output was on the way must not outlast that command's timeout.
-    fn awaited(&self) -> Option<usize> {
-        self.progress
-            .get(self.next)
-            .filter(|p| p.started.is_none())
-            .map(|_| self.next)
-    }
-
+    /// When the command the account is at must be over: its timeout from its start, or, while
+    /// its start marker is still on the way, from when the script reached it. A host that froze
+    /// with output in flight never outlasts the command's timeout.
     fn deadline(&self) -> Option<Instant> {
-        if let Some(index) = self.open() {
-            let started = self.progress[index].started?;
-            return self.batch[index].timeout.map(|timeout| started + timeout);
-        }
-        let index = self.awaited()?;
-        self.batch[index]
-            .timeout
-            .map(|timeout| self.reached + timeout)
+        let p = self.progress.get(self.next).filter(|p| !p.reported)?;
+        let timeout = self.batch[self.next].timeout?;
+        Some(p.started.unwrap_or(self.reached) + timeout)
     }
 
     /// Bytes from one stream.
@@ -304,6 +285,12 @@ impl<'a> Follow<'a> {
             None,
             Some("the connection closed without an exit status".into()),
         ));
+        // The script stopped (a lost connection, a kill) without a command failing: the first
+        // command it never finished fails, so no host passes for done when it is not.
+        let stopped_by_a_failure = self.progress.iter().zip(self.batch).any(|(p, c)| {
+            matches!(p.outcome, Some(Outcome::Failed { .. })) && !c.continue_on_failure
+        });
+        let first_missing = self.progress.iter().position(|p| p.outcome.is_none());
         let mut results = Vec::with_capacity(self.batch.len());
         for (index, (command, p)) in self.batch.iter().zip(&self.progress).enumerate() {
             let outcome = match &p.outcome {
@@ -312,14 +299,19 @@ impl<'a> Follow<'a> {
                     status: None,
                     reason: Some(self.unfinished_reason(index, &exit_reason, exit_status)),
                 },
-                None if index == 0 && exit_status != Some(0) => Outcome::Failed {
-                    status: exit_status,
-                    reason: Some(
-                        exit_reason
-                            .clone()
-                            .unwrap_or_else(|| "the script did not start".into()),
-                    ),
-                },
+                None if first_missing == Some(index)
+                    && !stopped_by_a_failure
+                    && exit_status != Some(0) =>
+                {
+                    Outcome::Failed {
+                        status: exit_status,
+                        reason: Some(
+                            exit_reason
+                                .clone()
+                                .unwrap_or_else(|| "the script did not start".into()),
+                        ),
+                    }
+                }
                 None => Outcome::NotRun,
             };
             let duration = if p.duration.is_zero() {
@@ -592,6 +584,62 @@ mod tests {
                 reason: Some("timed out after 200ms".into()),
             }
         );
+        drop(sender);
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_between_two_commands_fails_the_one_never_started() {
+        let batch = [Command::new("a", "true"), Command::new("b", "true")];
+        let (out, err) = streams(&[("", "", 0)]);
+        let lost = "host `h1`: the connection to 127.0.0.2:22 was lost: reset";
+        let (_, results) = follow(
+            &batch,
+            vec![
+                Chunk::Stdout(out),
+                Chunk::Stderr(err),
+                Chunk::Exit(None, Some(lost.into())),
+            ],
+        )
+        .await;
+        assert_eq!(results[0].outcome, Outcome::Ok);
+        assert_eq!(
+            results[1].outcome,
+            Outcome::Failed {
+                status: None,
+                reason: Some(lost.into()),
+            }
+        );
+        assert!(
+            results[1].failed(),
+            "a host whose script was cut off passes for done"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_frozen_after_one_stream_ended_a_command_still_times_out() {
+        let mut first = Command::new("first", "echo hi");
+        first.timeout = Some(Duration::from_millis(200));
+        let batch = [first, Command::new("second", "true")];
+        let (sender, receiver) = mpsc::channel(4);
+        let (out, _) = streams(&[("hi\n", "", 0)]);
+        // stdout passed `first`'s end marker; stderr never does: the host froze.
+        sender.send(Chunk::Stdout(out)).await.unwrap();
+        let kill_sender = sender.clone();
+        let running = Running {
+            chunks: receiver,
+            kill: KillGuard::new(move || {
+                let _ = kill_sender.try_send(Chunk::Exit(None, Some("stopped".into())));
+            }),
+        };
+        let record = Record::default();
+        let results = tokio::time::timeout(
+            Duration::from_secs(5),
+            drive("h1", &batch, "tok", running, &record),
+        )
+        .await
+        .expect("the follower waited for an end marker that never came");
+        assert_eq!(results[0].outcome, Outcome::Ok);
+        assert!(results[1].failed(), "{:?}", results[1].outcome);
         drop(sender);
     }
 
