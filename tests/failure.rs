@@ -472,3 +472,37 @@ before = "deploy:symlink"
         );
     }
 }
+
+#[test]
+fn a_health_check_whose_variable_fails_reports_that_once() {
+    let project = TestProject::new()
+        .fleet(1)
+        .config(
+            "probe",
+            r#"{ run = "test ! -e {{ (deployfile_dir ~ '/broken-' ~ release_name)|quote }} || exit 3; echo true" }"#,
+        )
+        .deployfile(
+            r#"
+[[health]]
+name = "app"
+command = "{{ probe }}"
+"#,
+        );
+    project.deploy_at(T1);
+    // Broken in the new release only: the release rolled back to passes.
+    project.write(&format!("broken-{T2}"), "");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    output.expect_status(4);
+    let named: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| line.contains("host `h1`:"))
+        .collect();
+    assert_eq!(
+        named,
+        ["  host `h1`: dynamic variable `probe` failed: exit status 3"],
+        "{}",
+        output.transcript()
+    );
+    assert_eq!(project.current("h1").as_deref(), Some(T1));
+}

@@ -100,7 +100,14 @@ impl Fleet<'_> {
                     .map(|failure| (host.host.name.clone(), failure.reason.unwrap_or_default()))
             });
         let failed: Vec<CheckFailure> = join_all(evaluations).await.into_iter().flatten().collect();
-        let mut failures = self.run_checks_now(phase, members).await;
+        // A host whose variables could not be evaluated cannot run its checks: that is its one
+        // failure, not a second one from checks that could not render.
+        let checked: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| !failed.iter().any(|(host, _)| host == self.hosts[i].name()))
+            .collect();
+        let mut failures = self.run_checks_now(phase, &checked).await;
         failures.extend(failed);
         failures
     }
