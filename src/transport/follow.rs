@@ -464,6 +464,29 @@ mod tests {
         (record.0.into_inner().unwrap(), results)
     }
 
+    /// Feed `chunks` to a follower of `batch`, then nothing more, as from a host that froze:
+    /// only a kill (which ends the process, as the SSH transport's does) lets it finish. Fails
+    /// the test if the follower waits on anyway.
+    async fn frozen(batch: &[Command], chunks: Vec<Chunk>) -> Vec<StepResult> {
+        let (sender, receiver) = mpsc::channel(chunks.len() + 1);
+        for chunk in chunks {
+            sender.send(chunk).await.unwrap();
+        }
+        let running = Running {
+            chunks: receiver,
+            kill: KillGuard::new(move || {
+                let _ = sender.try_send(Chunk::Exit(None, Some("stopped".into())));
+            }),
+        };
+        let record = Record::default();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            drive("h1", batch, "tok", running, &record),
+        )
+        .await
+        .expect("the follower outlasted the command's timeout on a frozen host")
+    }
+
     fn failed(code: i32) -> Outcome {
         Outcome::Failed {
             status: Some(code),
@@ -556,26 +579,9 @@ mod tests {
         let mut slow = Command::new("slow", "sleep 30");
         slow.timeout = Some(Duration::from_millis(200));
         let batch = [Command::new("a", "true"), slow];
-        let (sender, receiver) = mpsc::channel(4);
         let (out, err) = streams(&[("", "", 0)]);
-        sender.send(Chunk::Stdout(out)).await.unwrap();
-        sender.send(Chunk::Stderr(err)).await.unwrap();
-        // Then nothing: the host stopped before `slow`'s start marker left it. The kill ends
-        // the process, as the SSH transport's does.
-        let kill_sender = sender.clone();
-        let running = Running {
-            chunks: receiver,
-            kill: KillGuard::new(move || {
-                let _ = kill_sender.try_send(Chunk::Exit(None, Some("stopped".into())));
-            }),
-        };
-        let record = Record::default();
-        let results = tokio::time::timeout(
-            Duration::from_secs(5),
-            drive("h1", &batch, "tok", running, &record),
-        )
-        .await
-        .expect("the follower waited for a start marker that never came");
+        // Then nothing: the host stopped before `slow`'s start marker left it.
+        let results = frozen(&batch, vec![Chunk::Stdout(out), Chunk::Stderr(err)]).await;
         assert_eq!(results[0].outcome, Outcome::Ok);
         assert_eq!(
             results[1].outcome,
@@ -584,7 +590,6 @@ mod tests {
                 reason: Some("timed out after 200ms".into()),
             }
         );
-        drop(sender);
     }
 
     #[tokio::test]
@@ -620,27 +625,11 @@ mod tests {
         let mut first = Command::new("first", "echo hi");
         first.timeout = Some(Duration::from_millis(200));
         let batch = [first, Command::new("second", "true")];
-        let (sender, receiver) = mpsc::channel(4);
         let (out, _) = streams(&[("hi\n", "", 0)]);
         // stdout passed `first`'s end marker; stderr never does: the host froze.
-        sender.send(Chunk::Stdout(out)).await.unwrap();
-        let kill_sender = sender.clone();
-        let running = Running {
-            chunks: receiver,
-            kill: KillGuard::new(move || {
-                let _ = kill_sender.try_send(Chunk::Exit(None, Some("stopped".into())));
-            }),
-        };
-        let record = Record::default();
-        let results = tokio::time::timeout(
-            Duration::from_secs(5),
-            drive("h1", &batch, "tok", running, &record),
-        )
-        .await
-        .expect("the follower waited for an end marker that never came");
+        let results = frozen(&batch, vec![Chunk::Stdout(out)]).await;
         assert_eq!(results[0].outcome, Outcome::Ok);
         assert!(results[1].failed(), "{:?}", results[1].outcome);
-        drop(sender);
     }
 
     #[tokio::test]
