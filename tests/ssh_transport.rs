@@ -144,8 +144,8 @@ fn deploys_to_five_hosts_over_one_connection_each() {
     let tasks = format!(
         "[tasks.\"app:migrate\"]\nonce = true\nrun = \"echo {{{{ host }}}} >> {once}\"\nafter = \"deploy:update_code\"\n\n\
          [tasks.\"app:check\"]\nrun = \"test -f {{{{ release_path }}}}/index.html && echo on-$FLEET_HOST\"\nafter = \"deploy:shared\"\n\n\
-         [tasks.\"app:before\"]\nrun = \"echo $SSH_CONNECTION >> {{{{ deploy_path }}}}/../conn.log\"\nafter = \"deploy:release\"\n\n\
-         [tasks.\"app:after\"]\nrun = \"echo $SSH_CONNECTION >> {{{{ deploy_path }}}}/../conn.log\"\nafter = \"deploy:symlink\"\n",
+         [tasks.\"app:before\"]\nrun = \"echo $SSH_CONNECTION $$ >> {{{{ deploy_path }}}}/../conn.log\"\nafter = \"deploy:release\"\n\n\
+         [tasks.\"app:after\"]\nrun = \"echo $SSH_CONNECTION $$ >> {{{{ deploy_path }}}}/../conn.log\"\nafter = \"deploy:symlink\"\n",
         once = once_log.display()
     );
     let project = project_for(&fleet, &all_hosts(&fleet), &tasks);
@@ -166,13 +166,24 @@ fn deploys_to_five_hosts_over_one_connection_each() {
             output.transcript()
         );
     }
-    // Steps on either side of the switch (different scripts, different channels) share the
-    // host's one connection: the same client port.
+    // Steps on either side of the once task and the switch share the host's one connection
+    // (the same client port) and its one shell (the same `$$`); the whole deploy (lock, upload,
+    // tasks, switch, unlock, cleanup) started one session on each host.
     for index in 0..5 {
         let log = fs::read_to_string(fleet.host(index).dir().join("conn.log")).unwrap();
         let lines: Vec<&str> = log.lines().collect();
         assert_eq!(lines.len(), 2, "host{index}: {log}");
-        assert_eq!(lines[0], lines[1], "host{index} used two connections");
+        assert_eq!(
+            lines[0], lines[1],
+            "host{index} used two connections or shells"
+        );
+        assert_eq!(
+            fleet.host(index).sessions_started(),
+            1,
+            "host{index}: {}\n{}",
+            fleet.host(index).log(),
+            output.transcript()
+        );
     }
     let once = fs::read_to_string(&once_log).unwrap();
     assert_eq!(once.lines().count(), 1, "the once task ran {once:?}");
@@ -450,6 +461,48 @@ fn a_host_killed_mid_deploy_fails_the_deploy_and_switches_nothing() {
         assert_eq!(current(&fleet, index).as_deref(), Some(T1), "host{index}");
     }
     assert!(!locked(&fleet, 0) && !locked(&fleet, 2), "a lock was left");
+}
+
+/// A task that times out on a live host takes that host's kept shell with it (the kill reaches
+/// the shell's whole process group, so the task's `sleep` is gone); the unlock after the failure
+/// still reaches the host through a new shell, and the next deploy goes through.
+#[test]
+fn a_task_timing_out_on_a_live_host_is_killed_and_the_host_unlocked() {
+    let fleet = Fleet::start(2);
+    let marker = fleet.dir().join("slow-started");
+    let project =
+        project_for(&fleet, &all_hosts(&fleet), &hanging_task(&marker)).config("hang", "\"\"");
+    let started = Instant::now();
+    let output = project.run_env(
+        &["deploy", "test", "-o", "hang=host1"],
+        &env(&fleet, &[("DEP_NOW", T1)]),
+    );
+    output
+        .expect_status(1)
+        .stderr_has("host `host1`")
+        .stderr_has("app:slow")
+        .stderr_has("timed out after 2s");
+    assert_fast(started, Duration::from_secs(15), &output);
+    for index in 0..2 {
+        assert_eq!(current(&fleet, index), None, "host{index} switched");
+        assert!(!locked(&fleet, index), "host{index} still locked");
+    }
+    let sleeping = || {
+        fleet.host(1).pids().into_iter().any(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| cmdline.starts_with(b"sleep\x0030"))
+        })
+    };
+    assert!(!sleeping(), "the timed-out `sleep 30` still runs on host1");
+    // The shell that ran the task is gone: the kill (a channel of its own, never the shell it
+    // kills) and the unlock's new shell took one session each.
+    assert_eq!(fleet.host(1).sessions_started(), 3, "{}", fleet.host(1).log());
+    project
+        .run_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", T2)]))
+        .success();
+    for index in 0..2 {
+        assert_eq!(current(&fleet, index).as_deref(), Some(T2), "host{index}");
+    }
 }
 
 #[test]

@@ -444,6 +444,12 @@ impl Host {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How many sessions (a shell or command each: one sshd child, one login shell) clients
+    /// have started on this host so far, from sshd's own log.
+    pub fn sessions_started(&self) -> usize {
+        self.log().matches("Starting session:").count()
+    }
+
     /// The host key sshd currently serves.
     pub fn host_key(&self) -> Key {
         lock(&self.host_key).clone()
@@ -574,7 +580,7 @@ impl Host {
              MaxSessions 200\n\
              AllowTcpForwarding yes\n\
              Subsystem sftp internal-sftp\n\
-             LogLevel ERROR\n\
+             LogLevel VERBOSE\n\
              SetEnv HOME={home} PATH={path} FLEET_HOST={name} FLEET_HOST_INDEX={index}\n",
             name = self.name,
             ip = self.ip,

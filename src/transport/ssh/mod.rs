@@ -1,7 +1,11 @@
 //! The SSH backend: one connection per host, made on first use and reused for every command of
-//! the run; each command is one session channel (at most [`MAX_SESSIONS`] open at once, as
-//! OpenSSH's `MaxSessions` allows), read until the server closes it.
+//! the run, and on it one kept shell (`shell`) that runs the host's scripts, internal commands
+//! and uploads one after the other, so a deploy starts one session on each host. What cannot
+//! wait for the shell (a second command while it is busy, a kill) gets a session channel of its
+//! own (at most [`MAX_SESSIONS`] open at once, as OpenSSH's `MaxSessions` allows), read until
+//! the server closes it.
 //!
+//! - `shell`: the kept shell;
 //! - `config`: where and how to connect (Deployfile host entry > ~/.ssh/config > defaults);
 //! - `connection`: TCP or ProxyJump, handshake, timeouts;
 //! - `handler`: host key checking against known_hosts;
@@ -18,6 +22,7 @@ pub(crate) mod connection;
 pub(crate) mod handler;
 pub(crate) mod known_hosts;
 mod pump;
+mod shell;
 pub(crate) mod ssh_config;
 
 use std::sync::{Arc, Mutex};
@@ -33,6 +38,7 @@ use crate::transport::{human_duration, Chunk, KillGuard, Output, Running};
 pub use config::Settings;
 use connection::{ConnectError, Connection};
 use pump::{tracked, Pid, Pump};
+use shell::{Shell, Submitted};
 
 /// Why a command could not run on a host, or how it ended without an exit status. Every
 /// message names the host.
@@ -143,6 +149,11 @@ struct Inner {
     starts: Starts,
     /// Set when the host stopped answering: every later command fails with it at once.
     broken: Mutex<Option<SshError>>,
+    /// The host's kept shell (see `shell`), started on first use.
+    shell: tokio::sync::Mutex<Option<Shell>>,
+    /// Whether the host's `head -c N` reads no more than N bytes of a pipe (GNU's does), so
+    /// that uploads can travel through the kept shell too.
+    exact_head: OnceCell<bool>,
 }
 
 impl Ssh {
@@ -158,6 +169,8 @@ impl Ssh {
                 sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
                 starts,
                 broken: Mutex::new(None),
+                shell: tokio::sync::Mutex::new(None),
+                exact_head: OnceCell::new(),
             }),
         }
     }
@@ -263,13 +276,26 @@ impl Ssh {
         stdin: Option<Arc<Vec<u8>>>,
         tracked: bool,
     ) -> futures::future::BoxFuture<'a, Result<Running, SshError>> {
-        Box::pin(self.start(command, stdin, tracked))
+        let (sender, input) = mpsc::channel(1);
+        if let Some(stdin) = stdin {
+            let _ = sender.try_send(stdin);
+        }
+        Box::pin(self.start(command, input, tracked))
+    }
+
+    /// Start a tracked `command` whose stdin is fed from `input` as long as it stays open.
+    async fn spawn_streaming(
+        &self,
+        command: &str,
+        input: mpsc::Receiver<Arc<Vec<u8>>>,
+    ) -> Result<Running, SshError> {
+        self.start(command, input, true).await
     }
 
     async fn start(
         &self,
         command: &str,
-        stdin: Option<Arc<Vec<u8>>>,
+        mut input: mpsc::Receiver<Arc<Vec<u8>>>,
         tracked: bool,
     ) -> Result<Running, SshError> {
         let connection = self.connection().await?;
@@ -316,7 +342,7 @@ impl Ssh {
         let stdin_task = {
             let write = Arc::clone(&write);
             tokio::spawn(async move {
-                if let Some(stdin) = stdin {
+                while let Some(stdin) = input.recv().await {
                     // A command that exits without reading all its input is not an error here.
                     if write.data(&stdin[..]).await.is_err() {
                         return;
@@ -349,22 +375,63 @@ impl Ssh {
         Ok(Running { chunks, kill })
     }
 
-    /// Run `script` with `bash -s`: the script travels on the channel's stdin.
+    /// Run `script` in the host's kept shell (a channel of its own while that is busy).
     pub async fn spawn_script(&self, script: &str) -> Result<Running, SshError> {
-        self.spawn(
-            &tracked("exec bash -s", None),
-            Some(Arc::new(script.as_bytes().to_vec())),
-            true,
-        )
-        .await
+        match self.in_shell(script, None).await {
+            Some(started) => started,
+            None => {
+                self.spawn(
+                    &tracked("exec bash -s", None),
+                    Some(Arc::new(script.as_bytes().to_vec())),
+                    true,
+                )
+                .await
+            }
+        }
     }
 
-    /// Run `script` with `bash -c`, feeding `stdin` to it.
+    /// Hand `script` (and its stdin `payload`) to the kept shell, starting one when there is
+    /// none (or it ended); None while it runs another script.
+    async fn in_shell(
+        &self,
+        script: &str,
+        payload: Option<Arc<Vec<u8>>>,
+    ) -> Option<Result<Running, SshError>> {
+        let mut slot = self.inner.shell.lock().await;
+        if let Some(shell) = slot.as_ref() {
+            match shell.submit(script, payload.clone()) {
+                Submitted::Running(running) => return Some(Ok(running)),
+                Submitted::Busy => {
+                    tracing::debug!(host = %self.inner.settings.name, "the kept shell is busy: a channel of its own");
+                    return None;
+                }
+                Submitted::Gone => *slot = None,
+            }
+        }
+        let shell = match Shell::open(self).await {
+            Ok(shell) => shell,
+            Err(e) => return Some(Err(e)),
+        };
+        let submitted = shell.submit(script, payload);
+        *slot = Some(shell);
+        match submitted {
+            Submitted::Running(running) => Some(Ok(running)),
+            Submitted::Busy | Submitted::Gone => None,
+        }
+    }
+
+    /// Run `script` feeding `stdin` to it: in the kept shell where the host's `head` allows it,
+    /// else with `bash -c` on a channel of its own.
     pub async fn spawn_with_stdin(
         &self,
         script: &str,
         stdin: Arc<Vec<u8>>,
     ) -> Result<Running, SshError> {
+        if self.exact_head().await {
+            if let Some(started) = self.in_shell(script, Some(Arc::clone(&stdin))).await {
+                return started;
+            }
+        }
         self.spawn(
             &tracked("exec bash -c \"$1\"", Some(script)),
             Some(stdin),
@@ -373,13 +440,28 @@ impl Ssh {
         .await
     }
 
+    /// Whether `head -c` stops at its count on this host (asked once, in the kept shell).
+    async fn exact_head(&self) -> bool {
+        *self
+            .inner
+            .exact_head
+            .get_or_init(|| async {
+                let probe = self
+                    .capture("printf abcdef | { head -c 2 >/dev/null; cat; }")
+                    .await;
+                probe.success() && probe.stdout == "cdef"
+            })
+            .await
+    }
+
     /// Kill the process group `pid` leads (a tracked command: the session's leader), over a
     /// channel of its own: sshd honours the SSH `signal` request only in some setups.
     async fn kill_remote(&self, pid: u32) {
         let command =
             format!("kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; true");
         let timeout = self.inner.settings.connect_timeout;
-        if tokio::time::timeout(timeout, self.capture(&command))
+        // Never in the kept shell: that may be what is being killed.
+        if tokio::time::timeout(timeout, self.capture_in_channel(&command))
             .await
             .is_err()
         {
@@ -387,12 +469,24 @@ impl Ssh {
         }
     }
 
-    /// Run one command with `bash -c` (stdin empty) and collect its output.
+    /// Run one command in the host's kept shell (stdin empty) and collect its output.
     pub async fn capture(&self, command: &str) -> Output {
-        let mut running = match self
+        match self.in_shell(command, None).await {
+            Some(started) => self.collect(started).await,
+            None => self.capture_in_channel(command).await,
+        }
+    }
+
+    /// Run one command with `bash -c` on a channel of its own and collect its output.
+    async fn capture_in_channel(&self, command: &str) -> Output {
+        let started = self
             .spawn(&format!("bash -c {}", quote(command)), None, false)
-            .await
-        {
+            .await;
+        self.collect(started).await
+    }
+
+    async fn collect(&self, started: Result<Running, SshError>) -> Output {
+        let mut running = match started {
             Ok(running) => running,
             Err(reason) => {
                 return Output {
