@@ -16,6 +16,7 @@ mod context;
 mod deploy;
 mod dynamic;
 mod failure;
+mod git_mirror;
 mod host_run;
 mod lock;
 mod notify;
