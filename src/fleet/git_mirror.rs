@@ -307,6 +307,11 @@ impl GitMirror {
             command.arg("-C").arg(dir);
             shown.push_str(&format!(" -C {}", quote(&dir.display().to_string())));
         }
+        // dep run from a git hook inherits these: they would point every command at the
+        // hook's repository instead of the mirror.
+        for name in REPOSITORY_ENV {
+            command.env_remove(name);
+        }
         command.args(args).stdin(Stdio::null());
         for arg in args {
             shown.push(' ');
@@ -315,6 +320,17 @@ impl GitMirror {
         (command, shown)
     }
 }
+
+/// Environment variables that choose the repository git works on.
+const REPOSITORY_ENV: [&str; 7] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+];
 
 fn run(mut command: Command, shown: &str) -> Result<Output, MirrorError> {
     command.output().map_err(|source| MirrorError::Spawn {
