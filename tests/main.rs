@@ -20,6 +20,7 @@ mod code_and_env;
 mod deploy;
 mod events;
 mod failure;
+mod git_archive;
 mod health_timeout;
 mod init;
 mod interrupt;

@@ -1,15 +1,18 @@
 //! Which code every host deploys, decided once for the fleet: the git strategy resolves ONE
-//! revision (on this machine with `ls-remote`, or `--revision` on the first host under the lock);
-//! the upload and artifact strategies pack their bytes once, here.
+//! revision (on this machine with `ls-remote`, or `--revision` on the first host under the lock)
+//! and, with `git_archive_on = "controller"`, archives it here; the upload and artifact
+//! strategies pack their bytes once, here.
 
 use std::sync::Arc;
 
-use crate::config::vars::VarError;
+use crate::config::vars::{VarError, Vars};
 use crate::error::{Error, Result};
 use crate::quote::quote;
+use crate::report::Event;
 use crate::transport::local::Local;
 
 use super::context::{Context, Revision};
+use super::git_mirror::{GitMirror, Wanted};
 use super::host_run::HostRun;
 
 /// Resolve the code for `hosts` (their first host's variables decide) and give every host the
@@ -26,16 +29,9 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
     let var_error = |error: VarError| config_error(error.to_string());
     let strategy = vars.value_string("strategy").map_err(var_error)?;
     ctx.branch = vars.value_string("branch").unwrap_or_default();
+    let mut archive_on = None;
     match strategy.as_str() {
-        "git" => {
-            let repository = vars.value_string("repository").map_err(var_error)?;
-            if repository.is_empty() {
-                return Err(config_error(
-                    "`repository` is empty: set it, or use `strategy = \"upload\"`".into(),
-                ));
-            }
-            ctx.revision = git_revision(ctx, &repository).await?;
-        }
+        "git" => archive_on = Some(git(ctx, vars).await?),
         "artifact" => {
             // A build made elsewhere (CI): a directory packed once, or a .tar.gz sent as is.
             let artifact = vars.value_string("artifact_path").map_err(var_error)?;
@@ -98,13 +94,51 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
     for host in hosts.iter_mut() {
         host.vars.set("revision", ctx.revision.commit().to_string());
         host.vars.set("branch", ctx.branch.clone());
+        // Every host archives where the first host's setting says.
+        if let Some(archive_on) = &archive_on {
+            host.vars.set("git_archive_on", archive_on.clone());
+        }
     }
     Ok(())
 }
 
+/// The git strategy: ONE revision resolved here; with `git_archive_on = "controller"` also
+/// archived here. Returns where the hosts' code is archived.
+async fn git(ctx: &mut Context<'_>, vars: &Vars) -> Result<String> {
+    let deployfile = ctx.project.deployfile.clone();
+    let config_error = |message: String| Error::Config {
+        path: deployfile.clone(),
+        message,
+    };
+    let var_error = |error: VarError| config_error(error.to_string());
+    let repository = vars.value_string("repository").map_err(var_error)?;
+    if repository.is_empty() {
+        return Err(config_error(
+            "`repository` is empty: set it, or use `strategy = \"upload\"`".into(),
+        ));
+    }
+    let archive_on = vars.value_string("git_archive_on").map_err(var_error)?;
+    if !matches!(archive_on.as_str(), "host" | "controller") {
+        return Err(config_error(format!(
+            "unknown `git_archive_on = \"{archive_on}\"` (use \"host\" or \"controller\")"
+        )));
+    }
+    let (revision, label) = git_revision(ctx, &repository).await?;
+    ctx.revision = revision;
+    if archive_on == "controller" {
+        let mirror = vars
+            .value_string("git_controller_mirror")
+            .map_err(var_error)?;
+        let mirror = GitMirror::new(ctx.project.root.join(mirror), repository.clone())
+            .map_err(|e| config_error(format!("`git_controller_mirror`: {e}")))?;
+        archive_on_controller(ctx, mirror, &repository, label).await?;
+    }
+    Ok(archive_on)
+}
+
 /// The git strategy's revision: `--revision` (resolved later, under the lock), `--tag`, the
-/// branch, or HEAD, resolved here with `git ls-remote`.
-async fn git_revision(ctx: &mut Context<'_>, repository: &str) -> Result<Revision> {
+/// branch, or HEAD, resolved here with `git ls-remote`; and what it is, for messages.
+async fn git_revision(ctx: &mut Context<'_>, repository: &str) -> Result<(Revision, String)> {
     let options = ctx.options;
     if let Some(revision) = &options.revision {
         if revision.is_empty()
@@ -117,7 +151,10 @@ async fn git_revision(ctx: &mut Context<'_>, repository: &str) -> Result<Revisio
                 "`--revision {revision}` is not a revision name"
             )));
         }
-        return Ok(Revision::Pending(revision.clone()));
+        return Ok((
+            Revision::Pending(revision.clone()),
+            format!("revision `{revision}`"),
+        ));
     }
     let (reference, label) = if let Some(tag) = &options.tag {
         ctx.branch = String::new();
@@ -128,9 +165,46 @@ async fn git_revision(ctx: &mut Context<'_>, repository: &str) -> Result<Revisio
         let branch = &ctx.branch;
         (format!("refs/heads/{branch}"), format!("branch `{branch}`"))
     };
-    Ok(Revision::Resolved(
-        ls_remote(repository, &reference, &label).await?,
-    ))
+    let commit = ls_remote(repository, &reference, &label).await?;
+    Ok((Revision::Resolved(commit), label))
+}
+
+/// `git_archive_on = "controller"`: this machine's mirror archives the revision once (a
+/// `--revision` name is resolved there, before any host is touched) and every host is sent
+/// the same bytes, as with the upload strategy.
+async fn archive_on_controller(
+    ctx: &mut Context<'_>,
+    mirror: GitMirror,
+    repository: &str,
+    label: String,
+) -> Result<()> {
+    let wanted = match &ctx.revision {
+        Revision::Pending(name) => Wanted::Name(name.clone()),
+        revision => Wanted::Commit {
+            commit: revision.commit().to_string(),
+            label: label.clone(),
+        },
+    };
+    let packed = tokio::task::spawn_blocking(move || mirror.pack(&wanted))
+        .await
+        .map_err(|e| Error::Local(format!("packing the git archive stopped: {e}")))?
+        .map_err(|e| Error::Local(e.to_string()))?;
+    tracing::debug!(commit = %packed.commit, bytes = packed.bytes.len(), "git archive packed on this machine");
+    if ctx.dry_run() {
+        let shown = format!(
+            "{} | gzip  # {label} of {repository}: {} bytes, streamed to every host",
+            packed.command,
+            packed.bytes.len()
+        );
+        ctx.reporter.emit(Event::DryRun {
+            host: "local",
+            task: "deploy:update_code",
+            command: &shown,
+        });
+    }
+    ctx.revision = Revision::Resolved(packed.commit);
+    ctx.code.set_release(Arc::new(packed.bytes));
+    Ok(())
 }
 
 /// `--revision R`: under the lock, update the first host's mirror and resolve R to the one

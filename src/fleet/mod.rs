@@ -7,7 +7,8 @@
 //! (a state machine in `deploy`, ordered by a `strategy`), `rollback`, `run_task`, `health` and
 //! `read_states`. Each concept has its file: `scheduler` (segments and barriers), `render`
 //! (a task into commands for one host), `preflight`, `lock`, `switch`, `checks`, `rollback`,
-//! `notify`, `code` (which code every host gets).
+//! `notify`, `code` (which code every host gets), `git_mirror` (the git strategy's mirror on
+//! this machine, for `git_archive_on = "controller"`).
 
 pub mod archive;
 mod checks;
@@ -16,6 +17,7 @@ mod context;
 mod deploy;
 mod dynamic;
 mod failure;
+mod git_mirror;
 mod host_run;
 mod lock;
 mod notify;

@@ -247,13 +247,10 @@ fn builtin_script(
             )
         }
         Builtin::UpdateCode => match vars.value_string("strategy")?.as_str() {
-            "upload" | "artifact" => {
-                let mut command = Command::new(
-                    &task.name,
-                    format!("tar -xzf - -C {}", quote(&release_path)),
-                );
-                command.stdin = ctx.code.release();
-                return Ok(Some(BuiltinWork::Command(command)));
+            "upload" | "artifact" => return Ok(Some(unpack(ctx, task, &release_path, None))),
+            _ if vars.value_string("git_archive_on")? == "controller" => {
+                let revision = ctx.revision.commit();
+                return Ok(Some(unpack(ctx, task, &release_path, Some(revision))));
             }
             _ => {
                 let repository = vars.value_string("repository")?;
@@ -285,6 +282,27 @@ fn builtin_script(
         }
     };
     Ok(Some(BuiltinWork::Script(script)))
+}
+
+/// The code packed on this machine, streamed on stdin and unpacked into the release; a git
+/// revision is written to `REVISION` too, as when the host archives it.
+fn unpack(
+    ctx: &Context<'_>,
+    task: &Task,
+    release_path: &str,
+    revision: Option<&str>,
+) -> BuiltinWork {
+    let release_path = quote(release_path);
+    let mut script = format!("tar -xzf - -C {release_path}");
+    if let Some(revision) = revision {
+        script.push_str(&format!(
+            " && printf '%s\\n' {} > {release_path}/REVISION",
+            quote(revision)
+        ));
+    }
+    let mut command = Command::new(&task.name, script);
+    command.stdin = ctx.code.release();
+    BuiltinWork::Command(command)
 }
 
 /// Remove the releases beyond `keep_releases`, as the host will be once this run is done.
