@@ -34,6 +34,8 @@ struct Cost {
     wall: Duration,
     cpu: Duration,
     max_rss_kb: i64,
+    /// What the run cost the hosts: every sshd's CPU with its sessions, shells and commands.
+    host_cpu: Duration,
 }
 
 /// One of the runs a round measures.
@@ -82,8 +84,15 @@ fn main() {
     println!("dep fleet benchmark: {rounds} interleaved rounds per size; wall seconds are medians");
     match &binaries.baseline {
         None => println!(
-            "{:>4}  {:>8}  {:>8}  {:>6}  {:>14}  {:>12}  {:>13}",
-            "N", "floor s", "dep s", "ratio", "dep CPU/host", "dep peak MB", "floor CPU s"
+            "{:>4}  {:>8}  {:>8}  {:>6}  {:>14}  {:>12}  {:>13}  {:>19}",
+            "N",
+            "floor s",
+            "dep s",
+            "ratio",
+            "dep CPU/host",
+            "dep peak MB",
+            "floor CPU s",
+            "host CPU s flr/dep"
         ),
         Some(baseline) => print_baseline_header(&binaries.dep, baseline),
     }
@@ -154,15 +163,64 @@ impl Setup {
     }
 
     fn run(&self, binaries: &Binaries, who: Contender, round: usize) -> Cost {
-        match who {
+        let before = hosts_cpu(&self.fleet);
+        let mut cost = match who {
             Contender::Floor => floor(&self.fleet, &self.repo, &self.revision, round),
             Contender::Dep => run_dep(&binaries.dep, &self.deployfile),
             Contender::Baseline => {
                 let baseline = binaries.baseline.as_deref().expect("a baseline binary");
                 run_dep(baseline, &self.deployfile)
             }
-        }
+        };
+        cost.host_cpu = hosts_cpu(&self.fleet).saturating_sub(before);
+        cost
     }
+}
+
+/// Whether any of `parents` has a child process (one scan of /proc).
+fn has_children(parents: &[u32]) -> bool {
+    let parents: std::collections::HashSet<u32> = parents.iter().copied().collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_string();
+            rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+        })
+        .any(|ppid| parents.contains(&ppid))
+}
+
+/// The CPU time the fleet's sshd processes used so far, with all their reaped descendants
+/// (per-connection sshd, sessions, shells, git, …), once every session has ended: an sshd
+/// counts a child's time when it reaps it.
+fn hosts_cpu(fleet: &Fleet) -> Duration {
+    let listeners: Vec<u32> = fleet.hosts().iter().filter_map(|h| h.pid()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while has_children(&listeners) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: sysconf only reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let total: u64 = fleet
+        .hosts()
+        .iter()
+        .filter_map(|h| h.pid())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            // After the command name's closing parenthesis: fields 3 onwards; utime, stime,
+            // cutime and cstime are fields 14 to 17.
+            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            rest.split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|f| f.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum();
+    Duration::from_secs_f64(total as f64 / ticks)
 }
 
 fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
@@ -202,6 +260,11 @@ fn cpu_per_host_ms(costs: &[Cost], n: usize) -> f64 {
     median(costs.iter().map(|c| c.cpu.as_secs_f64()).collect()) * 1000.0 / n as f64
 }
 
+/// The median CPU time the hosts spent on one run, in seconds.
+fn host_cpu_s(costs: &[Cost]) -> f64 {
+    median(costs.iter().map(|c| c.host_cpu.as_secs_f64()).collect())
+}
+
 fn peak_mb(costs: &[Cost]) -> f64 {
     costs.iter().map(|c| c.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0
 }
@@ -228,7 +291,7 @@ fn paired_ratio_range(samples: &Samples) -> (f64, f64) {
 fn print_row(n: usize, samples: &Samples) {
     let (floor, dep) = (median_wall(&samples.floor), median_wall(&samples.dep));
     println!(
-        "{:>4}  {:>8.3}  {:>8.3}  {:>6.2}  {:>11.1} ms  {:>12.1}  {:>13.2}",
+        "{:>4}  {:>8.3}  {:>8.3}  {:>6.2}  {:>11.1} ms  {:>12.1}  {:>13.2}  {:>19}",
         n,
         floor,
         dep,
@@ -236,6 +299,11 @@ fn print_row(n: usize, samples: &Samples) {
         cpu_per_host_ms(&samples.dep, n),
         peak_mb(&samples.dep),
         median(samples.floor.iter().map(|c| c.cpu.as_secs_f64()).collect()),
+        format!(
+            "{:.2} / {:.2}",
+            host_cpu_s(&samples.floor),
+            host_cpu_s(&samples.dep)
+        ),
     );
 }
 
@@ -246,7 +314,7 @@ fn print_baseline_header(dep: &Path, baseline: &Path) {
          highest of the per-round ratios"
     );
     println!(
-        "{:>4}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}  {:>8}  {:>15}  {:>21}  {:>17}  {:>13}",
+        "{:>4}  {:>8}  {:>8}  {:>8}  {:>9}  {:>9}  {:>8}  {:>15}  {:>21}  {:>17}  {:>13}  {:>20}",
         "N",
         "floor s",
         "dep s",
@@ -257,7 +325,8 @@ fn print_baseline_header(dep: &Path, baseline: &Path) {
         "dep/base rounds",
         "spread floor/dep/base",
         "CPU/host dep/base",
-        "peak MB d/b"
+        "peak MB d/b",
+        "host CPU s f/d/b"
     );
 }
 
@@ -278,8 +347,14 @@ fn print_baseline_row(n: usize, s: &Samples) {
         cpu_per_host_ms(&s.baseline, n)
     );
     let peak = format!("{:.1} / {:.1}", peak_mb(&s.dep), peak_mb(&s.baseline));
+    let hosts = format!(
+        "{:.2} / {:.2} / {:.2}",
+        host_cpu_s(&s.floor),
+        host_cpu_s(&s.dep),
+        host_cpu_s(&s.baseline)
+    );
     println!(
-        "{:>4}  {:>8.3}  {:>8.3}  {:>8.3}  {:>9.2}  {:>9.2}  {:>8.3}  {:>15}  {:>21}  {:>17}  {:>13}",
+        "{:>4}  {:>8.3}  {:>8.3}  {:>8.3}  {:>9.2}  {:>9.2}  {:>8.3}  {:>15}  {:>21}  {:>17}  {:>13}  {:>20}",
         n,
         floor,
         dep,
@@ -291,6 +366,7 @@ fn print_baseline_row(n: usize, s: &Samples) {
         spread,
         cpu,
         peak,
+        hosts,
     );
 }
 
@@ -458,6 +534,7 @@ fn floor(fleet: &Fleet, repo: &Path, revision: &str, round: usize) -> Cost {
         wall: started.elapsed(),
         cpu: after.0.saturating_sub(before.0),
         max_rss_kb: after.1,
+        host_cpu: Duration::ZERO,
     }
 }
 
@@ -528,6 +605,7 @@ fn measure(mut command: Command, stdin: Option<&[u8]>) -> (Cost, i32) {
             wall,
             cpu,
             max_rss_kb: usage.ru_maxrss,
+            host_cpu: Duration::ZERO,
         },
         code,
     )
