@@ -168,6 +168,16 @@ impl Keeper {
             }
         }
         self.requests.close();
+        // A script handed over just as the shell ended while idle: it never ran.
+        while let Ok(request) = self.requests.try_recv() {
+            let reason = SshError::NoStatus {
+                host: self.host.clone(),
+            };
+            let _ = request
+                .chunks
+                .send(Chunk::Exit(None, Some(reason.to_string())))
+                .await;
+        }
         self.shell.kill.disarm();
     }
 
