@@ -8,7 +8,8 @@
 //!
 //! Run: `cargo bench --bench laravel` (env BENCH_HOSTS="3 10", BENCH_ROUNDS=5, BENCH_DEP=/path/to/dep
 //! to measure that binary instead of building target/release/dep, BENCH_BASELINE_DEP=/path/to/dep
-//! to measure another build too). Needs php-cli (sqlite3, mbstring, xml), php-laravel-framework,
+//! to measure another build too, BENCH_TRACE=DIR to write, after each size's rounds, one more
+//! deploy of each traced: dep at `-vv` with RUST_LOG=dep=debug, the script's step times). Needs php-cli (sqlite3, mbstring, xml), php-laravel-framework,
 //! composer, sqlite3 and gzip, as the Laravel integration test does (scripts/setup-test-deps).
 
 // The sshd fleet of the integration tests, with the two support modules it builds on. The bench
@@ -297,11 +298,11 @@ impl Setup {
     fn run(&self, binaries: &Binaries, who: Contender) -> Cost {
         let release = self.next_release();
         let cost = match who {
-            Contender::Script => script(self, &release),
-            Contender::Dep => self.run_dep(&binaries.dep, &release),
+            Contender::Script => script(self, &release).0,
+            Contender::Dep => self.run_dep(&binaries.dep, &release, None),
             Contender::Baseline => {
                 let baseline = binaries.baseline.as_deref().expect("a baseline binary");
-                self.run_dep(baseline, &release)
+                self.run_dep(baseline, &release, None)
             }
         };
         self.check_deployed(who, &release);
@@ -316,15 +317,29 @@ impl Setup {
         format!("20260101{:02}{:02}00", 10 + k / 60, k % 60)
     }
 
-    fn run_dep(&self, dep: &Path, release: &str) -> Cost {
+    /// `dep -q deploy test` (with a `trace` file: `dep -vv deploy test` with RUST_LOG=dep=debug,
+    /// its output into that file).
+    fn run_dep(&self, dep: &Path, release: &str, trace: Option<&Path>) -> Cost {
         let mut command = Command::new(dep);
-        command
-            .args(["-q", "-f", "Deployfile.toml", "deploy", "test"])
-            .current_dir(&self.project)
-            .stdout(Stdio::null());
+        command.current_dir(&self.project);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("DEP_") {
                 command.env_remove(&key);
+            }
+        }
+        match trace {
+            None => {
+                command
+                    .args(["-q", "-f", "Deployfile.toml", "deploy", "test"])
+                    .stdout(Stdio::null());
+            }
+            Some(file) => {
+                let output = fs::File::create(file).expect("the trace file");
+                command
+                    .args(["-vv", "-f", "Deployfile.toml", "deploy", "test"])
+                    .env("RUST_LOG", "dep=debug")
+                    .stdout(output.try_clone().expect("the trace file"))
+                    .stderr(output);
             }
         }
         command
@@ -410,6 +425,35 @@ impl Setup {
         );
     }
 
+    /// One more deploy of dep and of the script, traced into `dir`: dep's `-vv` output and debug
+    /// log in `dep-N.log`, the script's step times in `script-N.log`.
+    fn trace(&self, binaries: &Binaries, dir: &Path) {
+        let n = self.fleet.hosts().len();
+        fs::create_dir_all(dir).unwrap();
+        let release = self.next_release();
+        let file = dir.join(format!("dep-{n}.log"));
+        let cost = self.run_dep(&binaries.dep, &release, Some(&file));
+        self.check_deployed(Contender::Dep, &release);
+        eprintln!(
+            "trace: {} ({:.3} s)",
+            file.display(),
+            cost.wall.as_secs_f64()
+        );
+        let release = self.next_release();
+        let (cost, steps) = script(self, &release);
+        self.check_deployed(Contender::Script, &release);
+        let mut text = format!(
+            "script deploy of {release} to {n} hosts: {:.3} s\n",
+            cost.wall.as_secs_f64()
+        );
+        for (step, took) in steps {
+            text.push_str(&format!("{step:>8}  {:.3} s\n", took.as_secs_f64()));
+        }
+        let file = dir.join(format!("script-{n}.log"));
+        fs::write(&file, text).unwrap();
+        eprintln!("trace: {}", file.display());
+    }
+
     /// Whether dep wrote the same `.env` as the script does (a check that both do the same
     /// work; a difference is reported, not fatal).
     fn compare_dotenv(&self) {
@@ -443,6 +487,9 @@ fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
             samples.of(who).push(cost);
         }
     }
+    if let Some(dir) = std::env::var_os("BENCH_TRACE").filter(|d| !d.is_empty()) {
+        setup.trace(binaries, Path::new(&dir));
+    }
     samples
 }
 
@@ -452,9 +499,16 @@ fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
 /// ssh per host, in parallel, for the switch; one ssh per host, in parallel, to finish (queue
 /// restart, unlock, cleanup). Each step must succeed on every host before the next starts, as a
 /// careful script's `wait` and `set -e` make it.
-fn script(setup: &Setup, release: &str) -> Cost {
+fn script(setup: &Setup, release: &str) -> (Cost, Vec<(&'static str, Duration)>) {
     let hosts = setup.fleet.hosts();
     let started = Instant::now();
+    let mut steps = Vec::new();
+    let mut step_started = started;
+    let mut step_done = |name: &'static str| {
+        let now = Instant::now();
+        steps.push((name, now - step_started));
+        step_started = now;
+    };
     let before = children_usage();
     let since = utc_now();
 
@@ -473,6 +527,7 @@ fn script(setup: &Setup, release: &str) -> Cost {
         .status()
         .expect("bash");
     assert!(packed.success(), "script: packing the upload failed");
+    step_done("pack");
 
     let prepares: Vec<Step> = hosts
         .iter()
@@ -483,6 +538,7 @@ fn script(setup: &Setup, release: &str) -> Cost {
         })
         .collect();
     wait_all("prepare", prepares);
+    step_done("prepare");
 
     let first = hosts[0].deploy_path();
     let migrate = migrate_script(setup, first, release);
@@ -490,6 +546,7 @@ fn script(setup: &Setup, release: &str) -> Cost {
         "migrate",
         vec![ssh(setup, hosts[0].name(), &migrate, Stdio::null())],
     );
+    step_done("migrate");
 
     let finished = utc_now();
     let switches: Vec<Step> = hosts
@@ -500,6 +557,7 @@ fn script(setup: &Setup, release: &str) -> Cost {
         })
         .collect();
     wait_all("switch", switches);
+    step_done("switch");
 
     let finishes: Vec<Step> = hosts
         .iter()
@@ -509,13 +567,15 @@ fn script(setup: &Setup, release: &str) -> Cost {
         })
         .collect();
     wait_all("finish", finishes);
+    step_done("finish");
 
     let after = children_usage();
-    Cost {
+    let cost = Cost {
         wall: started.elapsed(),
         cpu: after.0.saturating_sub(before.0),
         max_rss_kb: after.1,
-    }
+    };
+    (cost, steps)
 }
 
 /// One step on one host: `ssh HOST bash -c SCRIPT` with the fleet's ssh_config (the script is
