@@ -481,11 +481,15 @@ fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
     let mut samples = Samples::default();
     for round in 1..=rounds {
         // Rotate the order by one each round: script, dep, baseline; dep, baseline, script; …
+        let mut walls = Vec::new();
         for k in 0..contenders.len() {
             let who = contenders[(round - 1 + k) % contenders.len()];
             let cost = setup.run(binaries, who);
             samples.of(who).push(cost);
+            walls.push(format!("{who:?} {:.3} s", cost.wall.as_secs_f64()));
         }
+        // Each round's figures, in the order they ran, on stderr (the table is on stdout).
+        eprintln!("N = {n}, round {round}: {}", walls.join(", "));
     }
     if let Some(dir) = std::env::var_os("BENCH_TRACE").filter(|d| !d.is_empty()) {
         setup.trace(binaries, Path::new(&dir));
