@@ -383,3 +383,22 @@ fn a_connection_pacing_of_zero_is_refused_before_anything_runs() {
         ),
     );
 }
+
+/// DEP_NOW pins the clock as a release name or an RFC 3339 time; anything else is refused before
+/// anything runs, instead of silently deploying at the real time.
+#[test]
+fn a_clock_pinned_to_something_that_is_not_a_time_is_refused() {
+    let project = TestProject::new().fleet(1);
+    project
+        .dep(&["deploy", "test"])
+        .env("DEP_NOW", "next tuesday")
+        .status(2)
+        .stderr("error: DEP_NOW=\"next tuesday\" is not a time: use YYYYMMDDHHMMSS (UTC) or RFC 3339, e.g. 20260101100000 or 2026-01-01T10:00:00Z\n")
+        .run();
+    assert_eq!(project.current("h1"), None);
+    project
+        .dep(&["deploy", "test"])
+        .env("DEP_NOW", "2026-01-01T11:00:00+01:00")
+        .run();
+    assert_eq!(project.current("h1").as_deref(), Some("20260101100000"));
+}

@@ -651,6 +651,34 @@ fn deploys_a_laravel_app_to_three_hosts_with_one_migration_run() {
         [format!("1|{CREATE_NOTES}"), format!("2|{CREATE_TAGS}")]
     );
 
+    // Artisan commands this Laravel 8 application does not define are skipped on every host
+    // (a command added in a later Laravel; a package's namespace), any other failure is one.
+    for (task, command) in [
+        ("artisan:schedule:interrupt", "schedule:interrupt"),
+        ("artisan:horizon:terminate", "horizon:terminate"),
+    ] {
+        let skipped = setup.dep(&[task, "test"], &[]);
+        skipped.success();
+        let mut hosts = printed_by(
+            &skipped,
+            &format!("artisan {command}: not defined in this application, skipped"),
+        );
+        hosts.sort();
+        assert_eq!(
+            hosts,
+            ["host0", "host1", "host2"],
+            "{}",
+            skipped.transcript()
+        );
+    }
+    setup
+        .dep(
+            &["artisan:config:cache", "test", "-o", "bin_php=false"],
+            &[],
+        )
+        .expect_status(1)
+        .stderr_has("artisan:config:cache");
+
     // A rollback serves the previous release with the configuration cached for it.
     setup.dep(&["rollback", "test"], &[]).success();
     for index in 0..3 {

@@ -496,7 +496,12 @@ fn a_task_timing_out_on_a_live_host_is_killed_and_the_host_unlocked() {
     assert!(!sleeping(), "the timed-out `sleep 30` still runs on host1");
     // The shell that ran the task is gone: the kill (a channel of its own, never the shell it
     // kills) and the unlock's new shell took one session each.
-    assert_eq!(fleet.host(1).sessions_started(), 3, "{}", fleet.host(1).log());
+    assert_eq!(
+        fleet.host(1).sessions_started(),
+        3,
+        "{}",
+        fleet.host(1).log()
+    );
     project
         .run_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", T2)]))
         .success();

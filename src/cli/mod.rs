@@ -46,7 +46,9 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     init_tracing();
     raise_open_file_limit();
     let mut secrets = Vec::new();
-    let result = Config::from_args(cli).and_then(|config| run(config, &mut secrets));
+    let result = crate::fleet::check_clock()
+        .and_then(|()| Config::from_args(cli))
+        .and_then(|config| run(config, &mut secrets));
     match result {
         Ok(()) => exit::OK,
         Err(error) => {

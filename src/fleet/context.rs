@@ -164,10 +164,35 @@ impl Code {
     }
 }
 
-/// The clock: DEP_NOW (YYYYMMDDHHMMSS) pins it, so release names are reproducible in tests.
+/// The variable that pins the clock.
+pub const NOW_VAR: &str = "DEP_NOW";
+
+/// The clock: DEP_NOW pins it, so release names are reproducible in tests (checked at start-up
+/// by [`pinned_now`]).
 pub fn now() -> chrono::NaiveDateTime {
-    std::env::var("DEP_NOW")
+    pinned_now()
         .ok()
-        .and_then(|n| chrono::NaiveDateTime::parse_from_str(&n, release::NAME_FORMAT).ok())
+        .flatten()
         .unwrap_or_else(|| Utc::now().naive_utc())
 }
+
+/// DEP_NOW's time (UTC), as a release name (YYYYMMDDHHMMSS) or RFC 3339; None when unset.
+pub fn pinned_now() -> std::result::Result<Option<chrono::NaiveDateTime>, BadNow> {
+    let Some(text) = std::env::var(NOW_VAR).ok().filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    chrono::NaiveDateTime::parse_from_str(&text, release::NAME_FORMAT)
+        .ok()
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(&text)
+                .ok()
+                .map(|t| t.naive_utc())
+        })
+        .map(Some)
+        .ok_or(BadNow(text))
+}
+
+/// DEP_NOW is set to something that is not a time.
+#[derive(Debug, thiserror::Error)]
+#[error("DEP_NOW={0:?} is not a time: use YYYYMMDDHHMMSS (UTC) or RFC 3339, e.g. 20260101100000 or 2026-01-01T10:00:00Z")]
+pub struct BadNow(String);

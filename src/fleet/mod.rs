@@ -46,6 +46,13 @@ use crate::release::{self, HostState};
 use crate::report::Reporter;
 
 pub use context::Mode;
+
+/// A clock pinned by DEP_NOW must be a time: checked before anything runs (exit 2).
+pub fn check_clock() -> Result<()> {
+    context::pinned_now()
+        .map(|_| ())
+        .map_err(|e| crate::error::Error::Usage(e.to_string()))
+}
 pub use host_run::{host_vars, HostRun};
 pub use options::Options;
 
