@@ -510,6 +510,83 @@ fn a_task_timing_out_on_a_live_host_is_killed_and_the_host_unlocked() {
     }
 }
 
+/// Every process on the machine running `sleep ARG` (a task's process can outlive its session
+/// and leave the host's process tree, so look everywhere; ARG is unique to one test).
+fn sleeps(arg: &str) -> Vec<u32> {
+    let cmdline = format!("sleep\x00{arg}\x00");
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == cmdline.as_bytes())
+        })
+        .collect()
+}
+
+/// A controller killed with SIGKILL in the middle of a slow task (a cancelled CI job) leaves
+/// nothing running on its hosts: each host's shell notices that the controller's end of the
+/// session closed without a goodbye and kills what it started, within seconds.
+#[test]
+fn a_killed_controller_leaves_nothing_running_on_its_hosts() {
+    let fleet = Fleet::start(2);
+    let marker = fleet.dir().join("slow-started");
+    let tasks = format!(
+        "[tasks.\"app:slow\"]\nrun = \"touch {marker}; sleep 37.0913\"\nafter = \"deploy:shared\"\n",
+        marker = marker.display()
+    );
+    let project = project_for(&fleet, &all_hosts(&fleet), &tasks);
+    let running = project.start_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", T1)]));
+    wait_for_file(&marker, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleeps("37.0913").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the slow task never ran on both hosts"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    running.signal(libc::SIGKILL);
+    let killed_at = Instant::now();
+    running.reap_killed();
+    while !sleeps("37.0913").is_empty() {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "the task still runs on a host 5 s after its controller died"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "hosts ended the task {:?} after the controller died",
+        killed_at.elapsed()
+    );
+    for index in 0..2 {
+        assert_eq!(current(&fleet, index), None, "host{index} switched");
+    }
+}
+
+/// A run that ends normally says goodbye to every host's shell: a daemon a task started in the
+/// background on purpose keeps running after dep exits.
+#[test]
+fn a_daemon_started_by_a_task_outlives_a_normal_run() {
+    let fleet = Fleet::start(1);
+    let tasks = format!("[tasks.\"app:daemon\"]\nrun = \"nohup sleep {DAEMON_SLEEP} >/dev/null 2>&1 &\"\nafter = \"deploy:shared\"\n");
+    let project = project_for(&fleet, &all_hosts(&fleet), &tasks);
+    project
+        .run_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", T1)]))
+        .success();
+    // Longer than the watchdog's grace: it did not fire. The daemon outlived its session, so it
+    // is no longer the host's descendant: look for it everywhere.
+    thread::sleep(Duration::from_millis(1500));
+    let daemons = sleeps(DAEMON_SLEEP);
+    for &pid in &daemons {
+        crate::support::process::signal(pid, libc::SIGKILL);
+    }
+    assert_eq!(daemons.len(), 1, "the daemon was killed");
+}
+
+/// The daemon's `sleep` argument: no other process on the machine has it.
+const DAEMON_SLEEP: &str = "41.4711";
+
 #[test]
 fn a_stopped_host_times_out_instead_of_hanging_the_deploy() {
     let fleet = Fleet::start(3);

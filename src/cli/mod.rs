@@ -226,7 +226,12 @@ fn block_on<F: Future<Output = Result<()>>>(future: F) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|error| Error::Local(format!("cannot start the async runtime: {error}")))?;
-    let result = runtime.block_on(future);
+    let result = runtime.block_on(async {
+        let result = future.await;
+        // The kept shells' goodbye: a host whose shell ends without it kills what it runs.
+        crate::transport::ssh::close_all().await;
+        result
+    });
     // Work left on a blocking thread (packing an upload when Ctrl-C came) must not keep dep
     // from exiting once the run is over.
     runtime.shutdown_background();

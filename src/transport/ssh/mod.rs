@@ -38,6 +38,7 @@ use crate::transport::{human_duration, Chunk, KillGuard, Output, Running};
 pub use config::Settings;
 use connection::{ConnectError, Connection};
 use pump::{tracked, Pid, Pump};
+pub use shell::close_all;
 use shell::{Shell, Submitted};
 
 /// Why a command could not run on a host, or how it ended without an exit status. Every

@@ -13,11 +13,18 @@
 //! A script that is stopped (its timeout, Ctrl-C) takes the shell with it: the kill reaches the
 //! shell's whole process group, and the host's next script starts a new shell. While the shell is
 //! busy, another script on the same host gets a channel of its own (the caller's fallback).
+//!
+//! The shell is watched on the host (see [`WATCHED_SHELL`]): when the controller's end of the
+//! session closes without the goodbye dep sends at the end of every run ([`close_all`]), the
+//! controller is gone (killed, a cancelled CI job, a dropped connection), and everything the shell
+//! started is killed within a second instead of running on unattended.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::pump::tracked;
 use super::{Ssh, SshError};
@@ -49,12 +56,51 @@ struct Request {
     kill: oneshot::Receiver<()>,
 }
 
+/// The kept shell as the host runs it: `bash -s` reading a fifo, and in the background the
+/// watchdog that feeds the fifo from the session's stdin. When that stdin ends, either the
+/// goodbye (`exit`) has ended the shell already, or the controller is gone: then, after a grace of
+/// a second, the watchdog kills the session's whole process group (the shell, what it runs, and
+/// itself). Without mktemp or mkfifo, the shell runs unwatched.
+const WATCHED_SHELL: &str = r#"if d=$(mktemp -d "${TMPDIR:-/tmp}/dep-shell.XXXXXX") && mkfifo "$d/in"; then
+( exec 3>"$d/in"; rm -rf "$d"; cat <&4 >&3; exec 3>&- 4<&-
+  n=0; while kill -0 $$ 2>/dev/null; do
+    n=$((n+1)); if [ $n -gt 20 ]; then kill -KILL -- -$$ 2>/dev/null || kill -KILL $$; exit 0; fi
+    sleep 0.05
+  done ) 4<&0 </dev/null >/dev/null 2>&1 &
+exec bash -s <"$d/in"
+fi
+rm -rf "$d"
+exec bash -s"#;
+
+/// How long the goodbye may take on one host before dep exits anyway.
+const GOODBYE: Duration = Duration::from_secs(1);
+
+/// Every kept shell of this process: told to say goodbye at the end of the run.
+struct Registry {
+    closing: watch::Sender<bool>,
+    keepers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
+    closing: watch::Sender::new(false),
+    keepers: Mutex::new(Vec::new()),
+});
+
+/// End every kept shell of this process cleanly (the goodbye), so that their watchdogs leave
+/// alone what the run started on purpose (a daemon in the background). Call it once, when the
+/// run is over; it waits at most a moment.
+pub async fn close_all() {
+    REGISTRY.closing.send_replace(true);
+    let keepers = std::mem::take(&mut *REGISTRY.keepers.lock().unwrap_or_else(|e| e.into_inner()));
+    let _ = tokio::time::timeout(GOODBYE * 2, futures::future::join_all(keepers)).await;
+}
+
 impl Shell {
     /// Start the shell on `ssh`'s connection.
     pub(super) async fn open(ssh: &Ssh) -> Result<Shell, SshError> {
         let (stdin, input) = mpsc::channel(4);
         let running = ssh
-            .spawn_streaming(&tracked("exec bash -s", None), input)
+            .spawn_streaming(&tracked(WATCHED_SHELL, None), input)
             .await?;
         let (requests, receiver) = mpsc::channel(1);
         let busy = Arc::new(AtomicBool::new(false));
@@ -64,8 +110,12 @@ impl Shell {
             stdin,
             requests: receiver,
             busy: Arc::clone(&busy),
+            closing: REGISTRY.closing.subscribe(),
         };
-        tokio::spawn(keeper.run());
+        let handle = tokio::spawn(keeper.run());
+        let mut keepers = REGISTRY.keepers.lock().unwrap_or_else(|e| e.into_inner());
+        keepers.retain(|k| !k.is_finished());
+        keepers.push(handle);
         Ok(Shell { requests, busy })
     }
 
@@ -138,21 +188,25 @@ struct Keeper {
     stdin: mpsc::Sender<Arc<Vec<u8>>>,
     requests: mpsc::Receiver<Request>,
     busy: Arc<AtomicBool>,
+    /// Becomes true when the run is over: say goodbye.
+    closing: watch::Receiver<bool>,
 }
 
 impl Keeper {
     async fn run(mut self) {
         loop {
-            let mut request = tokio::select! {
-                request = self.requests.recv() => match request {
-                    Some(request) => request,
-                    // The host's backend is gone: EOF ends the shell; what it started stays.
-                    None => break,
-                },
+            let next = tokio::select! {
+                request = self.requests.recv() => request,
+                _ = self.closing.wait_for(|closing| *closing) => None,
                 chunk = self.shell.chunks.recv() => match chunk {
                     Some(Chunk::Stdout(_) | Chunk::Stderr(_)) => continue,
                     Some(Chunk::Exit(..)) | None => break,
                 },
+            };
+            // The run is over (or the host's backend gone): end the shell on purpose.
+            let Some(mut request) = next else {
+                self.goodbye().await;
+                break;
             };
             let (exit, survived) = self.serve(&mut request).await;
             // The shell's state is settled before the caller hears the end: its next script
@@ -179,6 +233,26 @@ impl Keeper {
                 .await;
         }
         self.shell.kill.disarm();
+    }
+
+    /// End the idle shell on purpose: `exit`, then the end of its input, and wait (briefly) for
+    /// it to go, so that the watchdog knows the controller did not just vanish.
+    async fn goodbye(&mut self) {
+        tracing::debug!(host = %self.host, "goodbye to the kept shell");
+        self.busy.store(true, Ordering::Release);
+        self.requests.close();
+        let _ = self.stdin.send(Arc::new(b"exit 0\n".to_vec())).await;
+        let (closed, _) = mpsc::channel(1);
+        // Dropping the sender is the end of the shell's stdin.
+        drop(std::mem::replace(&mut self.stdin, closed));
+        let _ = tokio::time::timeout(GOODBYE, async {
+            while let Some(chunk) = self.shell.chunks.recv().await {
+                if let Chunk::Exit(..) = chunk {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     /// Run one script, passing its output on; its end, and whether the shell survived it.
