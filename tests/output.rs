@@ -175,3 +175,43 @@ fn releases_as_json_one_object_per_host() {
         assert_eq!(value["releases"][1]["release"], T1);
     }
 }
+
+/// A task that prints a line longer than dep holds (300 KB without a newline) shows all of it at
+/// `-vv`, in pieces of at most 64 KiB, and its failure report keeps only the start of such a line:
+/// memory stays bounded whatever a command prints, and the markers after it still count.
+#[test]
+fn a_huge_line_is_shown_in_pieces_and_cut_in_the_failure_report() {
+    let project = TestProject::new().fleet(1).deployfile(
+        "[tasks.flood]\nrun = \"head -c 300000 /dev/zero | tr '\\\\0' x; echo; \
+         head -c 300000 /dev/zero | tr '\\\\0' y >&2; echo >&2; echo last-words >&2; exit 3\"\n\
+         after = \"deploy:update_code\"\n",
+    );
+    let output = project
+        .dep(&["-vv", "deploy", "test"])
+        .now(T1)
+        .status(1)
+        .run();
+    let pieces: Vec<&str> = output
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("[h1] │ "))
+        .filter(|line| line.starts_with('x'))
+        .collect();
+    assert!(pieces.len() >= 5, "{} pieces", pieces.len());
+    assert!(pieces.iter().all(|p| p.len() <= 64 * 1024 + 64));
+    assert_eq!(pieces.iter().map(|p| p.len()).sum::<usize>(), 300_000);
+    assert!(output.stderr.contains("task `flood`"), "{}", output.stderr);
+    assert!(output.stderr.contains("last-words"), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains(&format!("│ {}…\n", "y".repeat(2048))),
+        "{}",
+        &output.stderr[..output.stderr.len().min(3000)]
+    );
+    assert!(
+        output.stderr.lines().all(|line| line.len() < 4096),
+        "a line of the failure report is longer than its cut"
+    );
+    assert_eq!(project.current("h1"), None);
+}

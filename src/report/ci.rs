@@ -1,7 +1,7 @@
 //! CI logs: GitHub Actions and GitLab CI. Each finished task is a collapsible group (section)
 //! holding its output; on GitHub a failure also gets an `::error` annotation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::plain::{failure_reason, Plain};
@@ -18,7 +18,46 @@ pub struct Ci {
     plain: Plain,
     flavour: Flavour,
     /// Output of each running (host, task), shown in its group when it finishes.
-    buffered: Mutex<HashMap<(String, String), Vec<String>>>,
+    buffered: Mutex<HashMap<(String, String), Kept>>,
+}
+
+/// How many lines of a task's output its group shows at the start, and at the end.
+const KEPT_LINES: usize = 1000;
+
+/// A task's output as its group shows it: the first and the last lines, and how many between
+/// them were left out (a task printing millions of lines must not fill the controller's memory).
+#[derive(Default)]
+struct Kept {
+    head: Vec<String>,
+    tail: VecDeque<String>,
+    skipped: usize,
+}
+
+impl Kept {
+    fn push(&mut self, line: &str) {
+        if self.head.len() < KEPT_LINES {
+            self.head.push(line.to_string());
+            return;
+        }
+        if self.tail.len() == KEPT_LINES {
+            self.tail.pop_front();
+            self.skipped += 1;
+        }
+        self.tail.push_back(line.to_string());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+
+    fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        let gap = (self.skipped > 0).then(|| format!("… {} lines not shown …", self.skipped));
+        self.head
+            .iter()
+            .cloned()
+            .chain(gap)
+            .chain(self.tail.iter().cloned())
+    }
 }
 
 impl Ci {
@@ -30,7 +69,7 @@ impl Ci {
         }
     }
 
-    fn buffered(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Vec<String>>> {
+    fn buffered(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Kept>> {
         self.buffered.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -57,7 +96,7 @@ impl Ci {
                     format!("\x1b[0Ksection_start:{stamp}:{id}[collapsed=true]\r\x1b[0K{header}\n")
                 }
             });
-            for line in &lines {
+            for line in lines.lines() {
                 out.push_str(&format!("[{host}] │ {line}\n"));
             }
             out.push_str(&match self.flavour {
@@ -87,7 +126,7 @@ impl Sink for Ci {
             // Inside groups only: output shows in its task's group.
             Event::TaskStarted { host, task, .. } => {
                 self.buffered()
-                    .insert((host.to_string(), task.to_string()), Vec::new());
+                    .insert((host.to_string(), task.to_string()), Kept::default());
                 None
             }
             Event::Output {
@@ -97,7 +136,7 @@ impl Sink for Ci {
                     .buffered()
                     .get_mut(&(host.to_string(), task.to_string()))
                 {
-                    lines.push(line.to_string());
+                    lines.push(line);
                 }
                 None
             }
@@ -111,5 +150,27 @@ impl Sink for Ci {
             )),
             _ => self.plain.line(event),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_output_keeps_its_first_and_last_lines() {
+        let mut kept = Kept::default();
+        for i in 0..5000 {
+            kept.push(&i.to_string());
+        }
+        let lines: Vec<String> = kept.lines().collect();
+        assert_eq!(lines.len(), 2 * KEPT_LINES + 1);
+        assert_eq!(lines[999], "999");
+        assert_eq!(lines[1000], "… 3000 lines not shown …");
+        assert_eq!(lines[1001], "4000");
+        assert_eq!(lines[2000], "4999");
+        let mut few = Kept::default();
+        few.push("only");
+        assert_eq!(few.lines().collect::<Vec<_>>(), ["only"]);
     }
 }

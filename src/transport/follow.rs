@@ -22,6 +22,14 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// How many trailing lines of a command's output a result keeps.
 const TAIL_LINES: usize = 40;
 
+/// How much of one line the kept tail holds (the whole line is reported as it comes).
+const TAIL_LINE_BYTES: usize = 2048;
+
+/// How many events about later commands may wait for a lagging stream. A stream that ran this
+/// far ahead has passed the current command's end marker long ago: the command is finished then,
+/// and what the other stream still says about it is dropped, so memory stays bounded.
+const HELD_LIMIT: usize = 4096;
+
 /// Follow `running` (the script built for `batch` with `token`) to its end.
 pub async fn drive(
     host: &str,
@@ -166,6 +174,10 @@ impl<'a> Follow<'a> {
         }
         if index > self.next {
             self.held.push_back((stream, event));
+            if self.held.len() > HELD_LIMIT && self.progress[self.next].outcome.is_some() {
+                self.finish(self.next);
+                self.release();
+            }
             return;
         }
         if self.handle(stream, event) {
@@ -386,9 +398,17 @@ fn result_of(command: &Command, p: &Progress) -> StepResult {
     }
 }
 
-fn push_tail(lines: &mut Vec<String>, line: String) {
+fn push_tail(lines: &mut Vec<String>, mut line: String) {
     if lines.len() == TAIL_LINES {
         lines.remove(0);
+    }
+    if line.len() > TAIL_LINE_BYTES {
+        let mut end = TAIL_LINE_BYTES;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('…');
     }
     lines.push(line);
 }

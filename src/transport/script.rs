@@ -12,6 +12,10 @@ use crate::transport::command::Command;
 /// The marker byte that starts a control line (ASCII record separator: never in normal output).
 const MARK: char = '\u{1e}';
 
+/// The longest piece of a line a [`Reader`] holds: a longer line (200 MB without a newline) is
+/// passed on in pieces of this size, so memory stays bounded whatever a command prints.
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// Build the script for `commands`. `token` makes the control lines unguessable for the commands.
 pub fn build(commands: &[Command], token: &str) -> String {
     build_with(commands, token, "</dev/null")
@@ -124,15 +128,50 @@ impl Reader {
         }
     }
 
-    pub fn feed(&mut self, data: &[u8], events: &mut Vec<Event>) {
-        self.buffer.extend_from_slice(data);
-        while let Some(newline) = self.buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=newline).collect();
-            self.line(
-                String::from_utf8_lossy(&line[..line.len() - 1]).into_owned(),
-                events,
-            );
+    pub fn feed(&mut self, mut data: &[u8], events: &mut Vec<Event>) {
+        // In steps of at most MAX_LINE, so the buffer never holds more than twice that.
+        while !data.is_empty() {
+            let (now, later) = data.split_at(data.len().min(MAX_LINE));
+            data = later;
+            // Only the new bytes can hold a newline: what was held has none.
+            let mut search = self.buffer.len();
+            self.buffer.extend_from_slice(now);
+            let mut start = 0;
+            while let Some(at) = self.buffer[search..].iter().position(|b| *b == b'\n') {
+                let newline = search + at;
+                let line = String::from_utf8_lossy(&self.buffer[start..newline]).into_owned();
+                self.line(line, events);
+                start = newline + 1;
+                search = start;
+            }
+            self.buffer.drain(..start);
+            while self.buffer.len() > MAX_LINE {
+                self.piece(events);
+            }
         }
+    }
+
+    /// Pass on the start of a line too long to hold. Its end stays held when it may be the start
+    /// of a marker (output without a final newline runs into the next marker): a marker line is
+    /// short, so only the last few bytes can be one.
+    fn piece(&mut self, events: &mut Vec<Event>) {
+        let tail = self.prefix.len() + 32;
+        let mut cut = self.buffer.len().saturating_sub(tail).min(MAX_LINE);
+        match self.buffer[cut..]
+            .iter()
+            .take(tail)
+            .position(|b| *b == MARK as u8)
+        {
+            Some(at) => cut += at,
+            // Never split a UTF-8 character.
+            None => {
+                while cut > 0 && (self.buffer[cut] & 0xC0) == 0x80 {
+                    cut -= 1;
+                }
+            }
+        }
+        let piece: Vec<u8> = self.buffer.drain(..cut).collect();
+        self.output(String::from_utf8_lossy(&piece).into_owned(), events);
     }
 
     /// The stream ended: a last partial line still counts.
@@ -295,6 +334,40 @@ mod tests {
         );
         assert!(err.contains(&line(1, "oops")));
         assert_eq!(code, 3);
+    }
+
+    #[test]
+    fn a_line_too_long_to_hold_comes_in_pieces_and_the_marker_after_it_still_counts() {
+        let token = "t0k";
+        let mut reader = Reader::new(token);
+        let mut events = Vec::new();
+        reader.feed(format!("\n{MARK}{token} start 0\n").as_bytes(), &mut events);
+        let chunk = vec![b'a'; 10_000];
+        for _ in 0..100 {
+            reader.feed(&chunk, &mut events);
+            assert!(reader.buffer.len() <= 2 * MAX_LINE);
+        }
+        // The command's output ends without a newline, right into the end marker.
+        reader.feed(format!("\n{MARK}{token} end 0 0\n").as_bytes(), &mut events);
+        let printed: usize = events
+            .iter()
+            .map(|e| match e {
+                Event::Line { line, .. } => {
+                    assert!(line.len() <= MAX_LINE && line.bytes().all(|b| b == b'a'));
+                    line.len()
+                }
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(printed, 1_000_000);
+        assert!(events.len() > 10, "{} events", events.len());
+        assert_eq!(
+            events.last(),
+            Some(&Event::Finished {
+                index: 0,
+                status: Some(0)
+            })
+        );
     }
 
     #[test]

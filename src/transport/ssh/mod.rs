@@ -81,6 +81,8 @@ pub enum SshError {
     Stopped { host: String },
     #[error("host `{host}`: the command ended without an exit status")]
     NoStatus { host: String },
+    #[error("host `{host}`: the command printed more than {} MiB, more than dep keeps of an internal command", .limit / (1024 * 1024))]
+    TooMuchOutput { host: String, limit: usize },
 }
 
 impl SshError {
@@ -500,6 +502,7 @@ impl Ssh {
         };
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
+        let mut overflow = false;
         let mut exit: Option<(Option<i32>, Option<String>)> = None;
         let mut exited_at: Option<Instant> = None;
         loop {
@@ -515,8 +518,8 @@ impl Ssh {
             };
             match chunk {
                 None => break,
-                Some(Chunk::Stdout(data)) => stdout.extend_from_slice(&data),
-                Some(Chunk::Stderr(data)) => stderr.extend_from_slice(&data),
+                Some(Chunk::Stdout(data)) => keep(&mut stdout, &data, &mut overflow),
+                Some(Chunk::Stderr(data)) => keep(&mut stderr, &data, &mut overflow),
                 Some(Chunk::Exit(status, reason)) => {
                     exit = Some((status, reason));
                     exited_at = Some(Instant::now());
@@ -524,7 +527,15 @@ impl Ssh {
                 }
             }
         }
-        let (status, reason) = exit.unwrap_or_else(|| (None, Some(self.no_status())));
+        let (status, reason) = if overflow {
+            let reason = SshError::TooMuchOutput {
+                host: self.host(),
+                limit: MAX_CAPTURE,
+            };
+            (None, Some(reason.to_string()))
+        } else {
+            exit.unwrap_or_else(|| (None, Some(self.no_status())))
+        };
         Output {
             status,
             reason,
@@ -537,6 +548,19 @@ impl Ssh {
     fn no_status(&self) -> String {
         SshError::NoStatus { host: self.host() }.to_string()
     }
+}
+
+/// How much of each stream an internal command (a state read, a dynamic variable, a probe) may
+/// print: its output is kept whole, so it is bounded.
+const MAX_CAPTURE: usize = 4 * 1024 * 1024;
+
+/// Keep `data` unless the stream would outgrow MAX_CAPTURE (then note the overflow, keep draining).
+fn keep(stream: &mut Vec<u8>, data: &[u8], overflow: &mut bool) {
+    if *overflow || stream.len() + data.len() > MAX_CAPTURE {
+        *overflow = true;
+        return;
+    }
+    stream.extend_from_slice(data);
 }
 
 /// The ssh client configuration, read from disk on the first call of the process. That read is
