@@ -333,9 +333,9 @@ fn a_shared_dir_outside_the_release_is_refused_before_anything_runs() {
     assert_usage_error(
         &project,
         &["deploy", "test"],
-        "error: <built-in>/recipes/common.toml:70:1: task `deploy:shared`: host `h1`: invalid operation: \
+        "error: <built-in>/recipes/common.toml:74:1: task `deploy:shared`: host `h1`: invalid operation: \
          `../../etc` must be a relative path inside the release, without `..` (template line 3)\n   |\n\
-         70 | [tasks.\"deploy:shared\"]\n   | ^^^^^^^^^^^^^^^^^^^^^^^\n",
+         74 | [tasks.\"deploy:shared\"]\n   | ^^^^^^^^^^^^^^^^^^^^^^^\n",
     );
 }
 

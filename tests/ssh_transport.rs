@@ -587,6 +587,89 @@ fn a_daemon_started_by_a_task_outlives_a_normal_run() {
 /// The daemon's `sleep` argument: no other process on the machine has it.
 const DAEMON_SLEEP: &str = "41.4711";
 
+/// The dead man's switch: a controller killed between two hosts' switches leaves no host on the
+/// new release. host1's switch is held up (a slow `mv` on its PATH); host0 has switched when the
+/// controller dies. host1's shell is killed with its controller mid-switch, so it never moves;
+/// host0 never hears the fleet's confirmation, so it puts its previous release back by itself
+/// within `switch_confirm_timeout`, and records the new one as rolled back.
+#[test]
+fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_release() {
+    let fleet = Fleet::start(2);
+    let marker = fleet.dir().join("host1-switching");
+    let slow_mv = fleet.host(1).bin_dir().join("mv");
+    fs::write(
+        &slow_mv,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *current.dep-tmp*) touch {}; sleep 2 ;; esac\nexec /bin/mv \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&slow_mv, fs::Permissions::from_mode(0o755)).unwrap();
+    let project =
+        project_for(&fleet, &all_hosts(&fleet), "").config("switch_confirm_timeout", "\"3s\"");
+    // The first deploy goes through: its confirmation keeps it, with host1's slow switch too.
+    project
+        .run_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", T1)]))
+        .success();
+    fs::remove_file(&marker).unwrap();
+    let running = project.start_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", T2)]));
+    wait_for_file(&marker, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while current(&fleet, 0).as_deref() != Some(T2) {
+        assert!(Instant::now() < deadline, "host0 never switched");
+        thread::sleep(Duration::from_millis(10));
+    }
+    running.signal(libc::SIGKILL);
+    let killed_at = Instant::now();
+    running.reap_killed();
+    // Both hosts are back on T1 within the timeout (and a margin), by themselves.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..2).any(|i| current(&fleet, i).as_deref() != Some(T1)) {
+        assert!(
+            Instant::now() < deadline,
+            "host0 on {:?}, host1 on {:?}",
+            current(&fleet, 0),
+            current(&fleet, 1)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "every host back on the old release {:?} after the controller died",
+        killed_at.elapsed()
+    );
+    let log = |index: usize| {
+        fs::read_to_string(fleet.host(index).deploy_path().join(".dep/releases.log")).unwrap()
+    };
+    let says = |log: &str, status: &str| {
+        log.lines().any(|l| {
+            l.contains(&format!("\"release\":\"{T2}\"")) && l.contains(&format!("\"{status}\""))
+        })
+    };
+    assert!(
+        says(&log(0), "live") && says(&log(0), "rolled_back"),
+        "host0: {}",
+        log(0)
+    );
+    assert!(!says(&log(1), "live"), "host1: {}", log(1));
+    // Both guards stand down once their time is up.
+    while (0..2).any(|i| {
+        fleet
+            .host(i)
+            .deploy_path()
+            .join(".dep/switch.pending")
+            .exists()
+    }) {
+        assert!(Instant::now() < deadline, "a guard never stood down");
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The first deploy, confirmed, never went back: T1 has no `rolled_back` line anywhere.
+    for index in 0..2 {
+        assert!(!log(index).contains(&format!("\"release\":\"{T1}\",\"status\":\"rolled_back\"")));
+    }
+}
+
 #[test]
 fn a_stopped_host_times_out_instead_of_hanging_the_deploy() {
     let fleet = Fleet::start(3);

@@ -5,7 +5,7 @@
 use futures::future::join_all;
 
 use crate::error::{Error, Result};
-use crate::release::switch::{revert_command, switch_command};
+use crate::release::switch::{arm_command, disarm_command, revert_command, switch_command};
 use crate::release::{LogEntry, Status};
 use crate::report::Event;
 use crate::transport::command::Command;
@@ -45,14 +45,38 @@ impl Fleet<'_> {
     }
 
     /// Switch each host to its target (and append its log entries); if any host fails, switch
-    /// the others back. Exit 5 if even that fails.
+    /// the others back. Exit 5 if even that fails. Each host arms a dead man's switch first,
+    /// which the fleet disarms once every host switched: a host the confirmation never reaches
+    /// (the controller died half-way) puts its links back by itself.
     pub(crate) async fn switch(&mut self, task: &str, targets: Vec<Target>) -> Result<()> {
         let reporter = self.ctx.reporter;
+        let guard = self.switch_guard(task)?;
         let hosts = &self.hosts;
+        let guard_ref = &guard;
         let results = join_all(targets.iter().map(|target| async move {
             let h = &hosts[target.host];
-            let mut script =
-                switch_command(&h.deploy_path, &target.release, h.state.current.as_deref());
+            let mut script = String::new();
+            if let Some((id, seconds)) = guard_ref {
+                let revert = revert_command(
+                    &h.deploy_path,
+                    h.state.current.as_deref(),
+                    h.state.previous.as_deref(),
+                );
+                // The release it switched to is recorded as rolled back when the guard fires.
+                let log = target.log.first().map_or("true".to_string(), |entry| {
+                    let mut undone = entry.clone();
+                    undone.status = Status::RolledBack;
+                    undone.finished_at = None;
+                    undone.append_command(&h.deploy_path)
+                });
+                script = arm_command(&h.deploy_path, id, *seconds, &target.release, &revert, &log);
+                script.push_str(" && ");
+            }
+            script.push_str(&switch_command(
+                &h.deploy_path,
+                &target.release,
+                h.state.current.as_deref(),
+            ));
             for entry in &target.log {
                 script.push_str(&format!(" && {}", entry.append_command(&h.deploy_path)));
             }
@@ -83,10 +107,78 @@ impl Fleet<'_> {
                 }
             }
         }
+        if !failed {
+            if let Some((id, _)) = &guard {
+                // A host that missed the confirmation would go back by itself: the whole fleet
+                // goes back now instead.
+                failed = !self.confirm_switch(task, &targets, id).await;
+            }
+        }
         if failed {
+            // Hosts switched back need no guard; one that could not be keeps it, and goes back
+            // by itself.
             self.switch_back_after_failed_switch().await?;
         }
         self.check()
+    }
+
+    /// The id and the delay of this switch's dead man's switch (`switch_confirm_timeout`, from
+    /// the first host's variables; "0" turns it off, and a dry run arms nothing).
+    fn switch_guard(&self, task: &str) -> Result<Option<(String, u64)>> {
+        const VAR: &str = "switch_confirm_timeout";
+        let Some(first) = self.hosts.first() else {
+            return Ok(None);
+        };
+        if first.backend.is_dry_run() || first.vars.get(VAR).is_none() {
+            return Ok(None);
+        }
+        let bad = |reason: String| {
+            Error::Fleet(vec![failure::before_running(
+                first.name(),
+                task,
+                format!("`{VAR}`: {reason}"),
+            )])
+        };
+        let text = first
+            .vars
+            .value_string(VAR)
+            .map_err(|e| bad(e.to_string()))?;
+        let delay =
+            crate::config::deployfile::parse_duration(&text).map_err(|e| bad(e.to_string()))?;
+        if delay.is_zero() {
+            return Ok(None);
+        }
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        Ok(Some((crate::transport::script::token(), seconds)))
+    }
+
+    /// Tell every switched host that the whole fleet switched: its guard stands down. False
+    /// when a host did not take the confirmation (it is recorded as that host's failure).
+    async fn confirm_switch(&mut self, task: &str, targets: &[Target], id: &str) -> bool {
+        let reporter = self.ctx.reporter;
+        let hosts = &self.hosts;
+        let confirmations = targets.iter().map(|target| {
+            let h = &hosts[target.host];
+            let command = disarm_command(&h.deploy_path, id);
+            async move {
+                let output = h.backend.change(h.name(), task, &command, reporter).await;
+                (target.host, command, output)
+            }
+        });
+        let mut confirmed = true;
+        for (host, command, output) in join_all(confirmations).await {
+            if let Some(output) = output.filter(|o| !o.success()) {
+                let h = &mut self.hosts[host];
+                let mut failure = failure::of_capture(h.name(), task, &command, &output);
+                failure.reason = Some(format!(
+                    "the switch confirmation failed: {}",
+                    failure.reason.take().unwrap_or_else(|| "no answer".into())
+                ));
+                h.record(failure);
+                confirmed = false;
+            }
+        }
+        confirmed
     }
 
     /// Put the hosts that switched back where they were.

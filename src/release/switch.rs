@@ -32,6 +32,48 @@ pub fn revert_command(deploy_path: &str, current: Option<&str>, previous: Option
     )
 }
 
+/// Where a host keeps the id of a switch that awaits the fleet's confirmation.
+const PENDING: &str = ".dep/switch.pending";
+
+/// The dead man's switch, armed on a host right before its switch to `new`: after `seconds`,
+/// unless [`disarm_command`] removed the pending id, a process of its own puts the links back
+/// with `revert` (when `current` still points at `new`) and appends `log`. It runs in a process
+/// group of its own (`set -m`), so that what kills the session's commands when the controller
+/// dies does not kill it too.
+pub fn arm_command(
+    deploy_path: &str,
+    id: &str,
+    seconds: u64,
+    new: &str,
+    revert: &str,
+    log: &str,
+) -> String {
+    let guard = format!(
+        "sleep {seconds}; cd {dp} || exit 0\n\
+         [ \"$(cat {PENDING} 2>/dev/null)\" = {id} ] || exit 0\n\
+         if [ \"$(readlink current)\" = releases/{new} ]; then {revert} && {log}; fi\n\
+         rm -f {PENDING}\n",
+        dp = quote(deploy_path),
+        id = quote(id),
+        new = quote(new),
+    );
+    format!(
+        "printf '%s\\n' {id} > {dp}/{PENDING} && (set -m; bash -c {guard} >/dev/null 2>&1 </dev/null &)",
+        id = quote(id),
+        dp = quote(deploy_path),
+        guard = quote(&guard),
+    )
+}
+
+/// The fleet's confirmation: the switch with `id` stays.
+pub fn disarm_command(deploy_path: &str, id: &str) -> String {
+    format!(
+        "cd {dp} && if [ \"$(cat {PENDING} 2>/dev/null)\" = {id} ]; then rm -f {PENDING}; fi",
+        dp = quote(deploy_path),
+        id = quote(id)
+    )
+}
+
 /// `name` -> releases/TARGET, atomically.
 fn link(name: &str, target: &str) -> String {
     format!(
@@ -58,6 +100,50 @@ mod tests {
         std::fs::read_link(dir.join(link))
             .ok()
             .map(|t| t.display().to_string())
+    }
+
+    #[test]
+    fn an_unconfirmed_switch_puts_the_links_back_by_itself_and_a_confirmed_one_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let dp = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join(".dep")).unwrap();
+        for r in ["20260101000000", "20260102000000"] {
+            std::fs::create_dir_all(dir.path().join("releases").join(r)).unwrap();
+        }
+        sh(&switch_command(&dp, "20260101000000", None), dir.path());
+        let revert = revert_command(&dp, Some("20260101000000"), None);
+        let log = "echo reverted >> .dep/releases.log";
+        let switch = |id: &str| {
+            format!(
+                "{} && {}",
+                arm_command(&dp, id, 1, "20260102000000", &revert, log),
+                switch_command(&dp, "20260102000000", Some("20260101000000"))
+            )
+        };
+        // Confirmed: it stays.
+        sh(&switch("a1"), dir.path());
+        sh(&disarm_command(&dp, "a1"), dir.path());
+        std::thread::sleep(std::time::Duration::from_millis(1600));
+        assert_eq!(
+            target(dir.path(), "current").as_deref(),
+            Some("releases/20260102000000")
+        );
+        // Never confirmed: back to where it was, by itself.
+        sh(&revert, dir.path());
+        sh(&switch("b2"), dir.path());
+        assert_eq!(
+            target(dir.path(), "current").as_deref(),
+            Some("releases/20260102000000")
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while target(dir.path(), "current").as_deref() != Some("releases/20260101000000") {
+            assert!(std::time::Instant::now() < deadline, "never reverted");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(target(dir.path(), "previous"), None);
+        assert!(!dir.path().join(PENDING).exists());
+        let log = std::fs::read_to_string(dir.path().join(".dep/releases.log")).unwrap();
+        assert_eq!(log, "reverted\n");
     }
 
     #[test]
