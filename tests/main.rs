@@ -26,6 +26,7 @@ mod init;
 mod interrupt;
 mod laravel;
 mod lock;
+mod lock_race;
 mod notify;
 mod output;
 mod readme;
