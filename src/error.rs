@@ -26,6 +26,8 @@ pub struct StepFailure {
     pub stderr_tail: String,
     /// The command never reached the host (no connection): it is not worth showing.
     pub unreachable: bool,
+    /// The host's disk is full ("No space left on device"): the deploy path it ran out under.
+    pub disk_full: Option<String>,
 }
 
 impl Display for StepFailure {
@@ -40,6 +42,13 @@ impl Display for StepFailure {
             (_, Some(reason)) => write!(f, "{reason}")?,
             (Some(code), None) => write!(f, "command exited with status {code}")?,
             (None, None) => write!(f, "command did not finish")?,
+        }
+        if let Some(path) = &self.disk_full {
+            write!(
+                f,
+                "\n  the disk is full: host `{}` has no space left on device under `{path}`",
+                self.host
+            )?;
         }
         if !self.command.is_empty() && !self.unreachable {
             write!(f, "\n  command: {}", first_lines(&self.command, 6))?;
@@ -368,6 +377,7 @@ mod tests {
             reason: None,
             stderr_tail: String::new(),
             unreachable: false,
+            disk_full: None,
         };
         let cases = [
             (Error::Usage("x".into()), exit::USAGE),
@@ -418,6 +428,7 @@ mod tests {
             reason: None,
             stderr_tail: "boom\n".into(),
             unreachable: false,
+            disk_full: None,
         };
         let unreachable = StepFailure {
             status: None,

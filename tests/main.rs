@@ -19,6 +19,7 @@ mod batches;
 mod code_and_env;
 mod deploy;
 mod events;
+mod failed_release;
 mod failure;
 mod git_archive;
 mod health_timeout;

@@ -48,6 +48,9 @@ impl Fleet<'_> {
     /// the others back. Exit 5 if even that fails.
     pub(crate) async fn switch(&mut self, task: &str, targets: Vec<Target>) -> Result<()> {
         let reporter = self.ctx.reporter;
+        for target in &targets {
+            self.hosts[target.host].switch_sent = true;
+        }
         let hosts = &self.hosts;
         let results = join_all(targets.iter().map(|target| async move {
             let h = &hosts[target.host];
