@@ -268,6 +268,24 @@ fn lock_wait_gives_up_with_exit_3_when_the_lock_stays_held() {
     );
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(project.snapshot(), before);
+    // With --json, the wait is an event.
+    let output = project
+        .dep(&["deploy", "test", "--lock-wait", "500ms", "--json"])
+        .now(T2)
+        .status(3)
+        .run();
+    let events: Vec<serde_json::Value> = output
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [serde_json::json!({
+            "event": "lock_waiting", "host": "h2", "waited_ms": 0, "left_ms": 500,
+            "holder": "locked by alice@laptop (pid 4242, release 20241231235959) since 2024-12-31T23:59:59Z"
+        })]
+    );
     // A rollback waits the same way.
     let output = project
         .dep(&["rollback", "test", "--lock-wait", "500ms"])
@@ -394,4 +412,28 @@ fn a_live_holder_on_this_machine_is_not_stale() {
     let output = project.dep(&["deploy", "test"]).now(T1).status(3).run();
     assert!(!output.stderr.contains("stale"), "{}", output.transcript());
     output.stderr_has("if no deploy is running, clear it with `dep unlock test`");
+}
+
+#[test]
+fn a_held_lock_on_the_first_host_is_reported_with_every_other_holder() {
+    // h1 is the first host every run locks: a run that finds it held tries no other host, yet
+    // names every host that is locked.
+    let project = TestProject::new().fleet(3);
+    project.deploy_at(T1);
+    lock_by_hand(&project, "h1");
+    lock_by_hand(&project, "h3");
+    let before = project.snapshot();
+    project
+        .dep(&["deploy", "test"])
+        .now(T2)
+        .status(3)
+        .stdout("")
+        .stderr(
+            "error: deploy is locked; nothing was changed\n  \
+             host `h1`: locked by alice@laptop (pid 4242, release 20241231235959) since 2024-12-31T23:59:59Z\n  \
+             host `h3`: locked by alice@laptop (pid 4242, release 20241231235959) since 2024-12-31T23:59:59Z\n  \
+             if no deploy is running, clear it with `dep unlock test`\n",
+        )
+        .run();
+    assert_eq!(project.snapshot(), before);
 }
