@@ -26,6 +26,8 @@ pub struct StepFailure {
     pub stderr_tail: String,
     /// The command never reached the host (no connection): it is not worth showing.
     pub unreachable: bool,
+    /// The host's disk is full ("No space left on device"): the deploy path it ran out under.
+    pub disk_full: Option<String>,
 }
 
 impl Display for StepFailure {
@@ -40,6 +42,13 @@ impl Display for StepFailure {
             (_, Some(reason)) => write!(f, "{reason}")?,
             (Some(code), None) => write!(f, "command exited with status {code}")?,
             (None, None) => write!(f, "command did not finish")?,
+        }
+        if let Some(path) = &self.disk_full {
+            write!(
+                f,
+                "\n  the disk is full: host `{}` has no space left on device under `{path}`",
+                self.host
+            )?;
         }
         if !self.command.is_empty() && !self.unreachable {
             write!(f, "\n  command: {}", first_lines(&self.command, 6))?;
@@ -66,6 +75,26 @@ fn first_lines(text: &str, n: usize) -> String {
             lines.len() - n
         )
     }
+}
+
+/// A host whose deploy lock another run holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    pub host: String,
+    /// The holder, described ("locked by alice@laptop (pid 4242, …) since …").
+    pub holder: String,
+    /// Why the holder is provably gone ("process 4242 is not running on laptop"), if it is.
+    pub stale: Option<String>,
+}
+
+/// The deploy lock was held: by whom on which hosts, and how to clear it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHeld {
+    pub held: Vec<HeldLock>,
+    /// The selector the run was given, for the `dep unlock` command to suggest.
+    pub selector: Option<String>,
+    /// `--lock-wait`, as given, when the run waited for the lock first.
+    pub waited: Option<String>,
 }
 
 /// A `-o` argument that is not `name=value`.
@@ -159,7 +188,7 @@ pub enum Error {
     Override(#[from] OverrideError),
 
     #[error("{}", locked_message(.0))]
-    LockHeld(Vec<(String, String)>),
+    LockHeld(LockHeld),
 
     #[error("{}", fleet_message(.0))]
     Fleet(Vec<StepFailure>),
@@ -261,12 +290,49 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-fn locked_message(holders: &[(String, String)]) -> String {
-    let mut message = String::from("deploy is locked; nothing was changed");
-    for (host, holder) in holders {
-        message.push_str(&format!("\n  host `{host}`: {holder}"));
+fn locked_message(locked: &LockHeld) -> String {
+    let mut message = match &locked.waited {
+        Some(wait) => format!("deploy is still locked after waiting {wait}; nothing was changed"),
+        None => String::from("deploy is locked; nothing was changed"),
+    };
+    for held in &locked.held {
+        message.push_str(&format!("\n  host `{}`: {}", held.host, held.holder));
+        if let Some(why) = &held.stale {
+            message.push_str(&format!("\n    stale: {why}"));
+        }
     }
-    message.push_str("\n  if no deploy is running, clear it with `dep unlock`");
+    let stale: Vec<&str> = locked
+        .held
+        .iter()
+        .filter(|h| h.stale.is_some())
+        .map(|h| h.host.as_str())
+        .collect();
+    let unlock = |selector: &str| format!("`dep unlock {}`", crate::quote::quote(selector));
+    let everyone = locked.selector.as_deref().map_or_else(
+        || {
+            let hosts: Vec<&str> = locked.held.iter().map(|h| h.host.as_str()).collect();
+            unlock(&hosts.join(","))
+        },
+        unlock,
+    );
+    if stale.is_empty() {
+        message.push_str(&format!(
+            "\n  if no deploy is running, clear it with {everyone}"
+        ));
+    } else if stale.len() == locked.held.len() {
+        let (it, them) = if stale.len() == 1 {
+            ("the process that took it is gone", "it")
+        } else {
+            ("the processes that took them are gone", "them")
+        };
+        message.push_str(&format!("\n  {it}: clear {them} with {everyone}"));
+    } else {
+        // Only the stale ones: the others' deploys may still be running.
+        message.push_str(&format!(
+            "\n  clear the stale locks with {}; the others may belong to a deploy still running",
+            unlock(&stale.join(","))
+        ));
+    }
     message
 }
 
@@ -311,6 +377,7 @@ mod tests {
             reason: None,
             stderr_tail: String::new(),
             unreachable: false,
+            disk_full: None,
         };
         let cases = [
             (Error::Usage("x".into()), exit::USAGE),
@@ -320,7 +387,14 @@ mod tests {
                 Error::Override(OverrideError::NoEquals("x".into())),
                 exit::USAGE,
             ),
-            (Error::LockHeld(Vec::new()), exit::LOCKED),
+            (
+                Error::LockHeld(LockHeld {
+                    held: Vec::new(),
+                    selector: None,
+                    waited: None,
+                }),
+                exit::LOCKED,
+            ),
             (Error::Fleet(vec![failure]), exit::TASK_FAILED),
             (Error::Interrupted, exit::TASK_FAILED),
             (Error::Unhealthy(Vec::new()), exit::TASK_FAILED),
@@ -354,6 +428,7 @@ mod tests {
             reason: None,
             stderr_tail: "boom\n".into(),
             unreachable: false,
+            disk_full: None,
         };
         let unreachable = StepFailure {
             status: None,
@@ -393,6 +468,45 @@ mod tests {
         for (error, expected) in cases {
             assert_eq!(error.to_string(), expected);
         }
+        let held = |host: &str, stale: bool| HeldLock {
+            host: host.into(),
+            holder: "locked by ci@vm (pid 7, release 1) since t".into(),
+            stale: stale.then(|| "process 7 is not running on vm".to_string()),
+        };
+        let locked = |held: Vec<HeldLock>, waited: Option<&str>| {
+            Error::LockHeld(LockHeld {
+                held,
+                selector: Some("stage=production&role=web".into()),
+                waited: waited.map(str::to_string),
+            })
+            .to_string()
+        };
+        let lines = [
+            "deploy is locked; nothing was changed",
+            "deploy is still locked after waiting 5m00s; nothing was changed",
+            "  host `web1`: locked by ci@vm (pid 7, release 1) since t",
+            "  host `web2`: locked by ci@vm (pid 7, release 1) since t",
+            "    stale: process 7 is not running on vm",
+        ];
+        assert_eq!(
+            locked(vec![held("web1", false)], None),
+            [
+                lines[0],
+                lines[2],
+                "  if no deploy is running, clear it with `dep unlock 'stage=production&role=web'`"
+            ]
+            .join("\n")
+        );
+        assert_eq!(
+            locked(vec![held("web1", true), held("web2", true)], Some("5m00s")),
+            [lines[1], lines[2], lines[4], lines[3], lines[4],
+             "  the processes that took them are gone: clear them with `dep unlock 'stage=production&role=web'`"].join("\n")
+        );
+        assert_eq!(
+            locked(vec![held("web1", false), held("web2", true)], None),
+            [lines[0], lines[2], lines[3], lines[4],
+             "  clear the stale locks with `dep unlock web2`; the others may belong to a deploy still running"].join("\n")
+        );
         let two = Error::Fleet(vec![failure("web1"), failure("web2")]).to_string();
         assert!(two.starts_with("failed on 2 hosts\n\n"), "{two}");
     }

@@ -1,5 +1,5 @@
 //! Ctrl-C during a deploy: nothing switches, every lock is released, the release is marked
-//! failed, and the commands that were running are stopped.
+//! failed and removed (it never went live), and the commands that were running are stopped.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,10 @@ fn ctrl_c_before_the_switch_changes_nothing_and_releases_the_locks() {
             "{host} was switched"
         );
         assert!(!project.locked(host), "{host} is still locked");
+        assert!(
+            project.releases(host).is_empty(),
+            "{host}: the interrupted release is still there"
+        );
         let log = project.log(host);
         assert_eq!(
             log.last().expect("a releases.log line")["status"],

@@ -2,6 +2,7 @@
 //! the `--help` text, which the README shows word for word (tests/readme.rs).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -56,6 +57,9 @@ pub(crate) enum Commands {
         /// Go back to this release instead
         #[arg(long, value_name = "RELEASE")]
         to: Option<String>,
+        /// Wait this long for a held deploy lock instead of exiting 3 (e.g. 30s, 5m)
+        #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+        lock_wait: Option<Duration>,
         #[arg(long)]
         dry_run: bool,
     },
@@ -134,7 +138,15 @@ pub struct Deploy {
     /// When a batch fails, leave the batches already switched on the new release
     #[arg(long)]
     pub keep_switched: bool,
+    /// Wait this long for a held deploy lock instead of exiting 3 (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+    pub lock_wait: Option<Duration>,
     /// Print each host's commands in order; run nothing on the hosts
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `--lock-wait`: a duration as the Deployfile writes them (`30s`, `5m`, `500ms`, `90`).
+fn lock_wait(text: &str) -> Result<Duration, crate::config::deployfile::DurationError> {
+    crate::config::deployfile::parse_duration(text)
 }

@@ -30,6 +30,7 @@ pub enum Subcommand {
     Rollback {
         selector: Option<String>,
         to: Option<String>,
+        lock_wait: Option<std::time::Duration>,
         dry_run: bool,
     },
     Health {
@@ -81,10 +82,12 @@ impl Config {
             Commands::Rollback {
                 selector,
                 to,
+                lock_wait,
                 dry_run,
             } => Subcommand::Rollback {
                 selector,
                 to,
+                lock_wait,
                 dry_run,
             },
             Commands::Health { selector } => Subcommand::Health { selector },

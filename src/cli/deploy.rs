@@ -22,6 +22,8 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
         rolling: args.rolling,
         canary: args.canary,
         keep_switched: args.keep_switched,
+        lock_wait: args.lock_wait,
+        selector: args.selector.clone(),
         ..session.options
     };
     let span = tracing::info_span!("deploy", task = "deploy");
@@ -32,14 +34,22 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
         .await
 }
 
+/// `dep rollback`'s own arguments, beyond the selector.
+pub struct RollbackArgs {
+    pub to: Option<String>,
+    pub lock_wait: Option<std::time::Duration>,
+    pub dry_run: bool,
+}
+
 pub async fn rollback(
     mut session: Session<'_>,
     selector: Option<String>,
-    to: Option<String>,
-    dry_run: bool,
+    args: RollbackArgs,
 ) -> Result<()> {
-    session.options.dry_run = dry_run;
-    session.options.rollback_to = to;
+    session.options.dry_run = args.dry_run;
+    session.options.rollback_to = args.to;
+    session.options.lock_wait = args.lock_wait;
+    session.options.selector = selector.clone();
     let span = tracing::info_span!("rollback", task = "rollback");
     session
         .engine(selector.as_deref())?
@@ -66,6 +76,7 @@ pub async fn task(
 ) -> Result<()> {
     session.tasks.get(&name)?;
     session.options.dry_run = dry_run;
+    session.options.selector = selector.clone();
     let mut engine = session.engine(selector.as_deref())?;
     let span = tracing::info_span!("task", task = %name);
     match name.as_str() {

@@ -112,8 +112,17 @@ fn dispatch(session: Session<'_>, subcommand: Subcommand, json: bool) -> Result<
         Subcommand::Rollback {
             selector,
             to,
+            lock_wait,
             dry_run,
-        } => block_on(deploy::rollback(session, selector, to, dry_run)),
+        } => block_on(deploy::rollback(
+            session,
+            selector,
+            deploy::RollbackArgs {
+                to,
+                lock_wait,
+                dry_run,
+            },
+        )),
         Subcommand::Health { selector } => block_on(deploy::health(session, selector)),
         Subcommand::Task {
             name,

@@ -57,6 +57,7 @@ pub async fn run(
                 },
                 stderr_tail: String::new(),
                 unreachable: result.unreachable,
+                disk_full: None,
             });
         }
     }

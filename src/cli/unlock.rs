@@ -34,6 +34,7 @@ pub async fn unlock(session: Session<'_>, selector: Option<String>) -> Result<()
                 reason: output.reason.clone(),
                 stderr_tail: output.stderr.clone(),
                 unreachable: output.unreachable,
+                disk_full: None,
             });
             continue;
         }

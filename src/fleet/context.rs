@@ -81,6 +81,7 @@ impl<'p> Context<'p> {
         let lock = LockInfo {
             who: who.clone(),
             pid: std::process::id(),
+            pid_space: crate::config::local::pid_space(),
             release: release.clone(),
             since: release::now_rfc3339(),
             id: crate::transport::script::token(),

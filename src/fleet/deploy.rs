@@ -1,6 +1,7 @@
 //! `dep deploy`: resolve the code, render every step, then take the fleet through the deploy's
-//! phases as the strategy orders them. A failed phase ends the deploy: hosts that never switched
-//! mark the release `failed`, every lock is released, the team is told, and the error says why.
+//! phases as the strategy orders them. A failed phase ends the deploy: hosts the switch never
+//! reached remove the release (it never went live) and mark it `failed`, every lock is
+//! released, the team is told, and the error says why.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::notify::Trigger;
 use crate::plan::task::Task;
-use crate::release::Status;
+use crate::release::{self, Status};
 use crate::report::Event;
 
 use super::context::Mode;
@@ -55,8 +56,9 @@ impl Fleet<'_> {
         result
     }
 
-    /// After a failed deploy: the release is failed where it was created and never switched;
-    /// where it did switch and stays live, say so.
+    /// After a failed deploy: where the release was created and never switched, it is removed
+    /// and marked failed; where the switch reached it (it is or was live), it stays and was
+    /// marked already; where it stays live, say so.
     async fn abandon(&mut self) {
         let failed = self.ctx.log_entry(Status::Failed, true);
         let release = self.ctx.release.clone();
@@ -65,13 +67,17 @@ impl Fleet<'_> {
                 .iter()
                 .filter(|h| h.locked && h.switched_from.is_none())
                 .map(|h| {
-                    let mark = format!(
-                        "if [ -d {dp}/releases/{r} ]; then {append}; fi",
-                        dp = crate::quote::quote(&h.deploy_path),
-                        r = crate::quote::quote(&release),
-                        append = failed.append_command(&h.deploy_path)
-                    );
-                    async move { h.backend.capture(&mark).await }
+                    let command = if h.switch_sent {
+                        format!(
+                            "if [ -d {dp}/releases/{r} ]; then {append}; fi",
+                            dp = crate::quote::quote(&h.deploy_path),
+                            r = crate::quote::quote(&release),
+                            append = failed.append_command(&h.deploy_path)
+                        )
+                    } else {
+                        release::cleanup::discard_command(&h.deploy_path, &release, &failed)
+                    };
+                    async move { h.backend.capture(&command).await }
                 }),
         )
         .await;

@@ -19,6 +19,7 @@ pub fn before_running(host: &str, task: &str, reason: String) -> StepFailure {
         reason: Some(reason),
         stderr_tail: String::new(),
         unreachable: false,
+        disk_full: None,
     }
 }
 
@@ -41,6 +42,7 @@ pub fn of_step(host: &str, result: &StepResult) -> StepFailure {
         reason,
         stderr_tail: last_lines(tail, TAIL),
         unreachable: result.unreachable,
+        disk_full: None,
     }
 }
 
@@ -54,7 +56,20 @@ pub fn of_capture(host: &str, task: &str, command: &str, output: &Output) -> Ste
         reason: output.reason.clone(),
         stderr_tail: last_lines(&output.stderr, TAIL),
         unreachable: output.unreachable,
+        disk_full: None,
     }
+}
+
+/// What a command prints when the disk it writes to is full (ENOSPC's message).
+const NO_SPACE: &str = "No space left on device";
+
+/// Whether `failure` ran out of disk space, by what its command printed last.
+pub fn ran_out_of_space(failure: &StepFailure) -> bool {
+    failure.stderr_tail.contains(NO_SPACE)
+        || failure
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains(NO_SPACE))
 }
 
 /// The result of an internal command that succeeded, reported like a task's.

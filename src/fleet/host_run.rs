@@ -33,6 +33,8 @@ pub struct HostRun {
     pub failure: Option<StepFailure>,
     /// Set once this run switched the host: where its links pointed before.
     pub switched_from: Option<Links>,
+    /// The switch was sent to this host: its release may have gone live, so a failure keeps it.
+    pub switch_sent: bool,
     /// The global health checks and those of the host's stage.
     pub checks: Vec<Arc<HealthCheck>>,
 }
@@ -77,6 +79,7 @@ impl HostRun {
             locked: false,
             failure: None,
             switched_from: None,
+            switch_sent: false,
             checks: health_checks(project, host)?,
         })
     }
@@ -100,6 +103,7 @@ impl HostRun {
             locked: false,
             failure: None,
             switched_from: first.switched_from.clone(),
+            switch_sent: first.switch_sent,
             checks: Vec::new(),
         }
     }
@@ -113,9 +117,13 @@ impl HostRun {
         self.failure.is_none()
     }
 
-    /// Keep the first failure: it is the cause, what follows is consequence.
-    pub fn record(&mut self, failure: StepFailure) {
+    /// Keep the first failure: it is the cause, what follows is consequence. A failure for
+    /// want of disk space says where the disk is full.
+    pub fn record(&mut self, mut failure: StepFailure) {
         if self.failure.is_none() {
+            if super::failure::ran_out_of_space(&failure) {
+                failure.disk_full = Some(self.deploy_path.clone());
+            }
             self.failure = Some(failure);
         }
     }

@@ -1,10 +1,15 @@
-//! What the command line asked of a run, beyond the selector.
+//! What the command line asked of a run: the selector as typed (for the commands dep suggests)
+//! and the flags.
+
+use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub dry_run: bool,
     pub parallel: usize,
     pub overrides: Vec<String>,
+    /// The selector as typed, for a command dep suggests (`dep unlock SELECTOR`).
+    pub selector: Option<String>,
     pub branch: Option<String>,
     pub tag: Option<String>,
     pub revision: Option<String>,
@@ -15,4 +20,6 @@ pub struct Options {
     pub canary: bool,
     /// When a later batch fails, leave the batches already switched on the new release.
     pub keep_switched: bool,
+    /// How long to wait for a held deploy lock before giving up (`--lock-wait`; None: not at all).
+    pub lock_wait: Option<Duration>,
 }

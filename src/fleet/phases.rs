@@ -232,9 +232,12 @@ mod tests {
             matches!(&error, Error::Fleet(f) if f.len() == 1 && f[0].host == "h2"),
             "{error}"
         );
+        let release = fleet.ctx.release.clone();
         for host in ["h1", "h2"] {
             assert_eq!(s.link(host, "current"), None, "{host}");
             assert!(!s.path(&format!("hosts/{host}/.dep/deploy.lock")).exists());
+            // It never went live: its directory is gone, its log line stays.
+            assert!(!s.path(&format!("hosts/{host}/releases/{release}")).exists());
         }
         let log = std::fs::read_to_string(s.path("hosts/h1/.dep/releases.log")).unwrap();
         assert!(

@@ -51,6 +51,9 @@ impl Fleet<'_> {
     pub(crate) async fn switch(&mut self, task: &str, targets: Vec<Target>) -> Result<()> {
         let reporter = self.ctx.reporter;
         let guard = self.switch_guard(task)?;
+        for target in &targets {
+            self.hosts[target.host].switch_sent = true;
+        }
         let hosts = &self.hosts;
         let guard_ref = &guard;
         let results = join_all(targets.iter().map(|target| async move {

@@ -44,6 +44,7 @@ mod tests {
             previous: (!previous.is_empty()).then(|| previous.to_string()),
             releases: releases.iter().map(|r| r.to_string()).collect(),
             log: log.iter().map(|(r, s)| entry(r, *s)).collect(),
+            recent: Vec::new(),
             lock: None,
         }
     }

@@ -18,14 +18,20 @@ pub struct HostState {
     /// Release directory names, oldest first.
     pub releases: Vec<String>,
     pub log: Vec<LogEntry>,
+    /// Releases named in the log's last lines, on disk or not (a failed release's directory is
+    /// removed, but its name is taken).
+    pub recent: Vec<String>,
     pub lock: Option<String>,
 }
 
 pub const SECTION: &str = "--dep-section ";
 
+/// How many of the log's last lines name the `recent` releases.
+const RECENT_LINES: usize = 20;
+
 /// One command printing everything `HostState::parse` needs. Of the releases log (which only
-/// grows) it sends the lines about releases still on disk: the only ones a deploy, a rollback,
-/// cleanup or `dep releases` look at.
+/// grows) it sends the lines about releases still on disk (the only ones a deploy, a rollback,
+/// cleanup or `dep releases` look at) and its last lines, for the names recently used.
 pub fn state_command(deploy_path: &str) -> String {
     format!(
         "cd {} 2>/dev/null || exit 0\necho '{SECTION}exists'\n\
@@ -35,6 +41,7 @@ pub fn state_command(deploy_path: &str) -> String {
          echo '{SECTION}releases'; [ -z \"$__dep_r\" ] || printf '%s\\n' \"$__dep_r\"\n\
          echo '{SECTION}log'; [ -z \"$__dep_r\" ] || printf '%s\\n' \"$__dep_r\" | \
          sed 's/.*/\"release\":\"&\"/' | grep -F -f - .dep/releases.log 2>/dev/null\n\
+         echo '{SECTION}recent'; tail -n {RECENT_LINES} .dep/releases.log 2>/dev/null\n\
          echo '{SECTION}lock'; cat .dep/deploy.lock 2>/dev/null\n\
          echo '{SECTION}end'; true",
         quote(deploy_path)
@@ -57,6 +64,7 @@ impl HostState {
                     "previous" => "previous",
                     "releases" => "releases",
                     "log" => "log",
+                    "recent" => "recent",
                     "lock" => "lock",
                     _ => "",
                 };
@@ -70,6 +78,13 @@ impl HostState {
                 "log" => {
                     if let Ok(entry) = serde_json::from_str::<LogEntry>(line) {
                         state.log.push(entry);
+                    }
+                }
+                "recent" => {
+                    if let Ok(entry) = serde_json::from_str::<LogEntry>(line) {
+                        if valid_name(&entry.release) && !state.recent.contains(&entry.release) {
+                            state.recent.push(entry.release);
+                        }
                     }
                 }
                 "lock" => {

@@ -101,6 +101,7 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         | Event::RollbackVerified { .. }
         | Event::RollbackUnverified { .. }
         | Event::StillLive { .. }
+        | Event::LockWaiting { .. }
         | Event::DryRunFinished { .. }
         | Event::NotificationFailed { .. } => decision(event),
     }
@@ -129,6 +130,15 @@ fn decision(event: &Event<'_>) -> serde_json::Value {
         Event::StillLive { release, hosts, .. } => {
             json!({"event": "still_live", "release": release, "hosts": hosts})
         }
+        Event::LockWaiting {
+            host,
+            holder,
+            waited,
+            left,
+        } => json!({
+            "event": "lock_waiting", "host": host, "holder": holder,
+            "waited_ms": waited.as_millis() as u64, "left_ms": left.as_millis() as u64
+        }),
         Event::DryRunFinished { release } => {
             json!({"event": "dry_run_finished", "release": release})
         }

@@ -118,6 +118,14 @@ pub enum Event<'a> {
         /// Every selected host.
         everywhere: bool,
     },
+    /// `--lock-wait`: the deploy lock is held on `host`, and this run waits for it (shown when
+    /// first seen, when its holder changes, and every 30 seconds).
+    LockWaiting {
+        host: &'a str,
+        holder: &'a str,
+        waited: Duration,
+        left: Duration,
+    },
     /// A dry run is over: nothing ran on the hosts.
     DryRunFinished {
         release: &'a str,

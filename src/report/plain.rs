@@ -148,6 +148,23 @@ fn decision(event: &Event<'_>) -> Option<String> {
             "release {release} is live on {}, but the deploy failed (`dep rollback` puts the previous release back)",
             if everywhere { "every host".to_string() } else { hosts.join(", ") }
         )),
+        Event::LockWaiting {
+            host,
+            holder,
+            waited,
+            left,
+        } => Some(if waited.is_zero() {
+            format!(
+                "[{host}] waiting for the deploy lock ({holder}), up to {}",
+                human_duration(left)
+            )
+        } else {
+            format!(
+                "[{host}] still waiting for the deploy lock ({holder}): {} waited, {} left",
+                human_duration(waited),
+                human_duration(left)
+            )
+        }),
         Event::DryRunFinished { release } => Some(format!(
             "dry run: release {release} would be deployed; nothing was run on the hosts"
         )),

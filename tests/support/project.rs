@@ -26,6 +26,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -344,8 +345,13 @@ impl TestProject {
     /// The dep command for `args`, after writing the Deployfile.
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         if !self.none {
-            fs::write(self.join("Deployfile.toml"), self.deployfile_text())
-                .expect("cannot write Deployfile.toml");
+            // Written aside, then renamed: a dep already running beside this one (two deploys
+            // racing) reads the whole file, never one being rewritten.
+            static WRITES: AtomicUsize = AtomicUsize::new(0);
+            let n = WRITES.fetch_add(1, Ordering::Relaxed);
+            let aside = self.join(&format!(".Deployfile.toml.{n}"));
+            fs::write(&aside, self.deployfile_text()).expect("cannot write Deployfile.toml");
+            fs::rename(&aside, self.join("Deployfile.toml")).expect("cannot write Deployfile.toml");
         }
         let mut command = Command::new(env!("CARGO_BIN_EXE_dep"));
         command
