@@ -9,7 +9,7 @@ const ROUNDS: usize = 10;
 
 /// Both deploys wait for each other on this machine just before `deploy:lock`, so they reach
 /// the lock within a few milliseconds of each other: the race at its tightest.
-const START_LINE: &str = r#"
+const TOGETHER: &str = r#"
 [stages.test]
 config = { keep_releases = 20 }
 
@@ -18,12 +18,13 @@ local = true
 run = """
 touch {{ (deployfile_dir ~ '/ready-' ~ racer)|quote }}
 i=0
-while [ "$(ls {{ deployfile_dir|quote }} | grep -c '^ready-')" -lt 2 ] && [ $i -lt 2000 ]; do sleep 0.005; i=$((i+1)); done
+while [ "$(ls {{ deployfile_dir|quote }} | grep -c '^ready-')" -lt 2 ] && [ $i -lt 6000 ]; do sleep 0.005; i=$((i+1)); done
 """
 before = "deploy:lock"
 "#;
 
-/// The release a deploy run at `DEP_NOW` = `now` names (no release on the hosts is later).
+/// What racer `racer` (0: a, 1: b) of round `round` pins its clock to, so the release it names
+/// (no release on the hosts is later) says who won.
 fn release_at(round: usize, racer: usize) -> String {
     format!("2025010110{:02}{:02}", round, racer * 30)
 }
@@ -106,7 +107,7 @@ impl Expect<'_> {
 
 #[test]
 fn two_deploys_racing_on_local_hosts_exactly_one_wins_every_round() {
-    let project = TestProject::new().fleet(3).deployfile(START_LINE);
+    let project = TestProject::new().fleet(3).deployfile(TOGETHER);
     let expect = Expect {
         hosts: project.host_names(),
         releases: &|h| project.releases(h),
@@ -129,7 +130,7 @@ fn two_deploys_racing_on_local_hosts_exactly_one_wins_every_round() {
 #[test]
 fn two_deploys_racing_on_sshd_hosts_exactly_one_wins_every_round() {
     let fleet = Fleet::start(3);
-    let mut text = String::from(START_LINE);
+    let mut text = String::from(TOGETHER);
     for (i, host) in fleet.hosts().iter().enumerate() {
         text.push_str(&format!(
             "\n[hosts.host{i}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = \"test\"\n\
