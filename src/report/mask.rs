@@ -53,11 +53,13 @@ impl Mask {
 /// GitHub annotation.
 fn secret_forms(secret: &str) -> Vec<String> {
     let shell = |s: &str| s.replace('\'', "'\\''");
+    // As `config::dotenv::escape` writes it.
     let dotenv = secret
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
+        .replace('$', "\\$")
         .replace('\n', "\\n")
-        .replace('$', "\\$");
+        .replace('\r', "\\r");
     let github = super::ci::escape_data(secret);
     vec![
         secret.to_string(),
