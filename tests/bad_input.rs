@@ -402,3 +402,58 @@ fn a_clock_pinned_to_something_that_is_not_a_time_is_refused() {
         .run();
     assert_eq!(project.current("h1").as_deref(), Some("20260101100000"));
 }
+
+/// A duration too long to be one (issue 11) is pointed at, not a panic: a task's `timeout` and
+/// a health check's `interval`, written as text or as seconds.
+#[test]
+fn an_overflowing_duration_is_pointed_at_with_its_file_and_line() {
+    let cases = [
+        (
+            "[tasks.slow]\nrun = \"true\"\ntimeout = \"99999999999999999999h\"\n",
+            "\"99999999999999999999h\"",
+            "`99999999999999999999h` is too long a duration (at most 100000h)",
+        ),
+        (
+            "[[health]]\ncommand = \"true\"\ninterval = \"99999999999999999999999m\"\n",
+            "\"99999999999999999999999m\"",
+            "`99999999999999999999999m` is too long a duration (at most 100000h)",
+        ),
+        (
+            "[[health]]\ncommand = \"true\"\ntimeout = 9000000000000000000\n",
+            "9000000000000000000",
+            "`9000000000000000000` is too long a duration (at most 100000h)",
+        ),
+    ];
+    for (toml, needle, message) in cases {
+        let project = TestProject::new().fleet(1).deployfile(toml);
+        let file = deployfile(&project);
+        let (line, column, snippet) = pointed(&project, needle);
+        assert_usage_error(
+            &project,
+            &["deploy", "test"],
+            &format!("error: {file}:{line}:{column}: {message}\n{snippet}"),
+        );
+    }
+}
+
+/// `-o connect_timeout=…` too long for a duration names the host, the variable and where it came
+/// from, before any connection.
+#[test]
+fn an_overflowing_connect_timeout_names_the_host_and_the_variable() {
+    let project = TestProject::new().raw_deployfile(
+        "[config]\ndeploy_path = \"/var/www/shop\"\n\n[hosts.web1]\nhostname = \"127.0.0.1\"\nport = 9\nstage = \"production\"\n",
+    );
+    assert_usage_error(
+        &project,
+        &[
+            "run",
+            "production",
+            "-o",
+            "connect_timeout=99999999999999999999h",
+            "--",
+            "true",
+        ],
+        "error: host `web1`: `connect_timeout` (from -o): `99999999999999999999h` is too long a \
+         duration (at most 100000h)\n",
+    );
+}

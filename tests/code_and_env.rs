@@ -110,6 +110,115 @@ fn dotenv_is_layered_written_0640_and_secrets_never_shown() {
     }
 }
 
+/// A project that writes its `.env` with `deploy:env` (the laravel recipe's step) on one host.
+fn dotenv_project(example: &str, stage: &str) -> TestProject {
+    TestProject::new()
+        .fleet(1)
+        .config("dotenv_render", "true")
+        .config("shared_files", "[\".env\"]")
+        .top("secrets = [\"DB_PASSWORD\"]")
+        .deployfile("[tasks.\"deploy:env\"]\nbuiltin = \"dotenv\"\nafter = \"deploy:shared\"\n")
+        .file(".env.example", example)
+        .file(".env.test", stage)
+}
+
+/// `dir/name` as Laravel's dotenv (vlucas/phpdotenv, Debian's) reads it.
+fn read_with_phpdotenv(dir: &std::path::Path, name: &str) -> serde_json::Value {
+    let autoload = std::path::Path::new("/usr/share/php/Dotenv/autoload.php");
+    assert!(
+        autoload.exists(),
+        "{} is missing (Debian's php-vlucas-phpdotenv): run scripts/setup-test-deps",
+        autoload.display()
+    );
+    let php = "require 'Dotenv/autoload.php'; \
+               echo json_encode(Dotenv\\Dotenv::createArrayBacked($argv[1], $argv[2])->load());";
+    let out = Command::new("php")
+        .args(["-r", php])
+        .arg(dir)
+        .arg(name)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .output()
+        .expect("cannot run php: run scripts/setup-test-deps");
+    assert!(
+        out.status.success(),
+        "phpdotenv cannot read {}/{name}: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Issue 11: the layered `.env` reads back through Laravel's dotenv with the values the layers
+/// mean. A `${NAME}` reference stays one (double-quoted, so dotenv expands it, now to the stage's
+/// value), a literal `${…}` or `$` stays literal, a multi-line value stays whole, and what comes
+/// from the environment is taken as it is.
+#[test]
+fn dotenv_keeps_references_and_multi_line_values_as_laravel_reads_them() {
+    let example = "APP_NAME=\"Laravel Shop\"\nAPP_ENV=local\nAPP_URL=http://localhost\n\
+                   VITE_APP_NAME=\"${APP_NAME}\"\nASSET_URL=${APP_URL}/assets\n\
+                   PRICE='${APP_NAME} costs $5'\n\
+                   PRIVATE_KEY=\"-----BEGIN KEY-----\nMIIB\\\"x\n-----END KEY-----\"\n\
+                   MAIL_FROM_NAME=\"${APP_NAME} (mail)\"\n";
+    let stage = "APP_NAME=\"Staging Shop\"\nAPP_URL=https://staging.example.com # the stage's\n";
+    let project = dotenv_project(example, stage);
+    let secret = "pa$$ \"w'rd\"\nline2";
+    project
+        .dep(&["deploy", "test"])
+        .now(T1)
+        .env("DEP_ENV_NOTE", "${APP_NAME} is literal")
+        .env("DB_PASSWORD", secret)
+        .run();
+    let shared = project.deploy_path("h1").join("shared");
+    assert_eq!(
+        std::fs::read_to_string(shared.join(".env")).unwrap(),
+        "APP_NAME='Staging Shop'\nAPP_ENV=local\nAPP_URL=https://staging.example.com\n\
+         VITE_APP_NAME=\"${APP_NAME}\"\nASSET_URL=\"${APP_URL}/assets\"\n\
+         PRICE='${APP_NAME} costs $5'\n\
+         PRIVATE_KEY=\"-----BEGIN KEY-----\\nMIIB\\\"x\\n-----END KEY-----\"\n\
+         MAIL_FROM_NAME=\"${APP_NAME} (mail)\"\nNOTE='${APP_NAME} is literal'\n\
+         DB_PASSWORD=\"pa\\$\\$ \\\"w'rd\\\"\\nline2\"\n"
+    );
+    let env = read_with_phpdotenv(&shared, ".env");
+    let expected = serde_json::json!({
+        "APP_NAME": "Staging Shop",
+        "APP_ENV": "local",
+        "APP_URL": "https://staging.example.com",
+        "VITE_APP_NAME": "Staging Shop",
+        "ASSET_URL": "https://staging.example.com/assets",
+        "PRICE": "${APP_NAME} costs $5",
+        "PRIVATE_KEY": "-----BEGIN KEY-----\nMIIB\"x\n-----END KEY-----",
+        "MAIL_FROM_NAME": "Staging Shop (mail)",
+        "NOTE": "${APP_NAME} is literal",
+        "DB_PASSWORD": secret,
+    });
+    assert_eq!(env, expected);
+    // What no later layer changes reads as dotenv reads `.env.example` itself.
+    let source = read_with_phpdotenv(project.path(), ".env.example");
+    for key in ["APP_ENV", "PRICE", "PRIVATE_KEY"] {
+        assert_eq!(env[key], source[key], "{key}");
+    }
+    assert_eq!(source["VITE_APP_NAME"], "Laravel Shop");
+}
+
+/// A layer Laravel's dotenv could not read is refused before anything runs, naming its file
+/// and line, instead of being guessed at.
+#[test]
+fn a_dotenv_layer_dotenv_cannot_read_is_refused_with_its_line() {
+    let project = dotenv_project("APP_NAME=Shop\n", "APP_ENV=staging\nAPP_NAME=My Shop\n");
+    let file = std::fs::canonicalize(project.path())
+        .unwrap()
+        .join(".env.test");
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+    output.expect_status(2).stderr_has(&format!(
+        "task `deploy:env`: host `h1`: {}:2: unexpected whitespace in `APP_NAME=My Shop` \
+         (Laravel's dotenv cannot read it)\n",
+        file.display()
+    ));
+    assert!(!project.join("hosts").exists(), "{}", output.transcript());
+}
+
 #[test]
 fn deploy_tag_tags_and_pushes_the_deployed_revision() {
     let project = TestProject::new().fleet(1).config("deploy_tag", "true");

@@ -116,7 +116,7 @@ fn github_actions_gets_groups_with_output_and_error_annotations() {
 ::group::[h1] ✗ boom: exit status 7
 [h1] │ nope
 ::endgroup::
-::error title=dep: boom failed on h1::exit status 7
+::error title=dep%3A boom failed on h1::exit status 7%0Anope
 deploy failed after [TIME]: release 20250101100000 is not live
 HOST  RESULT        CURRENT      DURATION  SLOWEST TASK
 h1    failed: boom  (unchanged)  [TIME]    say ([TIME])

@@ -4,6 +4,7 @@
 
 use std::fmt::{self, Display, Formatter};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -139,31 +140,60 @@ pub struct RawTemplate {
     pub mode: Option<String>,
 }
 
-/// A duration as seconds (`30`) or with a unit (`"30s"`, `"5m"`, `"1h"`, `"500ms"`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawDuration {
-    Seconds(u64),
-    Text(String),
-}
+/// A duration as seconds (`30`) or with a unit (`"30s"`, `"5m"`, `"1h"`, `"500ms"`), checked as
+/// it is read, so that a bad one is an error pointed at with file:line:col.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawDuration(pub Duration);
 
-impl RawDuration {
-    pub fn parse(&self) -> Result<std::time::Duration, DurationError> {
-        use std::time::Duration;
-        match self {
-            RawDuration::Seconds(s) => Ok(Duration::from_secs(*s)),
-            RawDuration::Text(text) => parse_duration(text),
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawDuration;
+
+            fn expecting(&self, f: &mut Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a duration such as \"30s\", \"5m\" or \"250ms\", or a number of seconds",
+                )
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, seconds: u64) -> Result<RawDuration, E> {
+                parse_duration(&seconds.to_string())
+                    .map(RawDuration)
+                    .map_err(E::custom)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, seconds: i64) -> Result<RawDuration, E> {
+                match u64::try_from(seconds) {
+                    Ok(seconds) => self.visit_u64(seconds),
+                    Err(_) => Err(E::custom(DurationError::Invalid(seconds.to_string()))),
+                }
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawDuration, E> {
+                parse_duration(text).map(RawDuration).map_err(E::custom)
+            }
         }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
-/// A duration that is neither seconds nor a number with a unit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration (e.g. \"30s\", \"5m\")")]
-pub struct DurationError(pub String);
+/// The longest duration dep takes (about 11 years): longer ones are typos, and would overflow
+/// the clock arithmetic of timeouts.
+pub const MAX_DURATION: Duration = Duration::from_secs(MAX_HOURS * 3600);
+const MAX_HOURS: u64 = 100_000;
 
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
-    use std::time::Duration;
+/// A duration that is neither seconds nor a number with a unit, or that is too long.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` is not a duration (e.g. \"30s\", \"5m\")")]
+    Invalid(String),
+    #[error("`{0}` is too long a duration (at most {MAX_HOURS}h)")]
+    TooLong(String),
+}
+
+/// `"30s"`, `"30"` (seconds), `"5m"`, `"1h"`, `"250ms"`, `"1.5s"`; at most [`MAX_DURATION`].
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -171,15 +201,19 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> 
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| DurationError(text.to_string()))?;
+        .map_err(|_| DurationError::Invalid(text.to_string()))?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1000.0,
         "m" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return Err(DurationError(text.to_string())),
+        _ => return Err(DurationError::Invalid(text.to_string())),
     };
-    Ok(Duration::from_secs_f64(seconds))
+    // `try_`: `Duration::from_secs_f64` panics on what does not fit.
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|duration| *duration <= MAX_DURATION)
+        .ok_or_else(|| DurationError::TooLong(text.to_string()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -399,7 +433,6 @@ mod tests {
 
     #[test]
     fn durations() {
-        use std::time::Duration;
         let cases: &[(&str, Option<Duration>)] = &[
             ("30s", Some(Duration::from_secs(30))),
             ("30", Some(Duration::from_secs(30))),
@@ -407,9 +440,14 @@ mod tests {
             ("1h", Some(Duration::from_secs(3600))),
             ("250ms", Some(Duration::from_millis(250))),
             ("1.5s", Some(Duration::from_millis(1500))),
+            ("100000h", Some(MAX_DURATION)),
             ("soon", None),
             ("5d", None),
             ("", None),
+            ("-5s", None),
+            ("100001h", None),
+            ("99999999999999999999h", None),
+            (&"9".repeat(400), None),
         ];
         for (text, expected) in cases {
             assert_eq!(parse_duration(text).ok(), *expected, "{text:?}");
@@ -417,6 +455,45 @@ mod tests {
         assert_eq!(
             parse_duration("5d").unwrap_err().to_string(),
             "`5d` is not a duration (e.g. \"30s\", \"5m\")"
+        );
+        assert_eq!(
+            parse_duration("99999999999999999999h")
+                .unwrap_err()
+                .to_string(),
+            "`99999999999999999999h` is too long a duration (at most 100000h)"
+        );
+    }
+
+    #[test]
+    fn a_bad_duration_is_pointed_at() {
+        let cases = [
+            (
+                "timeout = \"99999999999999999999h\"",
+                "3:11: `99999999999999999999h` is too long a duration (at most 100000h)",
+            ),
+            (
+                "timeout = 360000001",
+                "3:11: `360000001` is too long a duration (at most 100000h)",
+            ),
+            ("timeout = -1", "3:11: `-1` is not a duration"),
+            (
+                "timeout = true",
+                "3:11: invalid type: boolean `true`, expected a duration",
+            ),
+        ];
+        for (line, expected) in cases {
+            let text = format!("[tasks.t]\nrun = \"true\"\n{line}\n");
+            let message = parse(Path::new("D.toml"), &text).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("D.toml:{expected}")),
+                "{message}"
+            );
+        }
+        let text = "[tasks.t]\nrun = \"true\"\ntimeout = \"90s\"\n";
+        let file = parse(Path::new("D.toml"), text).unwrap();
+        assert_eq!(
+            file.tasks["t"].timeout,
+            Some(RawDuration(Duration::from_secs(90)))
         );
     }
 }

@@ -197,3 +197,19 @@ pub fn pinned_now() -> std::result::Result<Option<chrono::NaiveDateTime>, BadNow
 #[derive(Debug, thiserror::Error)]
 #[error("DEP_NOW={0:?} is not a time: use YYYYMMDDHHMMSS (UTC) or RFC 3339, e.g. 20260101100000 or 2026-01-01T10:00:00Z")]
 pub struct BadNow(String);
+
+#[cfg(test)]
+mod tests {
+    use crate::transport::script::token;
+
+    #[test]
+    fn tokens_are_128_random_bits() {
+        let (a, b) = (token(), token());
+        assert_ne!(a, b);
+        for t in [&a, &b] {
+            let hex = t.strip_prefix("dep").unwrap();
+            assert_eq!(hex.len(), 32, "{t}");
+            assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()), "{t}");
+        }
+    }
+}

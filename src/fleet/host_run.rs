@@ -51,18 +51,26 @@ impl HostRun {
         if options.dry_run {
             vars.set_placeholders(true);
         }
-        let real =
-            if host.local {
-                Backend::Local(transport::local::Local)
-            } else {
-                // Resolves the ssh config only: the connection is made on first use.
-                Backend::Ssh(transport::ssh::Ssh::for_host(host, &vars, starts).map_err(
-                    |error| Error::InvalidHost {
+        let real = if host.local {
+            Backend::Local(transport::local::Local)
+        } else {
+            // Resolves the ssh config only: the connection is made on first use.
+            Backend::Ssh(
+                transport::ssh::Ssh::for_host(host, &vars, starts).map_err(|error| {
+                    // A bad variable is named with where it was set, as `dep config` does.
+                    let message = match &error {
+                        transport::ssh::SetupError::ConnectTimeout { var, reason } => {
+                            format!("`{var}` (from {}): {reason}", vars.origin(var))
+                        }
+                        _ => error.to_string(),
+                    };
+                    Error::InvalidHost {
                         host: host.name.clone(),
-                        message: error.to_string(),
-                    },
-                )?)
-            };
+                        message,
+                    }
+                })?,
+            )
+        };
         let backend = if options.dry_run {
             Backend::DryRun(transport::dry_run::DryRun {
                 reads: Some(Box::new(real)),

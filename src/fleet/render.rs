@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::config::dotenv::{self, Value};
 use crate::config::vars::{VarError, Vars};
 use crate::plan::task::{Action, Builtin, Task};
 use crate::quote::quote;
@@ -40,6 +41,15 @@ pub enum RenderError {
     KeepReleases,
     #[error("`{0:?}` runs only as a fleet barrier")]
     BarrierOnly(Builtin),
+    #[error("{}:{}: {source}", path.display(), source.line)]
+    Dotenv {
+        path: PathBuf,
+        source: dotenv::ParseError,
+    },
+    #[error(
+        "`DEP_ENV_{0}`: `{0}` is not a name Laravel's dotenv accepts (letters, digits, `_`, `.`)"
+    )]
+    DotenvName(String),
 }
 
 impl RenderError {
@@ -362,13 +372,13 @@ fn write_file_command(dest: &str, content: &str, mode: &str) -> String {
 }
 
 /// The layered `.env`: `.env.example` < `.env.<stage>` (files beside the Deployfile, both
-/// optional) < `DEP_ENV_NAME` variables < the environment variables named in `secrets`.
+/// optional) < `DEP_ENV_NAME` variables < the environment variables named in `secrets`. The
+/// files' references (`${NAME}`) stay references; the environment's values are literal.
 fn dotenv_content(
     ctx: &Context<'_>,
     vars: &Vars,
     fetched: &Fetched,
 ) -> Result<String, RenderError> {
-    use crate::config::dotenv;
     let mut entries = Vec::new();
     for variable in ["dotenv_example", "dotenv_stage_file"] {
         let name = vars.value_string(variable)?;
@@ -377,20 +387,32 @@ fn dotenv_content(
         }
         let path = ctx.project.root.join(&name);
         if let Some(Some(text)) = fetched.files.get(&path) {
-            dotenv::layer(&mut entries, dotenv::parse(text));
+            let layer = dotenv::parse(text).map_err(|source| RenderError::Dotenv {
+                path: path.clone(),
+                source,
+            })?;
+            dotenv::layer(&mut entries, layer);
         }
     }
-    let mut from_env: Vec<(String, String)> = std::env::vars()
-        .filter_map(|(key, value)| Some((key.strip_prefix("DEP_ENV_")?.to_string(), value)))
+    let mut from_env: Vec<(String, Value)> = std::env::vars()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix("DEP_ENV_")?;
+            Some((name.to_string(), Value::literal(value)))
+        })
         .filter(|(key, _)| !key.is_empty())
         .collect();
-    from_env.sort();
+    from_env.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some((name, _)) = from_env.iter().find(|(name, _)| !dotenv::valid_name(name)) {
+        return Err(RenderError::DotenvName(name.clone()));
+    }
     dotenv::layer(&mut entries, from_env);
+    // A secret listed only to be masked may have a name no .env can hold: it stays out.
     let secrets = ctx
         .project
         .secrets
         .iter()
-        .filter_map(|name| Some((name.clone(), std::env::var(name).ok()?)));
+        .filter(|name| dotenv::valid_name(name))
+        .filter_map(|name| Some((name.clone(), Value::literal(std::env::var(name).ok()?))));
     dotenv::layer(&mut entries, secrets);
     Ok(dotenv::render(&entries))
 }

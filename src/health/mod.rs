@@ -65,22 +65,16 @@ impl HealthCheck {
             (None, Some(command)) => Probe::Command(command.clone()),
             _ => return Err(invalid("needs exactly one of `http` or `command`".into())),
         };
-        let duration = |value: &Option<RawDuration>, default: Duration| {
-            value
-                .as_ref()
-                .map(RawDuration::parse)
-                .transpose()
-                .map(|d| d.unwrap_or(default))
-                .map_err(|e| invalid(e.to_string()))
-        };
+        let duration =
+            |value: Option<RawDuration>, default: Duration| value.map_or(default, |d| d.0);
         Ok(HealthCheck {
             probe,
             expect_status: raw.expect_status.unwrap_or(200),
             expect_body: raw.expect_body.clone(),
             max_latency: raw.max_latency_ms.map(Duration::from_millis),
             attempts: raw.attempts.unwrap_or(1).max(1),
-            interval: duration(&raw.interval, Duration::from_secs(2))?,
-            timeout: duration(&raw.timeout, Duration::from_secs(10))?,
+            interval: duration(raw.interval, Duration::from_secs(2)),
+            timeout: duration(raw.timeout, Duration::from_secs(10)),
             phase: raw.phase.unwrap_or_default(),
             roles: raw.roles.clone(),
             name,

@@ -130,11 +130,7 @@ impl Task {
                 )));
             }
         }
-        let timeout = raw
-            .timeout
-            .map(|t| t.parse())
-            .transpose()
-            .map_err(|e| invalid(e.to_string()))?;
+        let timeout = raw.timeout.map(|t| t.0);
         if matches!(action, Action::Steps(_))
             && (raw.once || raw.local || raw.cwd.is_some() || raw.condition.is_some())
         {

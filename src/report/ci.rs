@@ -8,6 +8,9 @@ use super::plain::{failure_reason, Plain};
 use super::{Event, Sink};
 use crate::transport::{Outcome, StepResult};
 
+/// How many trailing lines of a failed task's output its annotation shows (as its error does).
+const ANNOTATION_TAIL: usize = 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
     GitHub,
@@ -48,6 +51,17 @@ impl Kept {
 
     fn is_empty(&self) -> bool {
         self.head.is_empty()
+    }
+
+    /// The last `n` lines kept (at most `n`), oldest first.
+    fn last(&self, n: usize) -> Vec<&str> {
+        let mut last: Vec<&str> = self.tail.iter().rev().take(n).map(String::as_str).collect();
+        let more = n.saturating_sub(last.len());
+        if more > 0 && self.tail.len() < n {
+            last.extend(self.head.iter().rev().take(more).map(String::as_str));
+        }
+        last.reverse();
+        last
     }
 
     fn lines(&self) -> impl Iterator<Item = String> + '_ {
@@ -91,7 +105,7 @@ impl Ci {
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
             out.push_str(&match self.flavour {
-                Flavour::GitHub => format!("::group::{header}\n"),
+                Flavour::GitHub => format!("::group::{}\n", escape_data(&header)),
                 Flavour::GitLab => {
                     format!("\x1b[0Ksection_start:{stamp}:{id}[collapsed=true]\r\x1b[0K{header}\n")
                 }
@@ -107,11 +121,17 @@ impl Ci {
         if let (Flavour::GitHub, Outcome::Failed { status, reason }) =
             (self.flavour, &result.outcome)
         {
-            out.push_str(&format!(
-                "\n::error title=dep: {} failed on {host}::{}",
-                result.task,
-                failure_reason(status, reason)
-            ));
+            // The annotation is what the run's summary page shows: the reason and the output's tail.
+            let mut message = failure_reason(status, reason);
+            for line in lines.last(ANNOTATION_TAIL) {
+                message.push('\n');
+                message.push_str(line);
+            }
+            // A tolerated failure (`on_failure = "continue"`) did not fail the deploy.
+            let level = if result.tolerated { "warning" } else { "error" };
+            let title = format!("dep: {} failed on {host}", result.task);
+            out.push('\n');
+            out.push_str(&annotation(level, &title, &message));
         }
         Some(out)
     }
@@ -145,17 +165,125 @@ impl Sink for Ci {
                 task,
                 message,
             } if self.flavour == Flavour::GitHub => Some(format!(
-                "{}\n::error title=dep: {task} failed on {host}::{message}",
-                self.plain.line(event)?
+                "{}\n{}",
+                self.plain.line(event)?,
+                annotation("error", &format!("dep: {task} failed on {host}"), message)
             )),
             _ => self.plain.line(event),
         }
     }
 }
 
+/// A GitHub workflow command `::LEVEL title=TITLE::MESSAGE`, encoded as the runner decodes it.
+fn annotation(level: &str, title: &str, message: &str) -> String {
+    format!(
+        "::{level} title={}::{}",
+        escape_property(title),
+        escape_data(message)
+    )
+}
+
+/// A workflow command's message (actions/toolkit's `escapeData`): a raw line break would end
+/// the command there, and `%` starts an escape.
+pub(super) fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A workflow command's property value (`escapeProperty`): also `:` and `,`, which end it.
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workflow_commands_are_encoded() {
+        assert_eq!(
+            escape_data("100% done\r\nnext: a, b"),
+            "100%25 done%0D%0Anext: a, b"
+        );
+        assert_eq!(escape_property("dep: a,b%"), "dep%3A a%2Cb%25");
+        assert_eq!(
+            annotation("error", "dep: t failed on h1", "exit status 7\nline 1\n50%"),
+            "::error title=dep%3A t failed on h1::exit status 7%0Aline 1%0A50%25"
+        );
+    }
+
+    fn failed(task: &str, tolerated: bool) -> StepResult {
+        StepResult {
+            task: task.into(),
+            command: "make".into(),
+            outcome: Outcome::Failed {
+                status: Some(2),
+                reason: None,
+            },
+            duration: std::time::Duration::from_millis(5),
+            stdout: String::new(),
+            stderr: String::new(),
+            tolerated,
+            unreachable: false,
+        }
+    }
+
+    /// The annotation carries the reason and the output's last lines, each line encoded, so
+    /// GitHub shows it whole; a tolerated failure is a warning.
+    #[test]
+    fn a_failed_task_is_annotated_with_its_output_tail() {
+        let ci = Ci::new(
+            Plain {
+                verbosity: 0,
+                show_output: false,
+            },
+            Flavour::GitHub,
+        );
+        let run = |result: &StepResult, lines: &[&str]| {
+            let task = result.task.as_str();
+            ci.render(&Event::TaskStarted {
+                host: "h1",
+                task,
+                command: "make",
+            });
+            for line in lines {
+                ci.render(&Event::Output {
+                    host: "h1",
+                    task,
+                    stream: crate::report::Stream::Stderr,
+                    line,
+                });
+            }
+            let text = ci
+                .render(&Event::TaskFinished { host: "h1", result })
+                .unwrap();
+            text.lines().last().unwrap().to_string()
+        };
+        let many: Vec<String> = (1..=12).map(|n| format!("line {n}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let tail: String = (3..=12).map(|n| format!("%0Aline {n}")).collect();
+        assert_eq!(
+            run(&failed("build", false), &many),
+            format!("::error title=dep%3A build failed on h1::exit status 2{tail}")
+        );
+        assert_eq!(
+            run(&failed("warm", true), &["100% cold"]),
+            "::warning title=dep%3A warm failed on h1::exit status 2%0A100%25 cold"
+        );
+        let message = "template line 3:\n  unknown filter";
+        let text = ci
+            .render(&Event::HostFailed {
+                host: "h2",
+                task: "deploy:env",
+                message,
+            })
+            .unwrap();
+        assert!(
+            text.ends_with("\n::error title=dep%3A deploy%3Aenv failed on h2::template line 3:%0A  unknown filter"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_flood_of_output_keeps_its_first_and_last_lines() {

@@ -49,15 +49,25 @@ impl Mask {
 }
 
 /// The forms a secret takes in output: raw, inside single shell quotes, escaped for a
-/// double-quoted .env value, and that escaped form inside single shell quotes.
+/// double-quoted .env value, that escaped form inside single shell quotes, and encoded in a
+/// GitHub annotation.
 fn secret_forms(secret: &str) -> Vec<String> {
     let shell = |s: &str| s.replace('\'', "'\\''");
+    // As `config::dotenv::escape` writes it.
     let dotenv = secret
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
+        .replace('$', "\\$")
         .replace('\n', "\\n")
-        .replace('$', "\\$");
-    vec![secret.to_string(), shell(secret), shell(&dotenv), dotenv]
+        .replace('\r', "\\r");
+    let github = super::ci::escape_data(secret);
+    vec![
+        secret.to_string(),
+        shell(secret),
+        shell(&dotenv),
+        dotenv,
+        github,
+    ]
 }
 
 #[cfg(test)]
@@ -80,6 +90,12 @@ mod tests {
         let shown = format!("printf %s {}", crate::quote::quote("P=\"it's \\$HOME\"\n"));
         assert_eq!(mask.text(&shown), "printf %s 'P=\"****\"\n'");
         assert_eq!(mask.text("X='it'\\''s $HOME'"), "X='****'");
+        // Encoded in a GitHub annotation too.
+        let mask = Mask::new(vec!["50%\noff".into()]);
+        assert_eq!(
+            mask.text("::error title=t::x%0A50%25%0Aoff"),
+            "::error title=t::x%0A****"
+        );
     }
 
     #[test]

@@ -255,18 +255,26 @@ impl Reader {
     }
 }
 
-/// A fresh random token for one script.
+/// A fresh random token for one script (and a lock's id): 128 bits from the OS's generator, so
+/// no command can forge a control line and no two locks share an id.
 pub fn token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    hasher.write_u32(std::process::id());
-    format!("dep{:016x}", hasher.finish())
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The OS refused randomness (it does not on the systems dep runs on): fall back to a
+        // per-process random hash of the clock and the pid, unique if guessable.
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        hasher.write_u32(std::process::id());
+        bytes[..8].copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("dep{hex}")
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub fn learn(
         create_private_dir(parent).map_err(write_error)?;
     }
     let mut handle = open_private_append(file).map_err(write_error)?;
-    fs4::FileExt::lock(&handle).map_err(|source| KnownHostsError::Lock {
+    handle.lock().map_err(|source| KnownHostsError::Lock {
         path: file.to_path_buf(),
         source,
     })?;

@@ -3,7 +3,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
 /// How a hashed host field starts (`HASH_MAGIC` in OpenSSH).
@@ -16,7 +16,8 @@ const MAX_SUBPATTERN: usize = 1023;
 /// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`, as OpenSSH's `host_hash`.
 pub(super) fn hash_host(name: &str, salt: &[u8]) -> String {
     // HMAC accepts a key of any length: this cannot fail.
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(salt).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha1> as KeyInit>::new_from_slice(salt).expect("HMAC takes keys of any length");
     mac.update(name.as_bytes());
     format!(
         "{HASH_MAGIC}{}|{}",
