@@ -266,6 +266,49 @@ pub fn reap(child: Child, started: Instant) -> (Cost, Status) {
     )
 }
 
+/// `reap`, but the child is killed (SIGKILL) when it still runs `limit` after `started`; then
+/// the flag is true. Waits on a pidfd, so the wall time is as exact as `reap`'s.
+pub fn reap_within(child: Child, started: Instant, limit: Duration) -> (Cost, Status, bool) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: pidfd_open only opens a descriptor for our own child, not reaped yet.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as libc::c_int;
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut timed_out = false;
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            // SAFETY: the child is not reaped yet, so the pid is still ours.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            timed_out = true;
+            break;
+        }
+        let mut ready = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let wait_ms = left.as_millis().min(i32::MAX as u128 - 1) as i32 + 1;
+        // SAFETY: one pollfd, ours.
+        let polled = unsafe { libc::poll(&mut ready, 1, wait_ms) };
+        if polled > 0 {
+            break;
+        }
+        let error = std::io::Error::last_os_error();
+        assert!(
+            polled == 0 || error.kind() == std::io::ErrorKind::Interrupted,
+            "poll: {error}"
+        );
+    }
+    // SAFETY: the descriptor is ours and used no more.
+    unsafe { libc::close(pidfd) };
+    let (cost, status) = reap(child, started);
+    (cost, status, timed_out)
+}
+
 /// The cost of the children a run spawns and reaps itself (`ssh`, `tar`, …): the wall time
 /// since `start`, and the CPU of the children reaped since.
 pub struct ChildrenMeter {
