@@ -3,11 +3,11 @@
 //! that prints on every host, by case: 200 MB without a newline (`bytes`), 2 million short lines
 //! (`lines`), or 50 MB on stderr in 100-byte lines (`stderr`). dep runs the deploy at `-q` and
 //! at `-v` (which prints every line; its stdout goes to /dev/null), and plain OpenSSH runs the
-//! case's command alone, `ssh HOST 'CMD' > /dev/null 2>&1` on every host in parallel, as a reference
-//! for the wall time. Reported per case and N: peak RSS (wait4), wall time, CPU, the hosts' CPU
-//! and the exit status. Every deploy must succeed: one that fails, or is killed after
-//! BENCH_LIMIT seconds, is shown in the table, its hosts unlocked and the rest measured; then
-//! the bench fails. The target is a peak RSS under 64 MB whatever the hosts print.
+//! case's command alone, `ssh HOST 'CMD' > /dev/null 2>&1` on every host in parallel, as a
+//! reference for the wall time. Reported per case and N: peak RSS (wait4), wall time, CPU, the
+//! hosts' CPU and the exit status. Every deploy must succeed: one that fails, or is killed after
+//! BENCH_LIMIT seconds, is shown in the table, its hosts unlocked and the rest measured; then the
+//! bench fails. The target is a peak RSS under 64 MB whatever the hosts print.
 //!
 //! Run: `cargo bench --bench flood` (env BENCH_HOSTS="1 10", BENCH_ROUNDS=1, BENCH_CASES="bytes
 //! lines stderr", BENCH_LIMIT=300, BENCH_DEP=/path/to/dep to measure that binary instead of
