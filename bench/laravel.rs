@@ -24,6 +24,10 @@ mod process;
 #[path = "../tests/support/sshd.rs"]
 mod sshd;
 
+#[allow(dead_code, reason = "each bench uses a part of the shared helpers")]
+#[path = "common.rs"]
+mod common;
+
 use std::cell::Cell;
 use std::fs;
 use std::io::Write;
@@ -31,6 +35,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{
+    cpu_per_host_ms, measure, median_cpu, median_wall, paired_ratio_range, peak_mb, spread_percent,
+    Binaries, ChildrenMeter, Contender, Cost, Samples,
+};
 use sshd::Fleet;
 
 /// The application key: a secret, given to dep through its environment only (as in the test).
@@ -110,58 +118,16 @@ const RELEASE_COMMANDS: [&str; 6] = [
     "php artisan event:cache --no-interaction",
 ];
 
-/// What one measured run cost.
-#[derive(Debug, Clone, Copy)]
-struct Cost {
-    wall: Duration,
-    cpu: Duration,
-    max_rss_kb: i64,
-}
-
-/// One of the runs a round measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Contender {
-    Script,
-    Dep,
-    Baseline,
-}
-
-/// The dep builds under test: this one (or `BENCH_DEP`), and optionally another
-/// (`BENCH_BASELINE_DEP`).
-struct Binaries {
-    dep: PathBuf,
-    baseline: Option<PathBuf>,
-}
-
-impl Binaries {
-    /// The contenders of every round, in the first round's order.
-    fn contenders(&self) -> Vec<Contender> {
-        let mut all = vec![Contender::Script, Contender::Dep];
-        if self.baseline.is_some() {
-            all.push(Contender::Baseline);
-        }
-        all
-    }
-}
-
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        // `cargo test --benches` asks for a listing; this benchmark has no unit tests.
+    if common::listing() {
         return;
     }
-    let sizes: Vec<usize> = std::env::var("BENCH_HOSTS")
-        .unwrap_or_else(|_| "3 10".into())
-        .split_whitespace()
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
+    let sizes = common::sizes("3 10");
+    let rounds = common::rounds(5);
     require_php_stack();
     let binaries = Binaries {
-        dep: binary_from_env("BENCH_DEP").unwrap_or_else(build_dep),
-        baseline: binary_from_env("BENCH_BASELINE_DEP"),
+        dep: common::binary_from_env("BENCH_DEP").unwrap_or_else(common::build_dep),
+        baseline: common::binary_from_env("BENCH_BASELINE_DEP"),
     };
     println!(
         "dep Laravel benchmark: {rounds} interleaved rounds per size; wall seconds are medians"
@@ -183,18 +149,13 @@ fn main() {
     }
 }
 
-/// `name` from the environment, checked to be a file, made absolute.
-fn binary_from_env(name: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os(name).filter(|p| !p.is_empty())?);
-    let absolute = path
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("{name}={}: {e}", path.display()));
-    assert!(
-        absolute.is_file(),
-        "{name}={} is not a file",
-        path.display()
-    );
-    Some(absolute)
+/// How the stderr lines and failures name a contender.
+fn label(who: Contender) -> &'static str {
+    match who {
+        Contender::Reference => "Script",
+        Contender::Dep => "Dep",
+        Contender::Baseline => "Baseline",
+    }
 }
 
 /// Fails with what to install when the PHP side is missing.
@@ -216,24 +177,6 @@ fn require_php_stack() {
         "{} is missing (Debian's php-laravel-framework): run scripts/setup-test-deps",
         framework.display()
     );
-}
-
-/// Every measured round's cost of each contender, in round order (warm-ups left out).
-#[derive(Default)]
-struct Samples {
-    script: Vec<Cost>,
-    dep: Vec<Cost>,
-    baseline: Vec<Cost>,
-}
-
-impl Samples {
-    fn of(&mut self, who: Contender) -> &mut Vec<Cost> {
-        match who {
-            Contender::Script => &mut self.script,
-            Contender::Dep => &mut self.dep,
-            Contender::Baseline => &mut self.baseline,
-        }
-    }
 }
 
 /// A running fleet, the project (a copy of examples/laravel-app with its Deployfile) and the
@@ -298,12 +241,8 @@ impl Setup {
     fn run(&self, binaries: &Binaries, who: Contender) -> Cost {
         let release = self.next_release();
         let cost = match who {
-            Contender::Script => script(self, &release).0,
-            Contender::Dep => self.run_dep(&binaries.dep, &release, None),
-            Contender::Baseline => {
-                let baseline = binaries.baseline.as_deref().expect("a baseline binary");
-                self.run_dep(baseline, &release, None)
-            }
+            Contender::Reference => script(self, &release).0,
+            Contender::Dep | Contender::Baseline => self.run_dep(binaries.of(who), &release, None),
         };
         self.check_deployed(who, &release);
         cost
@@ -351,8 +290,9 @@ impl Setup {
             .env("DEP_NOW", release);
         let (cost, status) = measure(command);
         assert!(
-            status == 0,
-            "dep deploy of release {release} failed (exit {status})"
+            status.code() == 0,
+            "dep deploy of release {release} failed (exit {})",
+            status.code()
         );
         cost
     }
@@ -365,7 +305,8 @@ impl Setup {
         let first = self.deploys.get() == 1;
         for host in self.fleet.hosts() {
             let dp = host.deploy_path();
-            let at = |what: &str| format!("{who:?} deploy of {release}, {}: {what}", host.name());
+            let name = label(who);
+            let at = |what: &str| format!("{name} deploy of {release}, {}: {what}", host.name());
             let current = fs::read_link(dp.join("current"))
                 .unwrap_or_else(|e| panic!("{}", at(&format!("no current: {e}"))));
             assert_eq!(
@@ -411,7 +352,8 @@ impl Setup {
         assert_eq!(
             String::from_utf8_lossy(&migrations.stdout).trim(),
             "1",
-            "{who:?} deploy of {release}: the migrations table"
+            "{} deploy of {release}: the migrations table",
+            label(who)
         );
         let backup = self
             .fleet
@@ -420,7 +362,8 @@ impl Setup {
             .join(format!("shared/backups/{release}.sql.gz"));
         assert!(
             first || backup.is_file(),
-            "{who:?} deploy of {release}: no backup {}",
+            "{} deploy of {release}: no backup {}",
+            label(who),
             backup.display()
         );
     }
@@ -441,7 +384,7 @@ impl Setup {
         );
         let release = self.next_release();
         let (cost, steps) = script(self, &release);
-        self.check_deployed(Contender::Script, &release);
+        self.check_deployed(Contender::Reference, &release);
         let mut text = format!(
             "script deploy of {release} to {n} hosts: {:.3} s\n",
             cost.wall.as_secs_f64()
@@ -470,9 +413,8 @@ impl Setup {
 
 fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
     let setup = Setup::start(n);
-    let contenders = binaries.contenders();
     // One warm-up of each: the first deploy creates the layout, the shared dirs and the database.
-    for &who in &contenders {
+    for who in binaries.contenders() {
         setup.run(binaries, who);
         if who == Contender::Dep {
             setup.compare_dotenv();
@@ -482,11 +424,10 @@ fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
     for round in 1..=rounds {
         // Rotate the order by one each round: script, dep, baseline; dep, baseline, script; …
         let mut walls = Vec::new();
-        for k in 0..contenders.len() {
-            let who = contenders[(round - 1 + k) % contenders.len()];
+        for who in binaries.order(round) {
             let cost = setup.run(binaries, who);
             samples.of(who).push(cost);
-            walls.push(format!("{who:?} {:.3} s", cost.wall.as_secs_f64()));
+            walls.push(format!("{} {:.3} s", label(who), cost.wall.as_secs_f64()));
         }
         // Each round's figures, in the order they ran, on stderr (the table is on stdout).
         eprintln!("N = {n}, round {round}: {}", walls.join(", "));
@@ -505,15 +446,14 @@ fn measure_size(binaries: &Binaries, n: usize, rounds: usize) -> Samples {
 /// careful script's `wait` and `set -e` make it.
 fn script(setup: &Setup, release: &str) -> (Cost, Vec<(&'static str, Duration)>) {
     let hosts = setup.fleet.hosts();
-    let started = Instant::now();
+    let meter = ChildrenMeter::start();
     let mut steps = Vec::new();
-    let mut step_started = started;
+    let mut step_started = meter.started;
     let mut step_done = |name: &'static str| {
         let now = Instant::now();
         steps.push((name, now - step_started));
         step_started = now;
     };
-    let before = children_usage();
     let since = utc_now();
 
     let tarball = setup.scratch.join("app.tar.gz");
@@ -573,13 +513,7 @@ fn script(setup: &Setup, release: &str) -> (Cost, Vec<(&'static str, Duration)>)
     wait_all("finish", finishes);
     step_done("finish");
 
-    let after = children_usage();
-    let cost = Cost {
-        wall: started.elapsed(),
-        cpu: after.0.saturating_sub(before.0),
-        max_rss_kb: after.1,
-    };
-    (cost, steps)
+    (meter.cost(), steps)
 }
 
 /// One step on one host: `ssh HOST bash -c SCRIPT` with the fleet's ssh_config (the script is
@@ -816,44 +750,6 @@ fn copy_tree(from: &Path, to: &Path, skip: &[&str]) {
     }
 }
 
-fn walls(costs: &[Cost]) -> Vec<f64> {
-    costs.iter().map(|c| c.wall.as_secs_f64()).collect()
-}
-
-/// The middle value (the upper one of an even count).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn median_wall(costs: &[Cost]) -> f64 {
-    median(walls(costs))
-}
-
-fn median_cpu(costs: &[Cost]) -> f64 {
-    median(costs.iter().map(|c| c.cpu.as_secs_f64()).collect())
-}
-
-fn peak_mb(costs: &[Cost]) -> f64 {
-    costs.iter().map(|c| c.max_rss_kb).max().unwrap_or(0) as f64 / 1024.0
-}
-
-/// The round-to-round spread of wall times: (max − min) / median, in percent.
-fn spread_percent(costs: &[Cost]) -> f64 {
-    let walls = walls(costs);
-    let max = walls.iter().copied().fold(f64::MIN, f64::max);
-    let min = walls.iter().copied().fold(f64::MAX, f64::min);
-    (max - min) / median(walls) * 100.0
-}
-
-/// The lowest and highest of each round's `a` wall over the same round's `b` wall.
-fn paired_ratio_range(a: &[Cost], b: &[Cost]) -> (f64, f64) {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| a.wall.as_secs_f64() / b.wall.as_secs_f64())
-        .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(r), hi.max(r)))
-}
-
 fn print_header(baseline: bool) {
     if baseline {
         println!(
@@ -889,10 +785,9 @@ fn print_header(baseline: bool) {
 }
 
 fn print_row(n: usize, s: &Samples, baseline: bool) {
-    let script = median_wall(&s.script);
+    let script = median_wall(&s.reference);
     let dep = median_wall(&s.dep);
-    let (lo, hi) = paired_ratio_range(&s.dep, &s.script);
-    let cpu_per_host = |costs: &[Cost]| median_cpu(costs) * 1000.0 / n as f64;
+    let (lo, hi) = paired_ratio_range(&s.dep, &s.reference);
     if baseline {
         let base = median_wall(&s.baseline);
         let (blo, bhi) = paired_ratio_range(&s.dep, &s.baseline);
@@ -909,17 +804,17 @@ fn print_row(n: usize, s: &Samples, baseline: bool) {
             format!("{blo:.2}-{bhi:.2}"),
             format!(
                 "{:.0}% / {:.0}% / {:.0}%",
-                spread_percent(&s.script),
+                spread_percent(&s.reference),
                 spread_percent(&s.dep),
                 spread_percent(&s.baseline)
             ),
             format!(
                 "{:.1} / {:.1} ms",
-                cpu_per_host(&s.dep),
-                cpu_per_host(&s.baseline)
+                cpu_per_host_ms(&s.dep, n),
+                cpu_per_host_ms(&s.baseline, n)
             ),
             format!("{:.1} / {:.1}", peak_mb(&s.dep), peak_mb(&s.baseline)),
-            median_cpu(&s.script),
+            median_cpu(&s.reference),
         );
     } else {
         println!(
@@ -931,87 +826,12 @@ fn print_row(n: usize, s: &Samples, baseline: bool) {
             format!("{lo:.2}-{hi:.2}"),
             format!(
                 "{:.0}% / {:.0}%",
-                spread_percent(&s.script),
+                spread_percent(&s.reference),
                 spread_percent(&s.dep)
             ),
-            cpu_per_host(&s.dep),
+            cpu_per_host_ms(&s.dep, n),
             peak_mb(&s.dep),
-            median_cpu(&s.script),
+            median_cpu(&s.reference),
         );
     }
-}
-
-fn build_dep() -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    // Cargo hands the bench the variables it sets for a crate (CARGO_MANIFEST_DIR, CARGO_PKG_*,
-    // …); ring's build script reruns when one of them changes, so passing them on would rebuild
-    // ring and all above it here, and again at the next plain `cargo build --release`.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let per_crate = [
-            "CARGO_MANIFEST_",
-            "CARGO_PKG_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-        ];
-        if per_crate.iter().any(|prefix| name.starts_with(prefix))
-            || name == "CARGO_PRIMARY_PACKAGE"
-        {
-            cargo.env_remove(name.as_ref());
-        }
-    }
-    let status = cargo
-        .args(["build", "--release", "--bin", "dep"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "cargo build --release failed");
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/dep")
-}
-
-/// Run a command, returning its wall time, CPU time (user + system, its children included) and
-/// peak resident memory, measured with wait4.
-#[allow(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4 (std's wait would not report its resource usage)"
-)]
-fn measure(mut command: Command) -> (Cost, i32) {
-    command.stdin(Stdio::null());
-    let started = Instant::now();
-    let child = command.spawn().expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    let wall = started.elapsed();
-    let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (
-        Cost {
-            wall,
-            cpu,
-            max_rss_kb: usage.ru_maxrss,
-        },
-        code,
-    )
-}
-
-/// CPU time and peak RSS of all reaped children so far.
-fn children_usage() -> (Duration, i64) {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    (
-        timeval(usage.ru_utime) + timeval(usage.ru_stime),
-        usage.ru_maxrss,
-    )
-}
-
-fn timeval(tv: libc::timeval) -> Duration {
-    Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
 }
