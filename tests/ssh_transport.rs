@@ -550,8 +550,8 @@ fn a_killed_controller_leaves_nothing_running_on_its_hosts() {
     running.reap_killed();
     while !sleeps("37.0913").is_empty() {
         assert!(
-            killed_at.elapsed() < Duration::from_secs(5),
-            "the task still runs on a host 5 s after its controller died"
+            killed_at.elapsed() < Duration::from_secs(10),
+            "the task still runs on a host 10 s after its controller died"
         );
         thread::sleep(Duration::from_millis(20));
     }
@@ -576,7 +576,7 @@ fn a_daemon_started_by_a_task_outlives_a_normal_run() {
         .success();
     // Longer than the watchdog's grace: it did not fire. The daemon outlived its session, so it
     // is no longer the host's descendant: look for it everywhere.
-    thread::sleep(Duration::from_millis(1500));
+    thread::sleep(Duration::from_millis(3500));
     let daemons = sleeps(DAEMON_SLEEP);
     for &pid in &daemons {
         crate::support::process::signal(pid, libc::SIGKILL);
@@ -647,13 +647,8 @@ fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_r
             l.contains(&format!("\"release\":\"{T2}\"")) && l.contains(&format!("\"{status}\""))
         })
     };
-    assert!(
-        says(&log(0), "live") && says(&log(0), "rolled_back"),
-        "host0: {}",
-        log(0)
-    );
-    assert!(!says(&log(1), "live"), "host1: {}", log(1));
-    // Both guards stand down once their time is up.
+    // Both guards stand down once their time is up: removing the pending id is their last step,
+    // after the log line.
     while (0..2).any(|i| {
         fleet
             .host(i)
@@ -664,6 +659,12 @@ fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_r
         assert!(Instant::now() < deadline, "a guard never stood down");
         thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        says(&log(0), "live") && says(&log(0), "rolled_back"),
+        "host0: {}",
+        log(0)
+    );
+    assert!(!says(&log(1), "live"), "host1: {}", log(1));
     // The first deploy, confirmed, never went back: T1 has no `rolled_back` line anywhere.
     for index in 0..2 {
         assert!(!log(index).contains(&format!("\"release\":\"{T1}\",\"status\":\"rolled_back\"")));

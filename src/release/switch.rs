@@ -136,10 +136,15 @@ mod tests {
             Some("releases/20260102000000")
         );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while target(dir.path(), "current").as_deref() != Some("releases/20260101000000") {
+        // The guard's last step removes the pending id: then all it does is done.
+        while dir.path().join(PENDING).exists() {
             assert!(std::time::Instant::now() < deadline, "never reverted");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        assert_eq!(
+            target(dir.path(), "current").as_deref(),
+            Some("releases/20260101000000")
+        );
         assert_eq!(target(dir.path(), "previous"), None);
         assert!(!dir.path().join(PENDING).exists());
         let log = std::fs::read_to_string(dir.path().join(".dep/releases.log")).unwrap();

@@ -59,12 +59,12 @@ struct Request {
 /// The kept shell as the host runs it: `bash -s` reading a fifo, and in the background the
 /// watchdog that feeds the fifo from the session's stdin. When that stdin ends, either the
 /// goodbye (`exit`) has ended the shell already, or the controller is gone: then, after a grace of
-/// a second, the watchdog kills the session's whole process group (the shell, what it runs, and
+/// three seconds, the watchdog kills the session's whole process group (the shell, what it runs, and
 /// itself). Without mktemp or mkfifo, the shell runs unwatched.
 const WATCHED_SHELL: &str = r#"if d=$(mktemp -d "${TMPDIR:-/tmp}/dep-shell.XXXXXX") && mkfifo "$d/in"; then
 ( exec 3>"$d/in"; rm -rf "$d"; cat <&4 >&3; exec 3>&- 4<&-
   n=0; while kill -0 $$ 2>/dev/null; do
-    n=$((n+1)); if [ $n -gt 20 ]; then kill -KILL -- -$$ 2>/dev/null || kill -KILL $$; exit 0; fi
+    n=$((n+1)); if [ $n -gt 60 ]; then kill -KILL -- -$$ 2>/dev/null || kill -KILL $$; exit 0; fi
     sleep 0.05
   done ) 4<&0 </dev/null >/dev/null 2>&1 &
 exec bash -s <"$d/in"
