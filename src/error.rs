@@ -64,6 +64,17 @@ impl Display for StepFailure {
     }
 }
 
+impl StepFailure {
+    /// The failure worded without its host, for a list that names the host already.
+    pub fn after_host(&self) -> String {
+        let text = self.to_string();
+        match text.strip_prefix(&format!("host `{}`, ", self.host)) {
+            Some(rest) => rest.to_string(),
+            None => text,
+        }
+    }
+}
+
 fn first_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.trim().lines().collect();
     if lines.len() <= n {
@@ -193,6 +204,24 @@ pub enum Error {
     #[error("{}", fleet_message(.0))]
     Fleet(Vec<StepFailure>),
 
+    /// The deploy failed after these hosts switched: the release stays live there.
+    #[error("{}", still_live_message(release, hosts, *everywhere, failures))]
+    StillLive {
+        release: String,
+        hosts: Vec<String>,
+        /// Every selected host.
+        everywhere: bool,
+        failures: Vec<StepFailure>,
+    },
+
+    /// Post-switch tasks failed, and the switched hosts were rolled back, verified
+    /// (`on_post_switch_failure = "rollback"`).
+    #[error("{}", post_switch_message(release, failures))]
+    PostSwitchFailed {
+        release: String,
+        failures: Vec<StepFailure>,
+    },
+
     #[error("{0}")]
     Refused(String),
 
@@ -241,11 +270,12 @@ impl Error {
             | Error::Override(_) => exit::USAGE,
             Error::LockHeld(_) => exit::LOCKED,
             Error::Fleet(_)
+            | Error::StillLive { .. }
             | Error::Refused(_)
             | Error::Unhealthy(_)
             | Error::Interrupted
             | Error::Local(_) => exit::TASK_FAILED,
-            Error::HealthFailed { .. } => exit::ROLLED_BACK,
+            Error::HealthFailed { .. } | Error::PostSwitchFailed { .. } => exit::ROLLED_BACK,
             Error::Inconsistent { .. } => exit::INCONSISTENT,
         }
     }
@@ -349,11 +379,46 @@ fn inconsistent_message(problems: &[String], current: &[(String, String)]) -> St
 }
 
 fn fleet_message(failures: &[StepFailure]) -> String {
+    with_failures(failed_on(failures), failures)
+}
+
+fn still_live_message(
+    release: &str,
+    hosts: &[String],
+    everywhere: bool,
+    failures: &[StepFailure],
+) -> String {
+    let live = if everywhere {
+        "every host".to_string()
+    } else {
+        hosts.join(", ")
+    };
+    let head = format!(
+        "{}; release {release} stays live on {live} (`dep rollback` puts the previous release back)",
+        failed_on(failures)
+    );
+    with_failures(head, failures)
+}
+
+fn post_switch_message(release: &str, failures: &[StepFailure]) -> String {
+    let head = format!(
+        "release {release} failed after the switch; the hosts that had switched were rolled back \
+         to the release they had, and the rollback was verified:"
+    );
+    with_failures(head, failures)
+}
+
+/// "failed on 2 hosts"
+fn failed_on(failures: &[StepFailure]) -> String {
     let hosts = failures.len();
-    let mut message = format!(
+    format!(
         "failed on {hosts} host{}",
         if hosts == 1 { "" } else { "s" }
-    );
+    )
+}
+
+/// `head`, then each failure in a paragraph of its own.
+fn with_failures(mut message: String, failures: &[StepFailure]) -> String {
     for failure in failures {
         message.push_str("\n\n");
         message.push_str(&failure.to_string());
@@ -395,7 +460,23 @@ mod tests {
                 }),
                 exit::LOCKED,
             ),
-            (Error::Fleet(vec![failure]), exit::TASK_FAILED),
+            (Error::Fleet(vec![failure.clone()]), exit::TASK_FAILED),
+            (
+                Error::StillLive {
+                    release: "1".into(),
+                    hosts: vec!["web1".into()],
+                    everywhere: true,
+                    failures: vec![failure.clone()],
+                },
+                exit::TASK_FAILED,
+            ),
+            (
+                Error::PostSwitchFailed {
+                    release: "1".into(),
+                    failures: vec![failure],
+                },
+                exit::ROLLED_BACK,
+            ),
             (Error::Interrupted, exit::TASK_FAILED),
             (Error::Unhealthy(Vec::new()), exit::TASK_FAILED),
             (
@@ -506,6 +587,29 @@ mod tests {
             locked(vec![held("web1", false), held("web2", true)], None),
             [lines[0], lines[2], lines[3], lines[4],
              "  clear the stale locks with `dep unlock web2`; the others may belong to a deploy still running"].join("\n")
+        );
+        let live = Error::StillLive {
+            release: "20261126101500".into(),
+            hosts: vec!["web1".into(), "web2".into()],
+            everywhere: false,
+            failures: vec![failure("web2")],
+        };
+        assert_eq!(
+            live.to_string(),
+            "failed on 1 host; release 20261126101500 stays live on web1, web2 (`dep rollback` puts \
+             the previous release back)\n\nhost `web2`, task `deploy:migrate`: command exited with \
+             status 1\n  command: php artisan migrate\n  output:\n  │ boom"
+        );
+        let back = Error::PostSwitchFailed {
+            release: "20261126101500".into(),
+            failures: vec![failure("web2")],
+        };
+        assert!(
+            back.to_string().starts_with(
+                "release 20261126101500 failed after the switch; the hosts that had switched were \
+                 rolled back to the release they had, and the rollback was verified:\n\nhost `web2`"
+            ),
+            "{back}"
         );
         let two = Error::Fleet(vec![failure("web1"), failure("web2")]).to_string();
         assert!(two.starts_with("failed on 2 hosts\n\n"), "{two}");

@@ -333,9 +333,9 @@ fn a_shared_dir_outside_the_release_is_refused_before_anything_runs() {
     assert_usage_error(
         &project,
         &["deploy", "test"],
-        "error: <built-in>/recipes/common.toml:74:1: task `deploy:shared`: host `h1`: invalid operation: \
+        "error: <built-in>/recipes/common.toml:79:1: task `deploy:shared`: host `h1`: invalid operation: \
          `../../etc` must be a relative path inside the release, without `..` (template line 3)\n   |\n\
-         74 | [tasks.\"deploy:shared\"]\n   | ^^^^^^^^^^^^^^^^^^^^^^^\n",
+         79 | [tasks.\"deploy:shared\"]\n   | ^^^^^^^^^^^^^^^^^^^^^^^\n",
     );
 }
 
@@ -455,5 +455,20 @@ fn an_overflowing_connect_timeout_names_the_host_and_the_variable() {
         ],
         "error: host `web1`: `connect_timeout` (from -o): `99999999999999999999h` is too long a \
          duration (at most 100000h)\n",
+    );
+}
+
+#[test]
+fn an_unknown_on_post_switch_failure_is_refused_before_anything_runs() {
+    let project = TestProject::new()
+        .fleet(1)
+        .config("on_post_switch_failure", "\"undo\"");
+    let file = deployfile(&project);
+    assert_usage_error(
+        &project,
+        &["deploy", "test"],
+        &format!(
+            "error: {file}: unknown `on_post_switch_failure = \"undo\"` (use \"keep\" or \"rollback\")\n"
+        ),
     );
 }

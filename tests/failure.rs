@@ -120,25 +120,143 @@ after = "deploy:update_code"
         .stderr_has("  │ SQLSTATE[42S01]: table exists\n");
 }
 
-#[test]
-fn a_task_failure_after_the_switch_keeps_the_release_live_and_says_so() {
-    let project = failing_fleet().deployfile(
+/// A fleet of three whose post-switch task `app:reload` fails on h2 while serving the release
+/// named in the file `fail-after` (so the release it goes back to reloads fine).
+fn post_switch_fleet() -> TestProject {
+    failing_fleet().deployfile(
         r#"
-[tasks."after:switch"]
-run = "test ! -e {{ (deployfile_dir ~ '/fail-after')|quote }}"
+[tasks."app:reload"]
+run = "test {{ host }} != h2 || test \"$(cat {{ (deployfile_dir ~ '/fail-after')|quote }} 2>/dev/null)\" != {{ release_name|quote }}"
 after = "deploy:symlink"
 "#,
+    )
+}
+
+/// The summary table's row for `host`: its cells (columns are two spaces or more apart).
+fn summary_row<'o>(output: &'o crate::support::project::Output, host: &str) -> Vec<&'o str> {
+    let line = output
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{host}  ")))
+        .unwrap_or_else(|| panic!("no summary row for {host}\n{}", output.transcript()));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+#[test]
+fn a_task_failure_after_the_switch_keeps_the_release_live_and_says_so() {
+    let project = post_switch_fleet();
+    project.deploy_at(T1);
+    project.write("fail-after", T2);
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    output.expect_status(1);
+    let command = format!(
+        "test h2 != h2 || test \"$(cat {}/fail-after 2>/dev/null)\" != {T2}",
+        std::fs::canonicalize(project.path()).unwrap().display()
     );
+    assert_eq!(
+        output.stderr,
+        format!(
+            "error: failed on 1 host; release {T2} stays live on every host (`dep rollback` puts \
+             the previous release back)\n\nhost `h2`, task `app:reload`: command exited with \
+             status 1\n  command: {command}\n"
+        )
+    );
+    output
+        .stdout_has(&format!(
+            "release {T2} is live on every host, but the deploy failed (`dep rollback` puts the previous release back)\n"
+        ))
+        .stdout_has(&format!("release {T2} stays live\n"));
+    // The summary says which host's post-switch task failed, and that the release is live.
+    assert_eq!(summary_row(&output, "h1")[..3], ["h1", "live", T2]);
+    assert_eq!(
+        summary_row(&output, "h2")[..3],
+        ["h2", "live, but app:reload failed", T2]
+    );
+    assert_eq!(summary_row(&output, "h3")[..3], ["h3", "live", T2]);
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T2));
+        assert_eq!(project.previous(host).as_deref(), Some(T1));
+        assert_eq!(project.last_status(host, T2).as_deref(), Some("live"));
+        assert!(!project.locked(host), "{host} left locked");
+    }
+}
+
+/// `on_post_switch_failure = "rollback"`: a failed post-switch task rolls every host back as a
+/// failed health check does: post-switch tasks re-run on the old release, the health checks
+/// verify it, the release is marked failed, exit 4.
+#[test]
+fn on_post_switch_failure_rollback_rolls_the_fleet_back_verified() {
+    let project = post_switch_fleet()
+        .config("on_post_switch_failure", "\"rollback\"")
+        .deployfile("[[health]]\ncommand = \"test -e index.html\"\n");
+    project.deploy_at(T1);
+    project.write("fail-after", T2);
+    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    output.expect_status(4);
+    let command = format!(
+        "test h2 != h2 || test \"$(cat {}/fail-after 2>/dev/null)\" != {T2}",
+        std::fs::canonicalize(project.path()).unwrap().display()
+    );
+    assert_eq!(
+        output.stderr,
+        format!(
+            "error: release {T2} failed after the switch; the hosts that had switched were rolled \
+             back to the release they had, and the rollback was verified:\n\nhost `h2`, task \
+             `app:reload`: command exited with status 1\n  command: {command}\n"
+        )
+    );
+    output
+        .stdout_has(&format!("[h2] ⇐ current -> releases/{T1} (was {T2})\n"))
+        .stdout_has("rolled back 3 hosts to the release they had before; verified\n")
+        .stdout_has(&format!("release {T2} is not live\n"));
+    assert_eq!(summary_row(&output, "h1")[..3], ["h1", "rolled back", T1]);
+    assert_eq!(
+        summary_row(&output, "h2")[..3],
+        ["h2", "rolled back: app:reload failed", T1]
+    );
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T1), "{host}");
+        assert_eq!(project.last_status(host, T1).as_deref(), Some("live"));
+        assert_eq!(
+            project.last_status(host, T2).as_deref(),
+            Some("failed"),
+            "{host}"
+        );
+        assert!(!project.locked(host), "{host} left locked");
+    }
+    // The next deploy goes ahead from T1 as if T2 never happened.
+    project.deploy_at(T3);
+    for host in HOSTS {
+        assert_eq!(project.current(host).as_deref(), Some(T3));
+        assert_eq!(project.previous(host).as_deref(), Some(T1), "{host}");
+    }
+}
+
+/// The rollback is verified: a host whose old release fails its post-switch tasks too leaves
+/// the fleet inconsistent (exit 5), named.
+#[test]
+fn on_post_switch_failure_rollback_that_fails_too_is_inconsistent() {
+    let project = failing_fleet()
+        .config("on_post_switch_failure", "\"rollback\"")
+        .deployfile(
+            r#"
+[tasks."app:reload"]
+run = "test {{ host }} != h2 || test ! -e {{ (deployfile_dir ~ '/fail-after')|quote }}"
+after = "deploy:symlink"
+"#,
+        );
     project.deploy_at(T1);
     project.write("fail-after", "");
     let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
     output
-        .expect_status(1)
-        .stderr_has("task `after:switch`")
-        .stdout_has("`dep rollback` puts the previous release back");
+        .expect_status(5)
+        .stderr_has("error: the fleet is inconsistent:\n  host `h2`: switched back, but the previous release is not healthy either: task `app:reload`: command exited with status 1")
+        .stderr_has(&format!("  host `h2`: current -> releases/{T1}\n"));
     for host in HOSTS {
-        assert_eq!(project.current(host).as_deref(), Some(T2));
-        assert_eq!(project.previous(host).as_deref(), Some(T1));
+        assert_eq!(project.current(host).as_deref(), Some(T1), "{host}");
         assert!(!project.locked(host), "{host} left locked");
     }
 }

@@ -25,12 +25,13 @@ impl Fleet<'_> {
         let started = Instant::now();
         self.started = started;
         self.load_webhooks()?;
+        let on_post_switch_failure = self.on_post_switch_failure()?;
         super::code::resolve(&mut self.ctx, &mut self.hosts).await?;
         let steps: Vec<Arc<Task>> = plan.steps().cloned().collect();
         self.preflight(&steps).await?;
         let strategy = Strategy::choose(self);
         let result = {
-            let mut deploy = Deploy::new(self, plan);
+            let mut deploy = Deploy::new(self, plan, on_post_switch_failure);
             tokio::select! {
                 result = strategy.run(&mut deploy) => result,
                 _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
@@ -39,6 +40,7 @@ impl Fleet<'_> {
         if result.is_err() {
             self.abandon().await;
         }
+        let result = self.still_live(result);
         self.unlock_remaining().await;
         self.tell(&result).await;
         let release = self.ctx.release.clone();
@@ -50,10 +52,31 @@ impl Fleet<'_> {
             self.ctx.reporter.emit(Event::DeployFinished {
                 release: &release,
                 ok: result.is_ok(),
+                live: self.hosts.iter().any(|h| h.switched_from.is_some()),
                 duration: started.elapsed(),
             });
         }
         result
+    }
+
+    /// Failures after some hosts switched (a post-switch task) leave the release live there:
+    /// the error says where.
+    fn still_live(&self, result: Result<()>) -> Result<()> {
+        let live: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|h| h.switched_from.is_some())
+            .map(|h| h.host.name.clone())
+            .collect();
+        match result {
+            Err(Error::Fleet(failures)) if !live.is_empty() => Err(Error::StillLive {
+                release: self.ctx.release.clone(),
+                everywhere: live.len() == self.hosts.len(),
+                hosts: live,
+                failures,
+            }),
+            other => other,
+        }
     }
 
     /// After a failed deploy: where the release was created and never switched, it is removed
@@ -102,7 +125,7 @@ impl Fleet<'_> {
         match result {
             Ok(()) => self.notify(Trigger::Success, None).await,
             Err(Error::LockHeld(_)) => {}
-            Err(error @ Error::HealthFailed { .. }) => {
+            Err(error @ (Error::HealthFailed { .. } | Error::PostSwitchFailed { .. })) => {
                 self.notify(Trigger::Rollback, Some(error.to_string()))
                     .await
             }

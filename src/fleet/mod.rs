@@ -7,8 +7,8 @@
 //! (a state machine in `deploy`, ordered by a `strategy`), `rollback`, `run_task`, `health` and
 //! `read_states`. Each concept has its file: `scheduler` (segments and barriers), `render`
 //! (a task into commands for one host), `preflight`, `lock`, `switch`, `checks`, `rollback`,
-//! `notify`, `code` (which code every host gets), `git_mirror` (the git strategy's mirror on
-//! this machine, for `git_archive_on = "controller"`).
+//! `post_switch` (when a post-switch task fails), `notify`, `code` (which code every host gets),
+//! `git_mirror` (the git strategy's mirror on this machine, for `git_archive_on = "controller"`).
 
 pub mod archive;
 mod checks;
@@ -23,6 +23,7 @@ mod lock;
 mod notify;
 mod options;
 mod phases;
+mod post_switch;
 mod preflight;
 mod render;
 mod rollback;

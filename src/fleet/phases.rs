@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::plan::task::{Action, Builtin, Task};
 use crate::plan::TaskSet;
 
+use super::post_switch::OnPostSwitchFailure;
 use super::Fleet;
 
 /// Where a deploy stands (for the batch being deployed, in a rolling or canary deploy).
@@ -88,14 +89,20 @@ pub struct Deploy<'f, 'p> {
     pub fleet: &'f mut Fleet<'p>,
     plan: DeployPlan,
     phase: Phase,
+    on_post_switch_failure: OnPostSwitchFailure,
 }
 
 impl<'f, 'p> Deploy<'f, 'p> {
-    pub fn new(fleet: &'f mut Fleet<'p>, plan: DeployPlan) -> Deploy<'f, 'p> {
+    pub fn new(
+        fleet: &'f mut Fleet<'p>,
+        plan: DeployPlan,
+        on_post_switch_failure: OnPostSwitchFailure,
+    ) -> Deploy<'f, 'p> {
         Deploy {
             fleet,
             plan,
             phase: Phase::Started,
+            on_post_switch_failure,
         }
     }
 
@@ -128,14 +135,34 @@ impl<'f, 'p> Deploy<'f, 'p> {
     }
 
     /// prepared → switched: `pre_switch` checks, the switch of `batch`, its post-switch tasks.
-    pub async fn switch(&mut self, batch: &[usize]) -> Result<()> {
+    /// A post-switch task that fails leaves the release live, or with `on_post_switch_failure =
+    /// "rollback"` rolls back every switched host (only the batch's, `only_batch`): exit 4.
+    pub async fn switch(&mut self, batch: &[usize], only_batch: bool) -> Result<()> {
         debug_assert_eq!(self.phase, Phase::Prepared);
-        self.fleet.execute(&self.plan.switch, batch).await?;
-        if !self.plan.switch.is_empty() {
-            self.phase = Phase::Switched;
-            tracing::debug!(hosts = batch.len(), "switched");
+        let result = self.fleet.execute(&self.plan.switch, batch).await;
+        let switched = batch
+            .iter()
+            .any(|&i| self.fleet.hosts[i].switched_from.is_some());
+        match result {
+            // The switch itself went back if it failed: what failed came after it.
+            Err(error) if switched => {
+                let scope = if only_batch {
+                    batch.to_vec()
+                } else {
+                    self.everyone()
+                };
+                let policy = self.on_post_switch_failure;
+                Err(self.fleet.post_switch_failed(error, &scope, policy).await)
+            }
+            Err(error) => Err(error),
+            Ok(()) => {
+                if !self.plan.switch.is_empty() {
+                    self.phase = Phase::Switched;
+                    tracing::debug!(hosts = batch.len(), "switched");
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// switched → verified: the `post_switch` checks on `batch`; a failure rolls back every

@@ -2,7 +2,7 @@
 //! with the same checks), and `dep rollback`'s barrier (every host to one older live release,
 //! or nothing changes).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StepFailure};
 use crate::plan::task::Task;
 use crate::release::{self, LogEntry, Status};
 use crate::report::Event;
@@ -20,6 +20,17 @@ impl Fleet<'_> {
         reasons: &[CheckFailure],
         scope: &[usize],
     ) -> Result<()> {
+        // A host that failed after its switch (a post-switch task) goes back too, and runs the
+        // post-switch tasks again: that failure is why, not a sign the old release is unhealthy.
+        let mut after_switch: Vec<(usize, StepFailure)> = Vec::new();
+        for &i in scope {
+            let host = &mut self.hosts[i];
+            if host.switched_from.is_some() {
+                if let Some(failure) = host.failure.take() {
+                    after_switch.push((i, failure));
+                }
+            }
+        }
         let (restored, stuck) = self.revert(scope).await;
         // The restored hosts run their post-switch tasks again and must pass the same checks.
         if let Ok(post_switch) = self.ctx.tasks.post_switch() {
@@ -29,13 +40,16 @@ impl Fleet<'_> {
             .iter()
             .filter_map(|&i| {
                 let h = &self.hosts[i];
-                Some((h.host.name.clone(), h.failure.as_ref()?.to_string()))
+                Some((h.host.name.clone(), h.failure.as_ref()?.after_host()))
             })
             .collect();
         unhealthy.extend(
             self.run_checks(crate::health::Phase::PostSwitch, &restored)
                 .await,
         );
+        for (i, failure) in after_switch {
+            self.hosts[i].record(failure);
+        }
         if stuck.is_empty() && unhealthy.is_empty() {
             let hosts: Vec<String> = restored
                 .iter()

@@ -92,9 +92,11 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         Event::DeployFinished {
             release,
             ok,
+            live,
             duration,
         } => json!({
-            "event": "deploy_finished", "release": release, "ok": ok, "duration_ms": duration.as_millis() as u64
+            "event": "deploy_finished", "release": release, "ok": ok, "live": live,
+            "duration_ms": duration.as_millis() as u64
         }),
         Event::WouldRollBack { .. }
         | Event::BatchStarted { .. }

@@ -91,6 +91,9 @@ pub enum Event<'a> {
     DeployFinished {
         release: &'a str,
         ok: bool,
+        /// The release is live on some host (every one when `ok`; after a failure, where a
+        /// failed post-switch task or `--keep-switched` left it).
+        live: bool,
         duration: Duration,
     },
     /// A batch of a rolling or canary deploy starts (`number` counts from 1).

@@ -97,14 +97,19 @@ impl Plain {
             Event::DeployFinished {
                 release,
                 ok,
+                live,
                 duration,
-            } if v >= 0 => Some(if ok {
-                format!("release {release} is live ({})", human_duration(duration))
-            } else {
-                format!(
+            } if v >= 0 => Some(match (ok, live) {
+                (true, _) => format!("release {release} is live ({})", human_duration(duration)),
+                // Where it stays live was said (`still_live`).
+                (false, true) => format!(
+                    "deploy failed after {}: release {release} stays live",
+                    human_duration(duration)
+                ),
+                (false, false) => format!(
                     "deploy failed after {}: release {release} is not live",
                     human_duration(duration)
-                )
+                ),
             }),
             _ if v >= 0 => decision(event),
             _ => None,
@@ -131,7 +136,7 @@ fn decision(event: &Event<'_>) -> Option<String> {
             failures,
             after,
         } => {
-            let mut text = format!("release {release} failed its health checks:");
+            let mut text = format!("release {release} failed, and the rollback did not restore every host:");
             for (host, why) in failures {
                 text.push_str(&format!("\n  host `{host}`: {why}"));
             }

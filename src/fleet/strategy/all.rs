@@ -12,7 +12,7 @@ impl All {
         let everyone = deploy.everyone();
         deploy.lock().await?;
         deploy.prepare(&everyone).await?;
-        deploy.switch(&everyone).await?;
+        deploy.switch(&everyone, false).await?;
         deploy.verify(&everyone, false).await?;
         deploy.finish().await
     }

@@ -42,7 +42,7 @@ async fn one_batch(
     let before_end = async {
         deploy.fleet.execute(&start, batch).await?;
         deploy.prepare(batch).await?;
-        deploy.switch(batch).await?;
+        deploy.switch(batch, keep).await?;
         deploy.verify(batch, keep).await
     };
     before_end.await.map_err(|e| (e, BatchEnd::NotRun))?;
@@ -75,7 +75,7 @@ async fn fail_batch(
         let reasons: Vec<(String, String)> = fleet
             .hosts
             .iter()
-            .filter_map(|h| Some((h.host.name.clone(), h.failure.as_ref()?.to_string())))
+            .filter_map(|h| Some((h.host.name.clone(), h.failure.as_ref()?.after_host())))
             .collect();
         let everyone: Vec<usize> = (0..fleet.hosts.len()).collect();
         if let Err(inconsistent) = fleet.roll_back_switched(&reasons, &everyone).await {
