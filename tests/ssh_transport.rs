@@ -589,9 +589,9 @@ const DAEMON_SLEEP: &str = "41.4711";
 
 /// The dead man's switch: a controller killed between two hosts' switches leaves no host on the
 /// new release. host1's switch is held up (a slow `mv` on its PATH); host0 has switched when the
-/// controller dies. host1's shell is killed with its controller mid-switch, so it never moves;
-/// host0 never hears the fleet's confirmation, so it puts its previous release back by itself
-/// within `switch_confirm_timeout`, and records the new one as rolled back.
+/// controller dies. host0 never hears the fleet's confirmation, so it puts its previous release
+/// back by itself within `switch_confirm_timeout`, and records the new one as rolled back; host1
+/// either never moved (its shell was killed mid-switch) or did the same.
 #[test]
 fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_release() {
     let fleet = Fleet::start(2);
@@ -664,7 +664,13 @@ fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_r
         "host0: {}",
         log(0)
     );
-    assert!(!says(&log(1), "live"), "host1: {}", log(1));
+    // host1 switched or not, depending on whether its slow switch ended before its shell was
+    // killed; if it did, it went back by itself too.
+    assert!(
+        !says(&log(1), "live") || says(&log(1), "rolled_back"),
+        "host1: {}",
+        log(1)
+    );
     // The first deploy, confirmed, never went back: T1 has no `rolled_back` line anywhere.
     for index in 0..2 {
         assert!(!log(index).contains(&format!("\"release\":\"{T1}\",\"status\":\"rolled_back\"")));
