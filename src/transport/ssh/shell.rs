@@ -224,15 +224,17 @@ impl Keeper {
         self.requests.close();
         // A script handed over just as the shell ended while idle: it never ran.
         while let Ok(request) = self.requests.try_recv() {
-            let reason = SshError::NoStatus {
-                host: self.host.clone(),
-            };
-            let _ = request
-                .chunks
-                .send(Chunk::Exit(None, Some(reason.to_string())))
-                .await;
+            let _ = request.chunks.send(self.no_status()).await;
         }
         self.shell.kill.disarm();
+    }
+
+    /// The end of a script the shell never finished: no exit status, naming the host.
+    fn no_status(&self) -> Chunk {
+        let reason = SshError::NoStatus {
+            host: self.host.clone(),
+        };
+        Chunk::Exit(None, Some(reason.to_string()))
     }
 
     /// End the idle shell on purpose: `exit`, then the end of its input, and wait (briefly) for
@@ -257,15 +259,9 @@ impl Keeper {
 
     /// Run one script, passing its output on; its end, and whether the shell survived it.
     async fn serve(&mut self, request: &mut Request) -> (Chunk, bool) {
-        let no_status = || {
-            let reason = SshError::NoStatus {
-                host: self.host.clone(),
-            };
-            Chunk::Exit(None, Some(reason.to_string()))
-        };
         for piece in std::mem::take(&mut request.input) {
             if self.stdin.send(piece).await.is_err() {
-                return (no_status(), false);
+                return (self.no_status(), false);
             }
         }
         let mut streams = [Done::new(&request.token), Done::new(&request.token)];
@@ -277,7 +273,7 @@ impl Keeper {
                         Some(Chunk::Stdout(data)) => (0, data),
                         Some(Chunk::Stderr(data)) => (1, data),
                         Some(exit @ Chunk::Exit(..)) => return (exit, false),
-                        None => return (no_status(), false),
+                        None => return (self.no_status(), false),
                     };
                     let output = streams[slot].feed(&data);
                     if !output.is_empty() {
