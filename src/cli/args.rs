@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
     allow_external_subcommands = true,
     after_help = "Any task is a command too: `dep artisan:migrate staging`.\n\
                   Exit codes: 0 ok, 1 a task failed, 2 usage or configuration error, 3 lock held,\n\
-                  4 health check failed and rolled back, 5 rollback incomplete (fleet inconsistent)."
+                  4 a check failed after the switch and the fleet was rolled back,\n\
+                  5 rollback incomplete (fleet inconsistent)."
 )]
 pub struct Cli {
     #[command(flatten)]

@@ -407,8 +407,9 @@ fn push_tail(lines: &mut Vec<String>, mut line: String) {
         while !line.is_char_boundary(end) {
             end -= 1;
         }
-        line.truncate(end);
-        line.push('…');
+        // A new string: a truncated one would keep the whole line's allocation (40 pieces of
+        // a 200 MB line held 2.5 MB per stream).
+        line = format!("{}…", &line[..end]);
     }
     lines.push(line);
 }
@@ -421,6 +422,20 @@ mod tests {
 
     use super::*;
     use crate::transport::KillGuard;
+
+    #[test]
+    fn the_kept_tail_holds_only_the_start_of_a_long_line() {
+        let mut tail = Vec::new();
+        for _ in 0..TAIL_LINES + 5 {
+            push_tail(&mut tail, "é".repeat(32 * 1024));
+        }
+        assert_eq!(tail.len(), TAIL_LINES);
+        for line in &tail {
+            assert!(line.ends_with('…') && line.len() <= TAIL_LINE_BYTES + 3);
+            // What the tail holds is what it keeps: not the whole line's allocation.
+            assert!(line.capacity() <= 2 * TAIL_LINE_BYTES, "{}", line.capacity());
+        }
+    }
 
     /// Records what it is told, as short lines.
     #[derive(Default)]

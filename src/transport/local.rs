@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use super::{Chunk, KillGuard, Output, Running};
+use super::{Chunk, KillGuard, Output, Running, CHUNK_QUEUE, MAX_CAPTURE};
 
 #[derive(Debug, Default)]
 pub struct Local;
@@ -19,6 +19,8 @@ pub struct Local;
 pub enum LocalError {
     #[error("cannot start bash: {0}")]
     Start(std::io::Error),
+    #[error("the command printed more than {} MiB, more than dep keeps of an internal command", MAX_CAPTURE / (1024 * 1024))]
+    TooMuchOutput,
 }
 
 impl Local {
@@ -47,7 +49,7 @@ impl Local {
         command.process_group(0);
         let mut child = Command::from(command).spawn().map_err(LocalError::Start)?;
         let pid = child.id().unwrap_or(0) as i32;
-        let (sender, chunks) = mpsc::channel(64);
+        let (sender, chunks) = mpsc::channel(CHUNK_QUEUE);
         let mut child_stdin = child.stdin.take().expect("piped stdin");
         tokio::spawn(async move {
             // A command that exits without reading all its input is not an error here.
@@ -93,7 +95,7 @@ impl Local {
         // Its own process group: abandoning the capture (a health check's timeout) stops
         // everything it started, not only bash.
         std_command.process_group(0);
-        let child = match Command::from(std_command).spawn() {
+        let mut child = match Command::from(std_command).spawn() {
             Ok(child) => child,
             Err(e) => {
                 return Output {
@@ -112,25 +114,51 @@ impl Local {
                 }
             }
         });
-        let output = child.wait_with_output().await;
+        let stdout = bounded(child.stdout.take().expect("piped stdout"));
+        let stderr = bounded(child.stderr.take().expect("piped stderr"));
+        let (status, (stdout, stdout_overflow), (stderr, stderr_overflow)) =
+            tokio::join!(child.wait(), stdout, stderr);
         guard.disarm();
-        match output {
-            Ok(output) => Output {
-                status: output.status.code(),
-                reason: output
-                    .status
-                    .code()
-                    .is_none()
-                    .then(|| format!("killed ({})", output.status)),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-                unreachable: false,
-            },
-            Err(e) => Output {
-                status: None,
-                reason: Some(LocalError::Start(e).to_string()),
-                ..Output::default()
-            },
+        let status = match status {
+            Ok(status) => status,
+            Err(e) => {
+                return Output {
+                    status: None,
+                    reason: Some(LocalError::Start(e).to_string()),
+                    ..Output::default()
+                }
+            }
+        };
+        let (status, reason) = if stdout_overflow || stderr_overflow {
+            (None, Some(LocalError::TooMuchOutput.to_string()))
+        } else {
+            let reason = status
+                .code()
+                .is_none()
+                .then(|| format!("killed ({status})"));
+            (status.code(), reason)
+        };
+        Output {
+            status,
+            reason,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            unreachable: false,
+        }
+    }
+}
+
+/// All of `reader` up to MAX_CAPTURE bytes, and whether it printed more (the rest is read and
+/// dropped, so the command is never blocked on a full pipe).
+async fn bounded<R: tokio::io::AsyncRead + Unpin>(mut reader: R) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut overflow = false;
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) | Err(_) => return (kept, overflow),
+            Ok(n) if overflow || kept.len() + n > MAX_CAPTURE => overflow = true,
+            Ok(n) => kept.extend_from_slice(&buffer[..n]),
         }
     }
 }
@@ -150,5 +178,29 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_capture_keeps_what_a_command_prints() {
+        let output = Local.capture("echo out; echo err >&2; exit 3").await;
+        assert_eq!(output.status, Some(3));
+        assert_eq!(output.stdout, "out\n");
+        assert_eq!(output.stderr, "err\n");
+        assert_eq!(output.reason, None);
+    }
+
+    #[tokio::test]
+    async fn a_capture_that_prints_too_much_fails_and_keeps_a_bounded_part() {
+        let output = Local.capture("head -c 9000000 /dev/zero; echo done >&2").await;
+        assert_eq!(output.status, None, "too much output is a failure");
+        let reason = output.reason.expect("a reason");
+        assert!(reason.contains("more than 4 MiB"), "{reason}");
+        assert!(output.stdout.len() <= MAX_CAPTURE);
+        assert_eq!(output.stderr, "done\n", "the command ran to its end");
     }
 }

@@ -41,6 +41,15 @@ pub trait Observer: Sync {
     fn dry_run(&self, host: &str, task: &str, command: &str);
 }
 
+/// How many output chunks of one command may wait for their reader. Chunks are at most an SSH
+/// packet (32 KiB) or a pipe read (16 KiB), so a host's output in flight stays a few hundred
+/// KiB: a flood of output waits on the host (backpressure), never in dep's memory.
+pub(crate) const CHUNK_QUEUE: usize = 8;
+
+/// How much of each stream an internal command (a state read, a dynamic variable, a probe, a
+/// health check) may print: its output is kept whole, so it is bounded.
+pub(crate) const MAX_CAPTURE: usize = 4 * 1024 * 1024;
+
 /// A piece of what a running remote or local process produced.
 #[derive(Debug)]
 pub enum Chunk {

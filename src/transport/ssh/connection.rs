@@ -23,6 +23,7 @@ use super::config::Settings;
 use super::handler::{describe_error, describe_io, Handler, HostKeyError, HostKeyPolicy, State};
 use crate::transport::human_duration;
 use crate::transport::ssh::known_hosts::KnownHosts;
+use crate::transport::CHUNK_QUEUE;
 
 /// An authenticated connection, with the connections to its jump hosts kept open under it.
 pub struct Connection {
@@ -182,6 +183,9 @@ fn client_config(settings: &Settings, known_key_types: &[String]) -> client::Con
         keepalive_interval: Some(settings.keepalive_interval),
         keepalive_max: settings.keepalive_max,
         inactivity_timeout: None,
+        // Messages (each up to a 32 KiB packet) a channel holds for its reader before the
+        // connection waits: with russh's 100, a host flooding output kept ~3 MB in dep.
+        channel_buffer_size: CHUNK_QUEUE,
         preferred: Preferred {
             kex: Cow::Borrowed(KEX_ORDER),
             key: Cow::Owned(host_key_order(known_key_types)),

@@ -33,7 +33,9 @@ use tokio::sync::{mpsc, oneshot, OnceCell, Semaphore};
 use crate::config::host::Host;
 use crate::config::vars::Vars;
 use crate::quote::quote;
-use crate::transport::{human_duration, Chunk, KillGuard, Output, Running};
+use crate::transport::{
+    human_duration, Chunk, KillGuard, Output, Running, CHUNK_QUEUE, MAX_CAPTURE,
+};
 
 pub use config::Settings;
 use connection::{ConnectError, Connection};
@@ -354,7 +356,7 @@ impl Ssh {
                 let _ = write.eof().await;
             })
         };
-        let (sender, chunks) = mpsc::channel(64);
+        let (sender, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (kill_sender, kill) = oneshot::channel::<()>();
         let pump = Pump {
             ssh: self.clone(),
@@ -549,10 +551,6 @@ impl Ssh {
         SshError::NoStatus { host: self.host() }.to_string()
     }
 }
-
-/// How much of each stream an internal command (a state read, a dynamic variable, a probe) may
-/// print: its output is kept whole, so it is bounded.
-const MAX_CAPTURE: usize = 4 * 1024 * 1024;
 
 /// Keep `data` unless the stream would outgrow MAX_CAPTURE (then note the overflow, keep draining).
 fn keep(stream: &mut Vec<u8>, data: &[u8], overflow: &mut bool) {

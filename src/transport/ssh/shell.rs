@@ -30,7 +30,7 @@ use super::pump::tracked;
 use super::{Ssh, SshError};
 use crate::quote::quote;
 use crate::transport::script::token;
-use crate::transport::{Chunk, KillGuard, Running};
+use crate::transport::{Chunk, KillGuard, Running, CHUNK_QUEUE};
 
 /// A host's kept shell. Dropping it ends the shell (EOF on its stdin) without killing what the
 /// scripts started in the background.
@@ -133,7 +133,7 @@ impl Shell {
             return Submitted::Busy;
         }
         let token = token();
-        let (sender, chunks) = mpsc::channel(64);
+        let (sender, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (kill_sender, kill) = oneshot::channel();
         let (run, done) = wrap(script, &token, payload.as_ref().map(|p| p.len()));
         let mut input = vec![Arc::new(run.into_bytes())];
