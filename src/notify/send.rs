@@ -1,6 +1,7 @@
 //! Delivery: each subscribed webhook POSTed concurrently, retried when it may help, every
 //! failure a warning (worded without the URL's secret parts), never an error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -93,7 +94,20 @@ fn client(hook: &Webhook) -> reqwest::Result<reqwest::Client> {
     if loopback {
         builder = builder.no_proxy();
     }
-    builder.build()
+    builder.tls_backend_preconfigured(tls_config()).build()
+}
+
+/// TLS for webhooks: ring (as russh uses) and the Mozilla roots built in, so that a static binary
+/// on a machine without a CA store still reaches Slack or Teams.
+fn tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 async fn post(client: &reqwest::Client, hook: &Webhook, body: String) -> Result<(), Failure> {
@@ -152,5 +166,25 @@ fn describe(error: &reqwest::Error) -> String {
             Some(url) => error.to_string().replace(url.as_str(), "…"),
             None => error.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::{Kind, Trigger};
+
+    #[test]
+    fn the_webhook_client_takes_the_built_in_tls_configuration() {
+        // A rustls that is not reqwest's own would be refused here, as an unknown TLS backend.
+        for url in ["https://hooks.example.com/services/x", "http://127.0.0.1:9/hook"] {
+            let hook = Webhook {
+                url: url.to_string(),
+                kind: Kind::Slack,
+                on: vec![Trigger::Success],
+                timeout: Duration::from_secs(1),
+            };
+            client(&hook).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
     }
 }
