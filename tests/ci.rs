@@ -273,18 +273,7 @@ fn init_gitlab_pipeline_has_the_stages_artifacts_environments_and_deploy_locks()
         .filter_map(|(k, v)| Some((k.as_str()?, v)))
         .filter(|(name, job)| !name.starts_with('.') && job.get("stage").is_some())
         .collect();
-    for (name, job) in &jobs {
-        assert!(
-            stages.contains(&field(job, "stage")),
-            "job `{name}` is in an unknown stage:\n{text}"
-        );
-        for need in needs(job) {
-            assert!(
-                jobs.iter().any(|(other, _)| *other == need),
-                "job `{name}` needs `{need}`, which does not exist:\n{text}"
-            );
-        }
-    }
+    assert_gitlab_jobs_fit_together(&text);
     let job = |name: &str| -> &Value {
         jobs.iter()
             .find(|(n, _)| *n == name)
@@ -317,6 +306,78 @@ fn init_gitlab_pipeline_has_the_stages_artifacts_environments_and_deploy_locks()
     }
     assert!(script(job("staging")).contains("dep health staging"));
     assert!(needs(job("production")).contains(&"staging".to_string()));
+}
+
+/// Every job of a GitLab pipeline is in a declared stage, needs jobs that exist, and extends
+/// templates that exist.
+#[track_caller]
+fn assert_gitlab_jobs_fit_together(text: &str) {
+    let pipeline = yaml(text);
+    let stages: Vec<&str> = pipeline["stages"]
+        .as_sequence()
+        .expect("the pipeline declares its stages")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let entries: Vec<(&str, &Value)> = pipeline
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?, v)))
+        .collect();
+    let jobs = entries
+        .iter()
+        .filter(|(name, job)| !name.starts_with('.') && job.get("stage").is_some());
+    for (name, job) in jobs.clone() {
+        assert!(
+            stages.contains(&field(job, "stage")),
+            "job `{name}` is in an unknown stage:\n{text}"
+        );
+        for need in needs(job) {
+            assert!(
+                jobs.clone().any(|(other, _)| *other == need),
+                "job `{name}` needs `{need}`, which does not exist:\n{text}"
+            );
+        }
+    }
+    for (name, job) in &entries {
+        let extends = field(job, "extends");
+        assert!(
+            extends.is_empty() || entries.iter().any(|(other, _)| *other == extends),
+            "`{name}` extends `{extends}`, which does not exist:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn init_gitlab_pipelines_fit_together_for_every_project_shape() {
+    let shapes = [
+        ("laravel, pint, npm", laravel_dir(true, true)),
+        ("laravel", laravel_dir(false, false)),
+        ("nothing detected", TestProject::empty().no_deployfile()),
+        (
+            "npm without a lockfile",
+            TestProject::empty()
+                .no_deployfile()
+                .file("package.json", "{}"),
+        ),
+    ];
+    for (shape, dir) in shapes {
+        dir.dep(&["init", "--yes", "--ci", "gitlab"]).run();
+        let text = dir.read(".gitlab-ci.yml").unwrap();
+        assert_gitlab_jobs_fit_together(&text);
+        assert!(text.contains("dep deploy production"), "{shape}:\n{text}");
+    }
+    // The recipe asked for where nothing looks like Laravel yet: its jobs still have their PHP.
+    let forced = TestProject::empty().no_deployfile();
+    forced
+        .dep(&["init", "--yes", "--ci", "gitlab", "--recipe", "laravel"])
+        .run();
+    assert_gitlab_jobs_fit_together(&forced.read(".gitlab-ci.yml").unwrap());
+    forced
+        .dep(&["init", "--yes", "--force", "--recipe", "laravel"])
+        .run();
+    assert_actionlint_passes(&forced.join(".github/workflows/deploy.yml"));
 }
 
 /// The GitHub workflow's build packing and deploy steps, run as written (with a local host in
