@@ -29,7 +29,8 @@ fn init_scaffolds_a_laravel_deployfile_and_workflow_that_load() {
     ])
     .stdout(
         "wrote Deployfile.toml\nwrote .github/workflows/deploy.yml\n\
-         next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`\n",
+         next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`\n\
+         CI: set the secrets SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS and the variable DEP_URL (dep's docs/ci.md)\n",
     )
     .stderr("")
     .run();

