@@ -14,7 +14,7 @@ const MARK: char = '\u{1e}';
 
 /// The longest piece of a line a [`Reader`] holds: a longer line (200 MB without a newline) is
 /// passed on in pieces of this size, so memory stays bounded whatever a command prints.
-pub const MAX_LINE: usize = 64 * 1024;
+pub const MAX_LINE: usize = 16 * 1024;
 
 /// Build the script for `commands`. `token` makes the control lines unguessable for the commands.
 pub fn build(commands: &[Command], token: &str) -> String {
