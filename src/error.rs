@@ -242,6 +242,18 @@ pub enum Error {
     #[error("unhealthy:\n  {}", .0.join("\n  "))]
     Unhealthy(Vec<String>),
 
+    /// The watch window decided to roll back; the switched hosts went back, verified.
+    #[error("release {release} failed its watch window ({why}); the switched hosts were rolled back to the release they had, and the rollback was verified:\n  {}", reasons.join("\n  "))]
+    WatchRolledBack {
+        release: String,
+        why: String,
+        reasons: Vec<String>,
+    },
+
+    /// `dep watch`: thresholds were breached (nothing was changed).
+    #[error("the watch window breached its thresholds ({why}):\n  {}", reasons.join("\n  "))]
+    WatchBreached { why: String, reasons: Vec<String> },
+
     #[error("deploy interrupted before the switch: nothing was switched")]
     Interrupted,
 
@@ -273,9 +285,12 @@ impl Error {
             | Error::StillLive { .. }
             | Error::Refused(_)
             | Error::Unhealthy(_)
+            | Error::WatchBreached { .. }
             | Error::Interrupted
             | Error::Local(_) => exit::TASK_FAILED,
-            Error::HealthFailed { .. } | Error::PostSwitchFailed { .. } => exit::ROLLED_BACK,
+            Error::HealthFailed { .. }
+            | Error::PostSwitchFailed { .. }
+            | Error::WatchRolledBack { .. } => exit::ROLLED_BACK,
             Error::Inconsistent { .. } => exit::INCONSISTENT,
         }
     }

@@ -34,4 +34,5 @@ mod readme;
 mod rollback;
 mod ssh_transport;
 mod sshd_fleet;
+mod watch;
 mod zero_downtime;

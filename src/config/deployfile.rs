@@ -307,15 +307,24 @@ impl TryFrom<RawProbeFields> for RawProbe {
     type Error = String;
 
     fn try_from(raw: RawProbeFields) -> Result<RawProbe, String> {
-        let sources = [raw.http.is_some(), raw.command.is_some(), raw.metric.is_some()];
-        let named = raw.name.as_deref().map_or(String::new(), |n| format!(" `{n}`"));
+        let sources = [
+            raw.http.is_some(),
+            raw.command.is_some(),
+            raw.metric.is_some(),
+        ];
+        let named = raw
+            .name
+            .as_deref()
+            .map_or(String::new(), |n| format!(" `{n}`"));
         if sources.iter().filter(|s| **s).count() != 1 {
             return Err(format!(
                 "watch probe{named} needs exactly one of `http`, `command` or `metric`"
             ));
         }
         if raw.method.is_some() && raw.http.is_none() {
-            return Err(format!("watch probe{named}: `method` goes with `http` only"));
+            return Err(format!(
+                "watch probe{named}: `method` goes with `http` only"
+            ));
         }
         if raw.max_p95_ms.is_some() && raw.metric.is_some() {
             return Err(format!(

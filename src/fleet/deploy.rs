@@ -125,7 +125,11 @@ impl Fleet<'_> {
         match result {
             Ok(()) => self.notify(Trigger::Success, None).await,
             Err(Error::LockHeld(_)) => {}
-            Err(error @ (Error::HealthFailed { .. } | Error::PostSwitchFailed { .. })) => {
+            Err(
+                error @ (Error::HealthFailed { .. }
+                | Error::PostSwitchFailed { .. }
+                | Error::WatchRolledBack { .. }),
+            ) => {
                 self.notify(Trigger::Rollback, Some(error.to_string()))
                     .await
             }

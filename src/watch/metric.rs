@@ -25,14 +25,6 @@ impl Metric {
         }
     }
 
-    /// The unit its value is shown with.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Metric::Load => "",
-            _ => "%",
-        }
-    }
-
     /// The command that prints the metric's value on a Linux host.
     pub fn command(self, deploy_path: &str) -> String {
         match self {

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::deployfile::{RawProbe, RawWatch};
 pub use crate::config::deployfile::Metric;
+use crate::config::deployfile::{RawProbe, RawWatch};
 use crate::error::{Error, Result};
 use crate::health::{curl_answer, curl_command, last_line};
 use crate::quote::quote;
@@ -130,11 +130,7 @@ impl WatchProbe {
         let source = match (&raw.http, &raw.command, raw.metric) {
             (Some(url), _, _) => Source::Http {
                 url: url.clone(),
-                method: raw
-                    .method
-                    .as_deref()
-                    .unwrap_or("GET")
-                    .to_ascii_uppercase(),
+                method: raw.method.as_deref().unwrap_or("GET").to_ascii_uppercase(),
             },
             (_, Some(command), _) => Source::Command(command.clone()),
             (_, _, Some(metric)) => Source::Metric(metric),
@@ -190,7 +186,13 @@ impl WatchProbe {
     }
 
     /// What one sample's output says. `elapsed` is the round trip, used when curl gave no time.
-    pub fn judge(&self, status: Option<i32>, stdout: &str, stderr: &str, elapsed: Duration) -> Sample {
+    pub fn judge(
+        &self,
+        status: Option<i32>,
+        stdout: &str,
+        stderr: &str,
+        elapsed: Duration,
+    ) -> Sample {
         let failed = |why: String| Sample {
             error: Some(why),
             latency: elapsed,
@@ -351,7 +353,10 @@ mod tests {
             Some("printed `lots`, not a number")
         );
         assert_eq!(
-            queue.judge(Some(2), "", "no such queue\n", ms).error.as_deref(),
+            queue
+                .judge(Some(2), "", "no such queue\n", ms)
+                .error
+                .as_deref(),
             Some("exit status 2: no such queue")
         );
     }

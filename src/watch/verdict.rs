@@ -47,11 +47,7 @@ impl Display for Breach {
             None => "across the fleet".to_string(),
         };
         let (what, value, limit) = match self.figure {
-            Figure::ErrorRate => (
-                "error rate",
-                percent(self.value),
-                percent(self.limit),
-            ),
+            Figure::ErrorRate => ("error rate", percent(self.value), percent(self.limit)),
             Figure::P95 => (
                 "p95",
                 format!("{} ms", self.value.round()),
@@ -256,7 +252,11 @@ mod tests {
             assert_eq!(decide(breaches).name(), *expected, "{found:?}");
         }
         let verdict = decide(vec![breach(P95, false), breach(ErrorRate, false)]);
-        assert_eq!(verdict.breaches()[0].figure, ErrorRate, "what decided first");
+        assert_eq!(
+            verdict.breaches()[0].figure,
+            ErrorRate,
+            "what decided first"
+        );
         assert_eq!(verdict.why(), "an error rate is above its threshold");
     }
 
@@ -310,6 +310,10 @@ mod tests {
         assert!(rollback_is_certain(&critical, &slow, 10), "value over");
         let slow_but_small = figures(&[(900, false, None); 1]);
         assert!(!rollback_is_certain(&critical, &slow_but_small, 40));
-        assert!(rollback_is_certain(&critical, &figures(&[(900, false, None); 3]), 40));
+        assert!(rollback_is_certain(
+            &critical,
+            &figures(&[(900, false, None); 3]),
+            40
+        ));
     }
 }
