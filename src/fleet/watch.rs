@@ -87,15 +87,12 @@ impl Fleet<'_> {
         self.report_verdict(&watched, outcome);
         match &watched.verdict {
             Verdict::Normal => {
-                let message = "all systems normal: every watch probe stayed within its thresholds";
-                self.notify(Trigger::Normal, Some(message.into())).await;
+                let message = notice_message(NORMAL, &watched);
+                self.notify(Trigger::Normal, Some(message)).await;
                 Ok(())
             }
             Verdict::Alert(_) => {
-                let message = format!(
-                    "issues detected; the release stays live:\n{}",
-                    breaches.join("\n")
-                );
+                let message = notice_message("issues detected; the release stays live", &watched);
                 self.notify(Trigger::Alert, Some(message)).await;
                 Ok(())
             }
@@ -158,12 +155,12 @@ impl Fleet<'_> {
             .map(ToString::to_string)
             .collect();
         if breaches.is_empty() {
-            let message = "all systems normal: every watch probe stayed within its thresholds";
-            self.notify_about(Trigger::Normal, &live, Some(message.into()))
+            let message = notice_message(NORMAL, &watched);
+            self.notify_about(Trigger::Normal, &live, Some(message))
                 .await;
             return Ok(());
         }
-        let message = format!("issues detected:\n{}", breaches.join("\n"));
+        let message = notice_message("issues detected", &watched);
         self.notify_about(Trigger::Alert, &live, Some(message))
             .await;
         Err(Error::WatchBreached {
@@ -335,6 +332,24 @@ impl Fleet<'_> {
             })
             .collect()
     }
+}
+
+/// The first line of a `normal` notice.
+const NORMAL: &str = "all systems normal: every watch probe stayed within its thresholds";
+
+/// What a notification of the window says: `head`, the breaches that decided, then the fleet's
+/// figures per probe.
+fn notice_message(head: &str, watched: &Watched) -> String {
+    let mut lines = vec![head.to_string()];
+    lines.extend(watched.verdict.breaches().iter().map(ToString::to_string));
+    lines.extend(
+        watched
+            .rows
+            .iter()
+            .filter(|row| row.host.is_none())
+            .map(|row| row.summary()),
+    );
+    lines.join("\n")
 }
 
 /// One sample of `plan` on `host`, bounded by the probe's timeout whatever the command does.

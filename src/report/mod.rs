@@ -10,6 +10,7 @@ mod plain;
 mod summary;
 pub mod table;
 mod watch;
+mod watch_bar;
 
 use std::io::Write;
 use std::time::Duration;

@@ -101,6 +101,33 @@ pub struct Row {
     pub figures: Figures,
 }
 
+impl Row {
+    /// The figures in words: "`visits` across the fleet: 20 samples, 1 failed (5%), p95 12 ms".
+    pub fn summary(&self) -> String {
+        let f = &self.figures;
+        let place = match &self.host {
+            Some(host) => format!("on host `{host}`"),
+            None => "across the fleet".to_string(),
+        };
+        let mut text = format!(
+            "`{}` {place}: {} sample{}, {} failed ({})",
+            self.probe,
+            f.samples,
+            if f.samples == 1 { "" } else { "s" },
+            f.failures,
+            super::verdict::percent(f.error_rate())
+        );
+        match (f.max_value, f.p95()) {
+            (Some(max), _) => {
+                text.push_str(&format!(", max value {}", super::verdict::number(max)))
+            }
+            (None, Some(p95)) => text.push_str(&format!(", p95 {} ms", p95.as_millis())),
+            (None, None) => {}
+        }
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +163,15 @@ mod tests {
         let mut other = Figures::default();
         other.record(&sample(1000, false, Some(50.0)));
         other.record(&sample(1, true, Some(3.0)));
+        let row = Row {
+            probe: "queue".into(),
+            host: None,
+            figures: figures.clone(),
+        };
+        assert_eq!(
+            row.summary(),
+            "`queue` across the fleet: 21 samples, 1 failed (4.8%), max value 20"
+        );
         let fleet = Figures::merged([&figures, &other]);
         assert_eq!((fleet.samples, fleet.failures), (23, 2));
         assert_eq!(fleet.max_value, Some(50.0));
