@@ -35,4 +35,5 @@ mod rollback;
 mod ssh_transport;
 mod sshd_fleet;
 mod watch;
+mod watch_laravel;
 mod zero_downtime;
