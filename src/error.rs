@@ -257,6 +257,15 @@ pub enum Error {
     #[error("deploy interrupted before the switch: nothing was switched")]
     Interrupted,
 
+    /// Ctrl-C after the switch (during the health checks or the watch window): the release
+    /// stays where it went live.
+    #[error("deploy interrupted after the switch; release {release} stays live on {} (`dep rollback` puts the previous release back)", if *everywhere { "every host".to_string() } else { hosts.join(", ") })]
+    InterruptedLive {
+        release: String,
+        hosts: Vec<String>,
+        everywhere: bool,
+    },
+
     #[error("{0}")]
     Local(String),
 }
@@ -287,6 +296,7 @@ impl Error {
             | Error::Unhealthy(_)
             | Error::WatchBreached { .. }
             | Error::Interrupted
+            | Error::InterruptedLive { .. }
             | Error::Local(_) => exit::TASK_FAILED,
             Error::HealthFailed { .. }
             | Error::PostSwitchFailed { .. }

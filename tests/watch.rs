@@ -293,3 +293,39 @@ fn a_bad_probe_is_pointed_at() {
     output.stderr_has("Deployfile.toml:");
     output.stderr_has("expected a percentage such as \"1%\"");
 }
+
+#[test]
+fn ctrl_c_during_the_window_leaves_the_release_live_and_says_so() {
+    let project = TestProject::new().fleet(2).deployfile(
+        r#"
+[watch]
+duration = "30s"
+interval = "200ms"
+
+[[watch.probe]]
+name = "marker"
+command = "touch {{ (deployfile_dir ~ '/watching-' ~ host)|quote }}"
+"#,
+    );
+    project
+        .run_env(&["deploy", "test", "--no-watch"], &[("DEP_NOW", T1)])
+        .success();
+    let running = project.start_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(project.join("watching-h1").exists() && project.join("watching-h2").exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    running.signal(libc::SIGINT);
+    let output = running.wait();
+    output.expect_status(1).stderr_has(&format!(
+        "deploy interrupted after the switch; release {T2} stays live on every host"
+    ));
+    for host in ["h1", "h2"] {
+        assert_eq!(project.current(host).as_deref(), Some(T2), "{host}");
+        assert!(!project.locked(host), "{host} is still locked");
+    }
+}
