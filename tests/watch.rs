@@ -1,5 +1,5 @@
-//! The watch window after the switch, on local hosts: probes are commands shipped with the
-//! release (each version of the app decides how its probes behave) and HTTP requests to a
+//! The watch window after the switch, on local hosts (and once over SSH, on real sshd): probes
+//! are commands shipped with the release (each version of the app decides how its probes behave) and HTTP requests to a
 //! loopback server; windows are short (200ms apart, 2s long) and no test asserts their speed.
 //!
 //! The app's versions: `FLAKY` in the release makes its critical `visits` probe fail one sample
@@ -7,6 +7,7 @@
 
 use crate::support::net::HookServer;
 use crate::support::project::{Output, TestProject, T1, T2};
+use crate::support::sshd::Fleet;
 
 /// The window and the two probes every test here watches, with a webhook for every trigger.
 const WATCH: &str = r#"
@@ -327,5 +328,70 @@ command = "touch {{ (deployfile_dir ~ '/watching-' ~ host)|quote }}"
     for host in ["h1", "h2"] {
         assert_eq!(project.current(host).as_deref(), Some(T2), "{host}");
         assert!(!project.locked(host), "{host} is still locked");
+    }
+}
+
+#[test]
+fn over_ssh_every_host_is_sampled_each_interval_over_its_one_connection() {
+    let fleet = Fleet::start(2);
+    let mut text = String::from(
+        r#"
+[watch]
+duration = "1s"
+interval = "200ms"
+
+[[watch.probe]]
+name = "connection"
+# The client's port: the same for every sample over one connection.
+command = "echo $SSH_CONNECTION | cut -d ' ' -f 2 >> {{ (deploy_path ~ '/../samples.log')|quote }}"
+
+[[watch.probe]]
+metric = "memory"
+max_value = 100
+
+[[watch.probe]]
+metric = "disk"
+max_value = 100
+
+[[watch.probe]]
+metric = "load"
+"#,
+    );
+    for (i, host) in fleet.hosts().iter().enumerate() {
+        text.push_str(&format!(
+            "\n[hosts.host{i}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = \"test\"\n\
+             identity_file = {:?}\nknown_hosts_file = {:?}\nconfig = {{ deploy_path = {:?} }}\n",
+            host.ip().to_string(),
+            host.port(),
+            fleet.user(),
+            fleet.client_key().private.display().to_string(),
+            fleet.known_hosts().display().to_string(),
+            host.deploy_path().display().to_string(),
+        ));
+    }
+    let project = TestProject::new().deployfile(&text);
+    let env = [
+        ("DEP_SSH_CONFIG", fleet.ssh_config().to_str().unwrap()),
+        ("SSH_AUTH_SOCK", ""),
+        ("DEP_NOW", T1),
+    ];
+
+    let output = project.run_env(&["deploy", "test", "--json"], &env);
+
+    output.success();
+    let finished = &events(&output, "watch_finished")[0];
+    assert_eq!(finished["verdict"], "normal", "{finished}");
+    for figure in finished["figures"].as_array().unwrap() {
+        assert_eq!(figure["errors"], 0, "{figure}");
+        if figure["probe"] != "connection" && !figure["host"].is_null() {
+            assert!(figure["max_value"].is_number(), "{figure}");
+        }
+    }
+    for index in 0..2 {
+        let log = std::fs::read_to_string(fleet.host(index).dir().join("samples.log")).unwrap();
+        let ports: Vec<&str> = log.lines().collect();
+        // One sample an interval, all over the one connection the deploy opened.
+        assert_eq!(ports.len(), 5, "host{index}: {log}");
+        assert!(ports.iter().all(|p| *p == ports[0]), "host{index}: {log}");
     }
 }
