@@ -74,12 +74,7 @@ impl Fleet<'_> {
         let Some(watched) = self.watch_window(members).await else {
             return Ok(());
         };
-        let breaches: Vec<String> = watched
-            .verdict
-            .breaches()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let breaches = worded(watched.verdict.breaches());
         let outcome = match watched.verdict {
             Verdict::RollBack(_) => "the switched hosts go back to the release they had",
             _ => "the release stays live",
@@ -148,12 +143,7 @@ impl Fleet<'_> {
             .first()
             .and_then(|h| h.state.current.clone())
             .unwrap_or_default();
-        let breaches: Vec<String> = watched
-            .verdict
-            .breaches()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let breaches = worded(watched.verdict.breaches());
         if breaches.is_empty() {
             let message = notice_message(NORMAL, &watched);
             self.notify_about(Trigger::Normal, &live, Some(message))
@@ -334,6 +324,26 @@ impl Fleet<'_> {
     }
 }
 
+/// Breaches named one by one in an error or a notice; the rest are counted (every one is in
+/// `watch_finished`).
+const BREACHES_NAMED: usize = 10;
+
+/// The breaches in words, what decided first, at most `BREACHES_NAMED` of them.
+fn worded(breaches: &[crate::watch::verdict::Breach]) -> Vec<String> {
+    let mut words: Vec<String> = breaches
+        .iter()
+        .take(BREACHES_NAMED)
+        .map(ToString::to_string)
+        .collect();
+    if breaches.len() > BREACHES_NAMED {
+        words.push(format!(
+            "and {} more breaches",
+            breaches.len() - BREACHES_NAMED
+        ));
+    }
+    words
+}
+
 /// The first line of a `normal` notice.
 const NORMAL: &str = "all systems normal: every watch probe stayed within its thresholds";
 
@@ -341,7 +351,7 @@ const NORMAL: &str = "all systems normal: every watch probe stayed within its th
 /// figures per probe.
 fn notice_message(head: &str, watched: &Watched) -> String {
     let mut lines = vec![head.to_string()];
-    lines.extend(watched.verdict.breaches().iter().map(ToString::to_string));
+    lines.extend(worded(watched.verdict.breaches()));
     lines.extend(
         watched
             .rows

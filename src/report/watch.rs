@@ -67,6 +67,9 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Breaches listed under the verdict; the rest are counted.
+const REASONS_SHOWN: usize = 10;
+
 /// The plain line of a watch event.
 pub fn line(event: &Event<'_>) -> Option<String> {
     match *event {
@@ -105,8 +108,14 @@ pub fn line(event: &Event<'_>) -> Option<String> {
                 ""
             };
             let mut text = format!("watch verdict: {verdict} ({why}){early}; {outcome}");
-            for reason in reasons {
+            for reason in reasons.iter().take(REASONS_SHOWN) {
                 text.push_str(&format!("\n  {reason}"));
+            }
+            if reasons.len() > REASONS_SHOWN {
+                text.push_str(&format!(
+                    "\n  and {} more (the table below has every figure)",
+                    reasons.len() - REASONS_SHOWN
+                ));
             }
             Some(text)
         }
