@@ -225,6 +225,20 @@ fn no_watch_skips_the_window_and_watch_sets_its_length() {
 }
 
 #[test]
+fn a_dry_run_shows_the_probes_and_samples_nothing() {
+    let hook = HookServer::start();
+    let project = watched_fleet(&hook, "");
+
+    let output = deploy(&project, &["--dry-run"]);
+
+    output.success();
+    output.stdout_has("[h2] watch probe visits\n[h2]   cd ");
+    output.stdout_has("[h1] watch probe search\n");
+    assert!(!output.stdout.contains("watching"), "{}", output.stdout);
+    assert!(!project.deploy_path("h1").join("visits.count").exists());
+}
+
+#[test]
 fn each_batch_of_a_rolling_deploy_is_watched_before_the_next() {
     let hook = HookServer::start();
     // Only h2's copy of the new release is flaky.

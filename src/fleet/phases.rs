@@ -181,10 +181,11 @@ impl<'f, 'p> Deploy<'f, 'p> {
     /// and ends the deploy with exit 4.
     pub async fn watch(&mut self, batch: &[usize], only_batch: bool) -> Result<()> {
         debug_assert_eq!(self.phase, Phase::Verified);
+        // A dry run switched nothing, and shows the probes it would sample.
         let switched = batch
             .iter()
             .any(|&i| self.fleet.hosts[i].switched_from.is_some());
-        if switched {
+        if switched || self.fleet.ctx.dry_run() {
             self.fleet.watch_switch(batch, only_batch).await?;
         }
         Ok(())

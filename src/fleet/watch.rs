@@ -68,7 +68,11 @@ impl Fleet<'_> {
         members: &[usize],
         only_members: bool,
     ) -> Result<()> {
-        if !self.window.is_active() || self.ctx.dry_run() {
+        if !self.window.is_active() {
+            return Ok(());
+        }
+        if self.ctx.dry_run() {
+            self.show_probes(members);
             return Ok(());
         }
         let Some(watched) = self.watch_window(members).await else {
@@ -300,6 +304,23 @@ impl Fleet<'_> {
                 let _ = host.evaluate_dynamic("watch probe", needed).await;
             });
         join_all(evaluations).await;
+    }
+
+    /// A dry run shows each host's probe commands, as it shows the health checks'.
+    fn show_probes(&self, members: &[usize]) {
+        let reporter = self.ctx.reporter;
+        for &i in members {
+            let host = self.hosts[i].name();
+            for plan in self.plan_probes(i) {
+                let task = format!("watch probe {}", plan.spec.name);
+                let command = plan.command.unwrap_or_else(|why| why);
+                reporter.emit(Event::DryRun {
+                    host,
+                    task: &task,
+                    command: &command,
+                });
+            }
+        }
     }
 
     /// The probes that run on host `i`, rendered.
