@@ -446,3 +446,36 @@ fn rows(
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::fleet::testing::setup;
+    use crate::fleet::Options;
+
+    const TWO_LAYERS: &str = "[watch]\nduration = \"5m\"\n[[watch.probe]]\nname = \"a\"\ncommand = \"true\"\n\
+         [stages.test.watch]\nduration = \"2s\"\n[[stages.test.watch.probe]]\nname = \"b\"\ncommand = \"true\"\n";
+
+    #[test]
+    fn the_stage_sets_its_own_window_and_adds_its_probes() {
+        let s = setup(1, TWO_LAYERS);
+        let first = s.project.hosts.first();
+        let window = super::window(&s.project, first, &Options::default()).unwrap();
+        assert_eq!(window.duration, Duration::from_secs(2));
+        assert_eq!(window.interval, crate::watch::DEFAULT_INTERVAL);
+        let names: Vec<&str> = window.probes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        let longer = Options {
+            watch_duration: Some(Duration::from_secs(60)),
+            ..Options::default()
+        };
+        let window = super::window(&s.project, first, &longer).unwrap();
+        assert_eq!(window.duration, Duration::from_secs(60));
+        let none = Options {
+            no_watch: true,
+            ..Options::default()
+        };
+        assert!(!super::window(&s.project, first, &none).unwrap().is_active());
+    }
+}
