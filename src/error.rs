@@ -242,8 +242,29 @@ pub enum Error {
     #[error("unhealthy:\n  {}", .0.join("\n  "))]
     Unhealthy(Vec<String>),
 
+    /// The watch window decided to roll back; the switched hosts went back, verified.
+    #[error("release {release} failed its watch window ({why}); the switched hosts were rolled back to the release they had, and the rollback was verified:\n  {}", reasons.join("\n  "))]
+    WatchRolledBack {
+        release: String,
+        why: String,
+        reasons: Vec<String>,
+    },
+
+    /// `dep watch`: thresholds were breached (nothing was changed).
+    #[error("the watch window breached its thresholds ({why}):\n  {}", reasons.join("\n  "))]
+    WatchBreached { why: String, reasons: Vec<String> },
+
     #[error("deploy interrupted before the switch: nothing was switched")]
     Interrupted,
+
+    /// Ctrl-C after the switch (during the health checks or the watch window): the release
+    /// stays where it went live.
+    #[error("deploy interrupted after the switch; release {release} stays live on {} (`dep rollback` puts the previous release back)", if *everywhere { "every host".to_string() } else { hosts.join(", ") })]
+    InterruptedLive {
+        release: String,
+        hosts: Vec<String>,
+        everywhere: bool,
+    },
 
     #[error("{0}")]
     Local(String),
@@ -273,9 +294,13 @@ impl Error {
             | Error::StillLive { .. }
             | Error::Refused(_)
             | Error::Unhealthy(_)
+            | Error::WatchBreached { .. }
             | Error::Interrupted
+            | Error::InterruptedLive { .. }
             | Error::Local(_) => exit::TASK_FAILED,
-            Error::HealthFailed { .. } | Error::PostSwitchFailed { .. } => exit::ROLLED_BACK,
+            Error::HealthFailed { .. }
+            | Error::PostSwitchFailed { .. }
+            | Error::WatchRolledBack { .. } => exit::ROLLED_BACK,
             Error::Inconsistent { .. } => exit::INCONSISTENT,
         }
     }

@@ -19,6 +19,7 @@ mod release;
 mod report;
 mod suggestion;
 pub mod transport;
+mod watch;
 
 /// Run dep with these command-line arguments; returns the process exit code.
 pub fn run<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> i32 {

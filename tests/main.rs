@@ -35,4 +35,6 @@ mod readme;
 mod rollback;
 mod ssh_transport;
 mod sshd_fleet;
+mod watch;
+mod watch_laravel;
 mod zero_downtime;

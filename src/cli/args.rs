@@ -52,6 +52,13 @@ pub(crate) enum Commands {
     Deploy(Deploy),
     /// Run the health checks now against each host's current release
     Health { selector: Option<String> },
+    /// Run the watch window now against the live release (exit 1: a threshold breached)
+    Watch {
+        selector: Option<String>,
+        /// Watch this long instead of the Deployfile's `[watch] duration` (e.g. 30s, 5m)
+        #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+        duration: Option<Duration>,
+    },
     /// Point `current` back at the previous live release
     Rollback {
         selector: Option<String>,
@@ -145,9 +152,15 @@ pub struct Deploy {
     /// Print each host's commands in order; run nothing on the hosts
     #[arg(long)]
     pub dry_run: bool,
+    /// Skip the watch window after the switch
+    #[arg(long, conflicts_with = "watch")]
+    pub no_watch: bool,
+    /// Watch this long after the switch instead of the Deployfile's `[watch] duration`
+    #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+    pub watch: Option<Duration>,
 }
 
-/// `--lock-wait`: a duration as the Deployfile writes them (`30s`, `5m`, `500ms`, `90`).
+/// `--lock-wait`, `--watch`: a duration as the Deployfile writes them (`30s`, `5m`, `500ms`, `90`).
 fn lock_wait(text: &str) -> Result<Duration, crate::config::deployfile::DurationError> {
     crate::config::deployfile::parse_duration(text)
 }

@@ -36,6 +36,10 @@ pub enum Subcommand {
     Health {
         selector: Option<String>,
     },
+    Watch {
+        selector: Option<String>,
+        duration: Option<std::time::Duration>,
+    },
     Releases {
         selector: Option<String>,
     },
@@ -91,6 +95,7 @@ impl Config {
                 dry_run,
             },
             Commands::Health { selector } => Subcommand::Health { selector },
+            Commands::Watch { selector, duration } => Subcommand::Watch { selector, duration },
             Commands::Releases { selector } => Subcommand::Releases { selector },
             Commands::Run { selector, command } => Subcommand::Run { selector, command },
             Commands::Ssh { host } => Subcommand::Ssh { host },

@@ -1,4 +1,4 @@
-//! `dep deploy`, `dep rollback`, `dep health` and `dep TASK`: runs of the engine over the
+//! `dep deploy`, `dep rollback`, `dep health`, `dep watch` and `dep TASK`: runs of the engine over the
 //! selected hosts.
 
 use tracing::Instrument as _;
@@ -23,6 +23,8 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
         canary: args.canary,
         keep_switched: args.keep_switched,
         lock_wait: args.lock_wait,
+        no_watch: args.no_watch,
+        watch_duration: args.watch,
         selector: args.selector.clone(),
         ..session.options
     };
@@ -63,6 +65,22 @@ pub async fn health(session: Session<'_>, selector: Option<String>) -> Result<()
     session
         .engine(selector.as_deref())?
         .health()
+        .instrument(span)
+        .await
+}
+
+/// `dep watch`: the watch window against the live release, changing nothing.
+pub async fn watch(
+    mut session: Session<'_>,
+    selector: Option<String>,
+    duration: Option<std::time::Duration>,
+) -> Result<()> {
+    session.options.watch_duration = duration;
+    session.options.selector = selector.clone();
+    let span = tracing::info_span!("watch", task = "watch");
+    session
+        .engine(selector.as_deref())?
+        .watch()
         .instrument(span)
         .await
 }

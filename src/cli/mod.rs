@@ -124,6 +124,9 @@ fn dispatch(session: Session<'_>, subcommand: Subcommand, json: bool) -> Result<
             },
         )),
         Subcommand::Health { selector } => block_on(deploy::health(session, selector)),
+        Subcommand::Watch { selector, duration } => {
+            block_on(deploy::watch(session, selector, duration))
+        }
         Subcommand::Task {
             name,
             selector,

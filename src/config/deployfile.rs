@@ -37,6 +37,8 @@ pub struct RawFile {
     /// Webhooks told about deploys and rollbacks.
     #[serde(default)]
     pub notify: Vec<RawNotify>,
+    /// The watch window after the switch, for every stage.
+    pub watch: Option<RawWatch>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -76,6 +78,9 @@ pub struct RawStage {
     pub health: Vec<RawHealth>,
     /// Deploy this stage in batches of this many hosts (like `--rolling N`).
     pub rolling: Option<usize>,
+    /// This stage's watch window: its duration and interval replace the global ones, its
+    /// probes are added to them.
+    pub watch: Option<RawWatch>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +256,156 @@ pub enum Phase {
     PostSwitch,
 }
 
+/// `[watch]` (or `[stages.NAME.watch]`) as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWatch {
+    pub duration: Option<RawDuration>,
+    pub interval: Option<RawDuration>,
+    #[serde(default)]
+    pub probe: Vec<RawProbe>,
+}
+
+/// One `[[watch.probe]]` as written; checked as it is read (exactly one of `http`, `command`,
+/// `metric`), so that a bad one is pointed at with file:line:col.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawProbeFields")]
+pub struct RawProbe {
+    pub name: Option<String>,
+    pub http: Option<String>,
+    pub method: Option<String>,
+    pub command: Option<String>,
+    pub metric: Option<Metric>,
+    pub critical: bool,
+    pub max_error_rate: Option<RawRate>,
+    pub max_p95_ms: Option<u64>,
+    pub max_value: Option<f64>,
+    pub timeout: Option<RawDuration>,
+    pub roles: Vec<String>,
+}
+
+/// `RawProbe`'s fields before the check.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeFields {
+    pub name: Option<String>,
+    pub http: Option<String>,
+    pub method: Option<String>,
+    pub command: Option<String>,
+    pub metric: Option<Metric>,
+    #[serde(default)]
+    pub critical: bool,
+    pub max_error_rate: Option<RawRate>,
+    pub max_p95_ms: Option<u64>,
+    pub max_value: Option<f64>,
+    pub timeout: Option<RawDuration>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl TryFrom<RawProbeFields> for RawProbe {
+    type Error = String;
+
+    fn try_from(raw: RawProbeFields) -> Result<RawProbe, String> {
+        let sources = [
+            raw.http.is_some(),
+            raw.command.is_some(),
+            raw.metric.is_some(),
+        ];
+        let named = raw
+            .name
+            .as_deref()
+            .map_or(String::new(), |n| format!(" `{n}`"));
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(format!(
+                "watch probe{named} needs exactly one of `http`, `command` or `metric`"
+            ));
+        }
+        if raw.method.is_some() && raw.http.is_none() {
+            return Err(format!(
+                "watch probe{named}: `method` goes with `http` only"
+            ));
+        }
+        if raw.max_p95_ms.is_some() && raw.metric.is_some() {
+            return Err(format!(
+                "watch probe{named}: a metric has `max_value`, not `max_p95_ms`"
+            ));
+        }
+        if let Some(method) = &raw.method {
+            let known = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+            if !known.contains(&method.to_ascii_uppercase().as_str()) {
+                return Err(format!(
+                    "watch probe{named}: `method` must be one of {}, not `{method}`",
+                    known.join(", ")
+                ));
+            }
+        }
+        if raw.max_value.is_some_and(|v| !v.is_finite()) {
+            return Err(format!("watch probe{named}: `max_value` must be a number"));
+        }
+        Ok(RawProbe {
+            name: raw.name,
+            http: raw.http,
+            method: raw.method,
+            command: raw.command,
+            metric: raw.metric,
+            critical: raw.critical,
+            max_error_rate: raw.max_error_rate,
+            max_p95_ms: raw.max_p95_ms,
+            max_value: raw.max_value,
+            timeout: raw.timeout,
+            roles: raw.roles,
+        })
+    }
+}
+
+/// A host figure dep reads itself (from /proc and df), without an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// CPU busy, in percent, over a quarter of a second.
+    Cpu,
+    /// Memory in use (not available), in percent.
+    Memory,
+    /// The one-minute load average.
+    Load,
+    /// Disk in use on the deploy path's filesystem, in percent.
+    Disk,
+}
+
+/// A share written as a percentage: `"1%"`, `"0.5%"`; checked as it is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawRate(pub f64);
+
+impl<'de> Deserialize<'de> for RawRate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawRate;
+
+            fn expecting(&self, f: &mut Formatter<'_>) -> fmt::Result {
+                f.write_str("a percentage such as \"1%\"")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawRate, E> {
+                parse_rate(text).map(RawRate).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `"1%"` as the share 0.01; between 0% and 100%.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let invalid = || format!("`{text}` is not a percentage (e.g. \"1%\", \"0.5%\")");
+    let number = text.trim().strip_suffix('%').ok_or_else(invalid)?;
+    let percent: f64 = number.trim().parse().map_err(|_| invalid())?;
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(format!("`{text}` is not between 0% and 100%"));
+    }
+    Ok(percent / 100.0)
+}
+
 /// One `[[notify]]` table as written in the Deployfile.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -260,7 +415,7 @@ pub struct RawNotify {
     /// The payload format; `json` when absent.
     #[serde(default)]
     pub kind: Kind,
-    /// The events this hook hears about; all four when absent.
+    /// The events this hook hears about; every trigger when absent.
     #[serde(default = "all_triggers")]
     pub on: Vec<Trigger>,
     /// Seconds one POST may take; 5 when absent.
@@ -308,14 +463,20 @@ pub enum Trigger {
     Failure,
     /// A release was rolled back: after a failed health check, or by `dep rollback`.
     Rollback,
+    /// The watch window kept the release, but a performance threshold was breached.
+    Alert,
+    /// The watch window saw every probe within its thresholds.
+    Normal,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 4] = [
+    pub const ALL: [Trigger; 6] = [
         Trigger::Start,
         Trigger::Success,
         Trigger::Failure,
         Trigger::Rollback,
+        Trigger::Alert,
+        Trigger::Normal,
     ];
 
     /// The `event` field of the JSON payload, named like SPEC's `--json` events.
@@ -325,6 +486,8 @@ impl Trigger {
             Trigger::Success => "deploy_succeeded",
             Trigger::Failure => "deploy_failed",
             Trigger::Rollback => "deploy_rolled_back",
+            Trigger::Alert => "watch_alert",
+            Trigger::Normal => "watch_normal",
         }
     }
 
@@ -334,6 +497,8 @@ impl Trigger {
             Trigger::Success => "success",
             Trigger::Failure => "failure",
             Trigger::Rollback => "rollback",
+            Trigger::Alert => "alert",
+            Trigger::Normal => "normal",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::config::deployfile::{RawConfig, RawHealth, RawNotify, RawTask};
+use crate::config::deployfile::{RawConfig, RawHealth, RawNotify, RawTask, RawWatch};
 use crate::config::host::Host;
 use crate::config::recipe;
 use crate::config::vars::Layer;
@@ -17,6 +17,8 @@ pub struct Stage {
     pub config: RawConfig,
     pub health: Vec<(RawHealth, PathBuf)>,
     pub rolling: Option<usize>,
+    /// `[stages.NAME.watch]`, with the file that declared each.
+    pub watch: Vec<(RawWatch, PathBuf)>,
 }
 
 /// A task as written, with the file that defined it (the last definition wins).
@@ -37,6 +39,8 @@ pub struct Project {
     pub health: Vec<(RawHealth, PathBuf)>,
     /// Webhooks, with the file that declared each.
     pub notify: Vec<(RawNotify, PathBuf)>,
+    /// `[watch]` of every stage, with the file that declared each (recipes first).
+    pub watch: Vec<(RawWatch, PathBuf)>,
     pub tasks: IndexMap<String, TaskSource>,
     /// `[config]` of each loaded file, lowest precedence first.
     pub file_layers: Vec<Layer>,
@@ -58,6 +62,7 @@ impl Project {
         let mut stages: IndexMap<String, Stage> = IndexMap::new();
         let mut health = Vec::new();
         let mut notify = Vec::new();
+        let mut watch = Vec::new();
         let mut tasks: IndexMap<String, TaskSource> = IndexMap::new();
         let mut file_layers = Vec::new();
         let mut secrets = Vec::new();
@@ -101,9 +106,13 @@ impl Project {
                     .health
                     .extend(raw.health.into_iter().map(|h| (h, source.path.clone())));
                 stage.rolling = raw.rolling.or(stage.rolling);
+                stage
+                    .watch
+                    .extend(raw.watch.map(|w| (w, source.path.clone())));
             }
             health.extend(file.health.into_iter().map(|h| (h, source.path.clone())));
             notify.extend(file.notify.into_iter().map(|n| (n, source.path.clone())));
+            watch.extend(file.watch.map(|w| (w, source.path.clone())));
             for (name, raw) in file.tasks {
                 // A task defined again replaces the earlier one, keeping its place in listings.
                 tasks.insert(
@@ -128,6 +137,7 @@ impl Project {
             stages,
             health,
             notify,
+            watch,
             tasks,
             file_layers,
             secrets,

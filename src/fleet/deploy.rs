@@ -59,8 +59,8 @@ impl Fleet<'_> {
         result
     }
 
-    /// Failures after some hosts switched (a post-switch task) leave the release live there:
-    /// the error says where.
+    /// Failures after some hosts switched (a post-switch task, Ctrl-C during the checks or the
+    /// watch window) leave the release live there: the error says where.
     fn still_live(&self, result: Result<()>) -> Result<()> {
         let live: Vec<String> = self
             .hosts
@@ -74,6 +74,11 @@ impl Fleet<'_> {
                 everywhere: live.len() == self.hosts.len(),
                 hosts: live,
                 failures,
+            }),
+            Err(Error::Interrupted) if !live.is_empty() => Err(Error::InterruptedLive {
+                release: self.ctx.release.clone(),
+                everywhere: live.len() == self.hosts.len(),
+                hosts: live,
             }),
             other => other,
         }
@@ -125,7 +130,11 @@ impl Fleet<'_> {
         match result {
             Ok(()) => self.notify(Trigger::Success, None).await,
             Err(Error::LockHeld(_)) => {}
-            Err(error @ (Error::HealthFailed { .. } | Error::PostSwitchFailed { .. })) => {
+            Err(
+                error @ (Error::HealthFailed { .. }
+                | Error::PostSwitchFailed { .. }
+                | Error::WatchRolledBack { .. }),
+            ) => {
                 self.notify(Trigger::Rollback, Some(error.to_string()))
                     .await
             }

@@ -30,6 +30,7 @@ mod rollback;
 mod scheduler;
 mod strategy;
 mod switch;
+mod watch;
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -68,6 +69,8 @@ pub struct Fleet<'p> {
     once_done: HashSet<String>,
     webhooks: Vec<Webhook>,
     started: Instant,
+    /// The watch window after the switch (and for `dep watch`).
+    window: crate::watch::Window,
 }
 
 impl<'p> Fleet<'p> {
@@ -79,6 +82,7 @@ impl<'p> Fleet<'p> {
         hosts: Vec<&Host>,
     ) -> Result<Fleet<'p>> {
         let starts = host_run::starts(project, hosts.first().copied(), options)?;
+        let window = watch::window(project, hosts.first().copied(), options)?;
         let hosts = hosts
             .into_iter()
             .map(|host| HostRun::new(project, host, options, &starts))
@@ -90,6 +94,7 @@ impl<'p> Fleet<'p> {
             once_done: HashSet::new(),
             webhooks: Vec::new(),
             started: Instant::now(),
+            window,
         })
     }
 

@@ -22,4 +22,8 @@ pub struct Options {
     pub keep_switched: bool,
     /// How long to wait for a held deploy lock before giving up (`--lock-wait`; None: not at all).
     pub lock_wait: Option<Duration>,
+    /// Skip the watch window (`--no-watch`).
+    pub no_watch: bool,
+    /// The watch window's length instead of the Deployfile's (`--watch D`, `dep watch --duration D`).
+    pub watch_duration: Option<Duration>,
 }

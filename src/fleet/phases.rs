@@ -176,6 +176,21 @@ impl<'f, 'p> Deploy<'f, 'p> {
         Ok(())
     }
 
+    /// verified → verified: the watch window on `batch`, under the lock the deploy still holds;
+    /// a rollback verdict rolls back every switched host (or only the batch's, `only_batch`)
+    /// and ends the deploy with exit 4.
+    pub async fn watch(&mut self, batch: &[usize], only_batch: bool) -> Result<()> {
+        debug_assert_eq!(self.phase, Phase::Verified);
+        // A dry run switched nothing, and shows the probes it would sample.
+        let switched = batch
+            .iter()
+            .any(|&i| self.fleet.hosts[i].switched_from.is_some());
+        if switched || self.fleet.ctx.dry_run() {
+            self.fleet.watch_switch(batch, only_batch).await?;
+        }
+        Ok(())
+    }
+
     /// verified → done: every host unlocks and cleans up.
     pub async fn finish(&mut self) -> Result<()> {
         self.fleet.check()?;

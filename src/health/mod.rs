@@ -88,11 +88,7 @@ impl HealthCheck {
     /// The shell command for one attempt, given the rendered URL or command and where to run it.
     pub fn command(&self, rendered: &str, cwd: &str) -> String {
         match &self.probe {
-            Probe::Http(_) => format!(
-                "curl -sS --max-time {} -w '\\n{HTTP_MARK} %{{http_code}} %{{time_total}}' {}",
-                self.timeout.as_secs().max(1),
-                quote(rendered)
-            ),
+            Probe::Http(_) => curl_command(rendered, "GET", self.timeout),
             Probe::Command(_) => format!("cd {} && {{\n{}\n}}", quote(cwd), rendered),
         }
     }
@@ -115,12 +111,7 @@ impl HealthCheck {
     ) -> Result<Healthy, Unhealthy> {
         let (body, code, latency) = match &self.probe {
             Probe::Http(_) => {
-                let (body, mark) = stdout
-                    .rsplit_once(&format!("\n{HTTP_MARK} "))
-                    .unwrap_or(("", ""));
-                let mut fields = mark.split_whitespace();
-                let code: Option<u16> = fields.next().and_then(|c| c.parse().ok());
-                let seconds: Option<f64> = fields.next().and_then(|t| t.parse().ok());
+                let (body, code, seconds) = curl_answer(stdout);
                 if status != Some(0) || code.is_none() || code == Some(0) {
                     let why = last_line(stderr).unwrap_or_else(|| {
                         format!("curl exited with status {}", status.unwrap_or(-1))
@@ -188,7 +179,35 @@ impl HealthCheck {
     }
 }
 
-fn last_line(text: &str) -> Option<String> {
+/// The curl command that requests `url` with `method` on a host, printing the body, then a
+/// marker line with the status code and the total time (read back by [`curl_answer`]).
+pub fn curl_command(url: &str, method: &str, timeout: Duration) -> String {
+    let method = match method.to_ascii_uppercase().as_str() {
+        "GET" => String::new(),
+        "HEAD" => "--head ".to_string(),
+        // An empty body, so servers that want a length for a POST get one.
+        other => format!("-X {other} --data '' "),
+    };
+    format!(
+        "curl -sS {method}--max-time {} -w '\\n{HTTP_MARK} %{{http_code}} %{{time_total}}' {}",
+        timeout.as_secs().max(1),
+        quote(url)
+    )
+}
+
+/// What a [`curl_command`] printed: the body, the status code (0 or None: no answer) and the
+/// total time in seconds.
+pub fn curl_answer(stdout: &str) -> (&str, Option<u16>, Option<f64>) {
+    let (body, mark) = stdout
+        .rsplit_once(&format!("\n{HTTP_MARK} "))
+        .unwrap_or(("", ""));
+    let mut fields = mark.split_whitespace();
+    let code: Option<u16> = fields.next().and_then(|c| c.parse().ok());
+    let seconds: Option<f64> = fields.next().and_then(|t| t.parse().ok());
+    (body, code, seconds)
+}
+
+pub fn last_line(text: &str) -> Option<String> {
     text.lines()
         .rev()
         .map(str::trim)

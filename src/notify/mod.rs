@@ -257,6 +257,33 @@ mod tests {
     }
 
     #[test]
+    fn watch_payloads_say_what_the_window_found() {
+        let mut alert = notice(Trigger::Alert);
+        alert.message = Some("issues detected; the release stays live\nprobe `search` on host `web2`: p95 812 ms, above 500 ms".into());
+        assert_eq!(
+            payload(Kind::Slack, &alert),
+            json!({
+                "text": "dep: issues detected on production after release 20261126101500 of shop went live (3 hosts: web1, web2, web3); the release stays live — deployed by alice@laptop, revision abc1234 (main)\nissues detected; the release stays live\nprobe `search` on host `web2`: p95 812 ms, above 500 ms"
+            })
+        );
+        let teams = payload(Kind::Teams, &alert);
+        assert_eq!(teams["themeColor"], "E8B400");
+        assert_eq!(teams["title"], "dep: shop — Issues detected on production");
+        assert!(teams["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("p95 812 ms, above 500 ms"));
+        assert_eq!(payload(Kind::Json, &alert)["event"], "watch_alert");
+        let normal = notice(Trigger::Normal);
+        assert_eq!(payload(Kind::Json, &normal)["event"], "watch_normal");
+        assert_eq!(payload(Kind::Teams, &normal)["themeColor"], "2EB886");
+        assert_eq!(
+            summary(&normal),
+            "dep: all systems normal on production: release 20261126101500 of shop watched after 12.3s (3 hosts: web1, web2, web3) — deployed by alice@laptop, revision abc1234 (main)"
+        );
+    }
+
+    #[test]
     fn json_payload_on_start_and_failure() {
         let mut start = notice(Trigger::Start);
         start.duration = None;

@@ -62,6 +62,12 @@ pub fn summary(notice: &Notice) -> String {
         Trigger::Rollback => {
             format!("dep: {release} was rolled back on {stage}{took} ({hosts}) — deployed by")
         }
+        Trigger::Alert => {
+            format!("dep: issues detected on {stage} after {release} went live ({hosts}); the release stays live — deployed by")
+        }
+        Trigger::Normal => {
+            format!("dep: all systems normal on {stage}: {release} watched{took} ({hosts}) — deployed by")
+        }
     };
     let mut line = format!("{head} {}", notice.who);
     if !notice.revision.is_empty() {
@@ -99,6 +105,8 @@ fn teams(notice: &Notice) -> Value {
         Trigger::Success => ("2EB886", format!("Deployed to {}", notice.stage)),
         Trigger::Failure => ("D93025", format!("Deploy to {} failed", notice.stage)),
         Trigger::Rollback => ("F2A33A", format!("Rolled back on {}", notice.stage)),
+        Trigger::Alert => ("E8B400", format!("Issues detected on {}", notice.stage)),
+        Trigger::Normal => ("2EB886", format!("All systems normal on {}", notice.stage)),
     };
     let title = match notice.application.as_str() {
         "" => format!("dep: {title}"),

@@ -106,6 +106,9 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         | Event::LockWaiting { .. }
         | Event::DryRunFinished { .. }
         | Event::NotificationFailed { .. } => decision(event),
+        Event::WatchStarted { .. } | Event::WatchSample { .. } | Event::WatchFinished { .. } => {
+            super::watch::json(event)
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub struct Live {
     plain: Plain,
     progress: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    watch: super::watch_bar::WatchBar,
 }
 
 impl Live {
@@ -23,6 +24,7 @@ impl Live {
             plain,
             progress: MultiProgress::new(),
             bars: Mutex::default(),
+            watch: Default::default(),
         }
     }
 
@@ -62,6 +64,9 @@ impl Sink for Live {
                 }
                 self.plain.line(event)
             }
+            Event::WatchStarted { .. }
+            | Event::WatchSample { .. }
+            | Event::WatchFinished { .. } => self.watch.render(&self.progress, &self.plain, event),
             _ => self.plain.line(event),
         }
     }

@@ -9,6 +9,8 @@ pub mod mask;
 mod plain;
 mod summary;
 pub mod table;
+mod watch;
+mod watch_bar;
 
 use std::io::Write;
 use std::time::Duration;
@@ -137,6 +139,35 @@ pub enum Event<'a> {
     NotificationFailed {
         message: &'a str,
     },
+    /// The watch window starts: `samples` per probe and host, one every `interval`.
+    WatchStarted {
+        hosts: &'a [String],
+        probes: &'a [String],
+        duration: Duration,
+        interval: Duration,
+        samples: u32,
+    },
+    /// One interval of the watch window sampled (`number` counts from 1): the figures so far,
+    /// per probe and host, then per probe for the fleet (`host` None).
+    WatchSample {
+        number: u32,
+        of: u32,
+        elapsed: Duration,
+        left: Duration,
+        rows: &'a [crate::watch::figures::Row],
+    },
+    /// The watch window decided: `verdict` is `normal`, `alert` or `rollback`; `reasons` the
+    /// thresholds breached, what decided first; `rows` the figures over the whole window.
+    WatchFinished {
+        verdict: &'a str,
+        why: &'a str,
+        reasons: &'a [String],
+        /// Stopped before its end: the verdict was certain.
+        stopped_early: bool,
+        /// What came of it: "kept", "rolled back", or for `dep watch`, "none".
+        outcome: &'a str,
+        rows: &'a [crate::watch::figures::Row],
+    },
 }
 
 /// How plain output is laid out: where it goes decides what reads best there.
@@ -258,6 +289,11 @@ impl Reporter {
         self.summary.record(&event);
         if let Some(line) = self.sink.render(&event) {
             self.print(&line);
+        }
+        if let (Event::WatchFinished { .. }, Format::Plain) = (&event, self.format) {
+            if self.verbosity >= 0 {
+                self.print(&watch::table(&event));
+            }
         }
         if let (Event::DeployFinished { ok, .. }, Format::Plain) = (&event, self.format) {
             if self.verbosity >= 0 {

@@ -174,6 +174,9 @@ fn decision(event: &Event<'_>) -> Option<String> {
             "dry run: release {release} would be deployed; nothing was run on the hosts"
         )),
         Event::NotificationFailed { message } => Some(format!("warning: {message}")),
+        Event::WatchStarted { .. } | Event::WatchSample { .. } | Event::WatchFinished { .. } => {
+            super::watch::line(event)
+        }
         _ => None,
     }
 }

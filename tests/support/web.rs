@@ -9,6 +9,8 @@
 //! let samples = poller.stop();                 // every request: host, when, status, body
 //! ```
 //!
+//! A path that is no file goes to `index.php` (a front controller: Laravel's routes).
+//!
 //! nginx resolves the `current` symlink on every request (`$realpath_root` as `SCRIPT_FILENAME`
 //! and `DOCUMENT_ROOT`), as a zero-downtime setup must: the request after a switch runs the new
 //! release, and php-fpm's opcache sees a new path instead of a stale one.
@@ -306,6 +308,7 @@ fn start_nginx(root: &Path, sites: &[Site]) -> Option<Server> {
              \x20   server_name {name};\n\
              \x20   root {deploy}/current/public;\n\
              \x20   index index.php;\n\
+             \x20   location / {{ try_files $uri $uri/ /index.php?$query_string; }}\n\
              \x20   location ~ \\.php$ {{\n\
              \x20     try_files $uri =404;\n\
              \x20     include /etc/nginx/fastcgi_params;\n\

@@ -1,5 +1,5 @@
 //! Every host at once: the whole fleet prepares, switches together at the barrier, and is
-//! health-checked before any host unlocks.
+//! health-checked and watched before any host unlocks.
 
 use crate::error::Result;
 
@@ -14,6 +14,7 @@ impl All {
         deploy.prepare(&everyone).await?;
         deploy.switch(&everyone, false).await?;
         deploy.verify(&everyone, false).await?;
+        deploy.watch(&everyone, false).await?;
         deploy.finish().await
     }
 }

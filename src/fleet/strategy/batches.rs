@@ -1,5 +1,5 @@
 //! Deploying batch by batch (rolling and canary): every host is locked first; each batch then
-//! runs `deploy:batch_start`, prepares, switches and is health-checked, then `deploy:batch_end`,
+//! runs `deploy:batch_start`, prepares, switches, is health-checked and watched, then `deploy:batch_end`,
 //! before the next starts. When a batch fails, the batches already switched go back too (unless
 //! `--keep-switched`), and the failed batch's hosts still run `deploy:batch_end` (back into the
 //! load balancer, serving the previous release).
@@ -43,7 +43,8 @@ async fn one_batch(
         deploy.fleet.execute(&start, batch).await?;
         deploy.prepare(batch).await?;
         deploy.switch(batch, keep).await?;
-        deploy.verify(batch, keep).await
+        deploy.verify(batch, keep).await?;
+        deploy.watch(batch, keep).await
     };
     before_end.await.map_err(|e| (e, BatchEnd::NotRun))?;
     let end = deploy.plan().batch_end.clone();
