@@ -3,6 +3,7 @@
 //! GitLab), json; then the summary table. Every line passes the secret [`mask`] on its way out.
 
 mod ci;
+mod fleet_view;
 mod json;
 mod live;
 pub mod mask;
@@ -11,7 +12,7 @@ mod summary;
 pub mod table;
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use self::mask::Mask;
 use self::plain::Plain;
@@ -144,7 +145,7 @@ pub enum Event<'a> {
 pub enum Style {
     /// Host-prefixed lines (not a terminal: logs, pipes).
     Lines,
-    /// A live line per host on a terminal (current task, elapsed time); results above it.
+    /// A live view on a terminal (a fleet line, then a line per host as fits); results above.
     Live,
     /// GitHub Actions: a collapsible group per task with its output, `::error` annotations.
     GitHub,
@@ -190,6 +191,8 @@ pub struct Reporter {
     show_output: bool,
     summary: Summary,
     sink: Box<dyn Sink>,
+    /// When this run started: `--json`'s `elapsed_ms` and the live view's clock count from it.
+    started: Instant,
 }
 
 impl Reporter {
@@ -205,6 +208,7 @@ impl Reporter {
                 verbosity,
                 show_output: false,
             }),
+            started: Instant::now(),
         };
         reporter.sink = reporter.sink();
         reporter
@@ -241,9 +245,10 @@ impl Reporter {
         match (self.format, self.style) {
             (Format::Json, _) => Box::new(json::Json {
                 mask: self.mask.clone(),
+                started: self.started,
             }),
             (Format::Plain, Style::Lines) => Box::new(plain),
-            (Format::Plain, Style::Live) => Box::new(live::Live::new(plain)),
+            (Format::Plain, Style::Live) => Box::new(live::Live::new(plain, self.started)),
             (Format::Plain, Style::GitHub) => Box::new(ci::Ci::new(plain, ci::Flavour::GitHub)),
             (Format::Plain, Style::GitLab) => Box::new(ci::Ci::new(plain, ci::Flavour::GitLab)),
         }
@@ -261,7 +266,8 @@ impl Reporter {
         }
         if let (Event::DeployFinished { ok, .. }, Format::Plain) = (&event, self.format) {
             if self.verbosity >= 0 {
-                if let Some(table) = self.summary.table(*ok) {
+                // `-v` keeps a row per host; otherwise many hosts alike share one.
+                if let Some(table) = self.summary.table(*ok, self.verbosity >= 1) {
                     self.print(&table);
                 }
             }
