@@ -14,6 +14,12 @@ use crate::transport::human_duration;
 /// A host idle for less than this is between two steps, not waiting for the fleet.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// The lock: a host idle after it alone waits for the others' locks, it has prepared nothing.
+const LOCK: &str = "deploy:lock";
+
+/// The switch: a host that runs it was prepared (the common recipe's names, as SPEC gives them).
+const SWITCH: &str = "deploy:symlink";
+
 const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 /// Where a host stands, in the order its lines are shown.
@@ -22,7 +28,8 @@ enum Phase {
     Failed,
     /// Running its steps, or not started yet.
     Preparing,
-    /// Done with its steps so far, waiting for the rest of the fleet (at the switch).
+    /// Done with its steps so far, waiting for the rest of the fleet (at the switch; or at a
+    /// `once` task, which the view cannot tell apart).
     Prepared,
     Switched,
     RolledBack,
@@ -32,7 +39,7 @@ enum Phase {
 struct HostView {
     /// The task it runs now, and since when.
     task: Option<(String, Instant)>,
-    /// When its last task ended (None: it has run none).
+    /// When its last task ended (None: it has run none but the lock).
     idle_since: Option<Instant>,
     switched: bool,
     rolled_back: bool,
@@ -51,7 +58,9 @@ impl HostView {
             Phase::RolledBack
         } else if self.switched {
             Phase::Switched
-        } else if self.task.is_none() && settled {
+        } else if (self.task.is_none() && settled)
+            || self.task.as_ref().is_some_and(|(task, _)| task == SWITCH)
+        {
             Phase::Prepared
         } else {
             Phase::Preparing
@@ -91,7 +100,9 @@ impl FleetView {
             Event::TaskFinished { host, result } => {
                 let view = self.host(host);
                 view.task = None;
-                view.idle_since = Some(now);
+                if result.task != LOCK {
+                    view.idle_since = Some(now);
+                }
                 if result.failed() {
                     view.failed.get_or_insert_with(|| result.task.clone());
                 }
@@ -111,10 +122,11 @@ impl FleetView {
         self.hosts.entry(name.to_string()).or_default()
     }
 
-    /// The lines to draw at `now` on a terminal of `width` columns and `height` rows: never
-    /// wider than `width`, never more than `height - 1` lines (the cursor keeps the last row).
+    /// The lines to draw at `now` on a terminal of `width` columns and `height` rows: narrower
+    /// than `width` (a full row makes terminals wrap at the next character), never more than
+    /// `height - 1` lines (the cursor keeps the last row).
     pub fn lines(&self, now: Instant, width: usize, height: usize) -> Vec<String> {
-        let width = width.max(1);
+        let width = width.saturating_sub(1).max(1);
         let mut lines = vec![self.fleet_line(now, width)];
         let room = height.saturating_sub(2);
         let mut order: Vec<(&String, &HostView)> = self.hosts.iter().collect();
@@ -147,22 +159,24 @@ impl FleetView {
         }
         let [failed, preparing, prepared, switched, rolled_back] = count;
         let total = self.hosts.len();
+        // Counts as wide as the total, so that the line keeps its layout as they change.
+        let w = total.to_string().len();
         let mut phases = if self.deploy {
             vec![
-                format!("{preparing} preparing"),
-                format!("{prepared} prepared"),
-                format!("{switched} switched"),
+                format!("{preparing:>w$} preparing"),
+                format!("{prepared:>w$} prepared"),
+                format!("{switched:>w$} switched"),
             ]
         } else {
             vec![
-                format!("{preparing} running"),
-                format!("{} done", prepared + switched),
+                format!("{preparing:>w$} running"),
+                format!("{:>w$} done", prepared + switched),
             ]
         };
         if rolled_back > 0 {
-            phases.push(format!("{rolled_back} rolled back"));
+            phases.push(format!("{rolled_back:>w$} rolled back"));
         }
-        let failed = format!("{failed} failed");
+        let failed = format!("{failed:>w$} failed");
         phases.push(if count[Phase::Failed as usize] > 0 {
             style(failed).red().bold().to_string()
         } else {
@@ -172,9 +186,8 @@ impl FleetView {
             .bold()
             .to_string();
         let phases = phases.join(" · ");
-        let elapsed = style(human_duration(now.saturating_duration_since(self.started)))
-            .dim()
-            .to_string();
+        let elapsed = human_duration(now.saturating_duration_since(self.started));
+        let elapsed = style(format!("{elapsed:>5}")).dim().to_string();
         // The bar takes what the words leave, up to 30 columns inside; below 8 it is left out.
         let words = measure_text_width(&hosts) + measure_text_width(&phases) + 2;
         let room = width.saturating_sub(words + measure_text_width(&elapsed) + 2);
@@ -320,7 +333,8 @@ mod tests {
         );
         assert!(
             lines[0].starts_with("40 hosts [=")
-                && lines[0].contains("] 19 preparing · 20 prepared · 0 switched · 1 failed  2s"),
+                && lines[0]
+                    .contains("] 19 preparing · 20 prepared ·  0 switched ·  1 failed     2s"),
             "{lines:#?}"
         );
         assert_eq!(lines[1], "[h7] ✗ build failed");
@@ -335,7 +349,7 @@ mod tests {
         let lines = plain(&view.lines(start + Duration::from_secs(2), 30, 3));
         assert_eq!(lines.len(), 2, "{lines:#?}");
         assert!(lines[0].starts_with("40 hosts 19 preparing"), "{lines:#?}");
-        assert!(lines[0].ends_with('…') && measure_text_width(&lines[0]) == 30);
+        assert!(lines[0].ends_with('…') && measure_text_width(&lines[0]) == 29);
         assert_eq!(lines[1], "… and 40 more");
         // Every host fits: no "more".
         let lines = plain(&view.lines(start + Duration::from_secs(2), 80, 50));

@@ -1,92 +1,176 @@
-//! The live view on a terminal: the fleet line and the host lines of a [`FleetView`], redrawn
-//! ten times a second to the terminal's size of the moment (indicatif draws, and prints
-//! everything else above the view, never tearing it). Cleared when the deploy ends, or when the
-//! run does.
+//! The live view on a terminal: the fleet line and the host lines of a [`FleetView`] at the
+//! bottom of the screen, redrawn ten times a second at the terminal's size of the moment;
+//! everything else prints above it, never tearing it. Cleared when the deploy ends, or the run.
+//!
+//! Drawn by hand (ANSI cursor-up and erase-below) rather than by indicatif, whose lines are
+//! padded to the full width: a terminal made narrower rewraps such lines, and the next redraw
+//! no longer knows where the view starts. Here lines stay shorter than the terminal, and after
+//! a narrowing the view is erased by the rows its lines take at the new width.
 
 use std::io::Write as _;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use console::measure_text_width;
 
 use super::fleet_view::FleetView;
 use super::plain::Plain;
 use super::{Event, Sink};
 use crate::transport::Outcome;
 
+/// How often the view is redrawn (spinners, elapsed times, a resized terminal).
+const TICK: Duration = Duration::from_millis(100);
+
 pub struct Live {
     plain: Plain,
-    fleet: Arc<Mutex<FleetView>>,
-    /// The view on the terminal, from the first host's first task until the deploy ends.
-    view: Mutex<Option<ProgressBar>>,
-    /// The deploy ended: its summary prints as plain lines, with no view below.
-    over: Mutex<bool>,
+    screen: Arc<Mutex<Screen>>,
+    /// Redraws the view every tick, from the first task until the deploy ends.
+    ticker: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+}
+
+/// The view and what of it is on the terminal now.
+struct Screen {
+    fleet: FleetView,
+    /// The view is drawn (from the first task until the deploy ends).
+    shown: bool,
+    /// The view was cleared for good: a task after the deploy's end does not bring it back.
+    over: bool,
+    /// The width of each line of the view on the terminal now, and the terminal's width then.
+    drawn: Vec<usize>,
+    drawn_columns: usize,
+}
+
+impl Screen {
+    /// Take the view off the terminal: up to its first line, and erase down from there.
+    fn erase(&mut self, out: &mut String, columns: usize) {
+        let rows: usize = self
+            .drawn
+            .iter()
+            .map(|&width| {
+                if columns < self.drawn_columns {
+                    // A narrower terminal rewraps a line that no longer fits.
+                    width.div_ceil(columns.max(1)).max(1)
+                } else {
+                    1
+                }
+            })
+            .sum();
+        if rows > 0 {
+            out.push_str(&format!("\r\x1b[{rows}A\x1b[J"));
+        }
+        self.drawn.clear();
+    }
+
+    /// Draw the view below the cursor, for a terminal of this size.
+    fn draw(&mut self, out: &mut String, (rows, columns): (usize, usize)) {
+        if !self.shown {
+            return;
+        }
+        for line in self.fleet.lines(Instant::now(), columns, rows) {
+            self.drawn.push(measure_text_width(&line));
+            out.push_str(&line);
+            out.push_str("\x1b[K\n");
+        }
+        self.drawn_columns = columns;
+    }
+}
+
+/// The terminal's rows and columns now.
+fn size() -> (usize, usize) {
+    let (rows, columns) = console::Term::stdout().size();
+    (rows.into(), columns.into())
+}
+
+fn write(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }
 
 impl Live {
     pub fn new(plain: Plain, started: Instant) -> Live {
         Live {
             plain,
-            fleet: Arc::new(Mutex::new(FleetView::new(started))),
-            view: Mutex::default(),
-            over: Mutex::default(),
+            screen: Arc::new(Mutex::new(Screen {
+                fleet: FleetView::new(started),
+                shown: false,
+                over: false,
+                drawn: Vec::new(),
+                drawn_columns: 0,
+            })),
+            ticker: Mutex::default(),
         }
     }
 
-    /// Start drawing, unless the view is drawn already or the deploy is over.
+    /// Start drawing the view, unless it is drawn already or was cleared for good.
     fn show(&self) {
-        let (Ok(mut view), Ok(over)) = (self.view.lock(), self.over.lock()) else {
+        let Ok(mut ticker) = self.ticker.lock() else {
             return;
         };
-        if view.is_some() || *over {
-            return;
+        match self.screen.lock() {
+            Ok(mut screen) if ticker.is_none() && !screen.over => screen.shown = true,
+            _ => return,
         }
-        let fleet = Arc::clone(&self.fleet);
-        let frame = move |_: &ProgressState, out: &mut dyn std::fmt::Write| {
-            // The size now: a resized terminal gets a view of its new size at the next tick.
-            let (rows, columns) = console::Term::stdout().size();
-            if let Ok(fleet) = fleet.lock() {
-                let lines = fleet.lines(Instant::now(), columns.into(), rows.into());
-                let _ = out.write_str(&lines.join("\n"));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let screen = Arc::clone(&self.screen);
+        let thread = thread::spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(TICK) {
+                let Ok(mut screen) = screen.lock() else {
+                    return;
+                };
+                let size = size();
+                let mut out = String::new();
+                screen.erase(&mut out, size.1);
+                screen.draw(&mut out, size);
+                write(&out);
             }
-        };
-        let style = ProgressStyle::with_template("{frame}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner())
-            .with_key("frame", frame);
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
-        bar.set_style(style);
-        bar.enable_steady_tick(Duration::from_millis(100));
-        *view = Some(bar);
+        });
+        *ticker = Some((stop, thread));
     }
 
-    /// Clear the view for good (the deploy is over).
+    /// Clear the view for good (the deploy is over, or the run).
     fn finish(&self) {
-        if let Ok(mut over) = self.over.lock() {
-            *over = true;
+        if let Ok(mut screen) = self.screen.lock() {
+            screen.over = true;
+            if screen.shown {
+                screen.shown = false;
+                let mut out = String::new();
+                screen.erase(&mut out, size().1);
+                write(&out);
+            }
         }
-        if let Some(bar) = self.view.lock().ok().and_then(|mut view| view.take()) {
-            bar.finish_and_clear();
+        let ticker = self.ticker.lock().ok().and_then(|mut t| t.take());
+        if let Some((stop, thread)) = ticker {
+            let _ = stop.send(());
+            let _ = thread.join();
         }
     }
 }
 
 impl Sink for Live {
     fn render(&self, event: &Event<'_>) -> Option<String> {
-        if let Ok(mut fleet) = self.fleet.lock() {
-            fleet.record(event, Instant::now());
+        if let Ok(mut screen) = self.screen.lock() {
+            screen.fleet.record(event, Instant::now());
         }
         match *event {
-            Event::DeployStarted { .. } | Event::TaskStarted { .. } => {
+            Event::DeployStarted { .. } => {
                 self.show();
-                // The announcement prints above the view; a task only shows on it.
-                match event {
-                    Event::DeployStarted { .. } => self.plain.line(event),
-                    _ => None,
-                }
+                self.plain.line(event)
             }
-            // Successes and switches show on the view (the summary says where `current` points);
-            // everything else prints above it.
+            // A task shows on the view; so do successes and switches (the summary says where
+            // `current` points). Everything else prints above the view.
+            Event::TaskStarted { .. } => {
+                self.show();
+                None
+            }
             Event::TaskFinished { result, .. } if result.outcome == Outcome::Ok => None,
+            // A dry run prints what it would run, and runs nothing to watch.
+            Event::DryRun { .. } => {
+                self.finish();
+                self.plain.line(event)
+            }
             Event::Switched { .. } => None,
             Event::DeployFinished { .. } => {
                 self.finish();
@@ -96,15 +180,18 @@ impl Sink for Live {
         }
     }
 
+    /// Above the view: the view is taken off, the text printed, the view drawn again below it.
     fn print(&self, text: &str) {
-        match self.view.lock().ok().and_then(|view| view.clone()) {
-            // Above the view, so that it is never torn.
-            Some(bar) => bar.println(text),
-            None => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{text}");
-            }
-        }
+        let Ok(mut screen) = self.screen.lock() else {
+            return;
+        };
+        let size = size();
+        let mut out = String::new();
+        screen.erase(&mut out, size.1);
+        out.push_str(text);
+        out.push('\n');
+        screen.draw(&mut out, size);
+        write(&out);
     }
 }
 
