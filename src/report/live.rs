@@ -2,10 +2,11 @@
 //! bottom of the screen, redrawn ten times a second at the terminal's size of the moment;
 //! everything else prints above it, never tearing it. Cleared when the deploy ends, or the run.
 //!
-//! Drawn by hand (ANSI cursor-up and erase-below) rather than by indicatif, whose lines are
-//! padded to the full width: a terminal made narrower rewraps such lines, and the next redraw
-//! no longer knows where the view starts. Here lines stay shorter than the terminal, and after
-//! a narrowing the view is erased by the rows its lines take at the new width.
+//! Drawn by hand (ANSI: back up to the view's first line, rewrite each line and erase the rest
+//! of it) rather than by indicatif, whose lines are padded to the full width: a terminal made
+//! narrower rewraps such lines, and the next redraw no longer knows where the view starts. Here
+//! lines stay shorter than the terminal, and after a narrowing the redraw goes up by the rows
+//! the old lines take at the new width.
 
 use std::io::Write as _;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -43,8 +44,8 @@ struct Screen {
 }
 
 impl Screen {
-    /// Take the view off the terminal: up to its first line, and erase down from there.
-    fn erase(&mut self, out: &mut String, columns: usize) {
+    /// Back to the view's first line (its rows are overwritten next); returns how many rows up.
+    fn up(&mut self, out: &mut String, columns: usize) -> usize {
         let rows: usize = self
             .drawn
             .iter()
@@ -58,22 +59,33 @@ impl Screen {
             })
             .sum();
         if rows > 0 {
-            out.push_str(&format!("\r\x1b[{rows}A\x1b[J"));
+            out.push_str(&format!("\r\x1b[{rows}A"));
         }
         self.drawn.clear();
+        rows
     }
 
-    /// Draw the view below the cursor, for a terminal of this size.
+    /// Take the view off the terminal, the cursor where it started. Row by row: erasing the
+    /// whole screen at once would push it into some terminals' scrollback (tmux).
+    fn erase(&mut self, out: &mut String, columns: usize) {
+        let rows = self.up(out, columns);
+        if rows > 0 {
+            out.push_str(&"\x1b[K\n".repeat(rows));
+            out.push_str(&format!("\x1b[{rows}A"));
+        }
+    }
+
+    /// Draw the view from the cursor on, for a terminal of this size, erasing what was below.
     fn draw(&mut self, out: &mut String, (rows, columns): (usize, usize)) {
-        if !self.shown {
-            return;
+        if self.shown {
+            for line in self.fleet.lines(Instant::now(), columns, rows) {
+                self.drawn.push(measure_text_width(&line));
+                out.push_str(&line);
+                out.push_str("\x1b[K\n");
+            }
+            self.drawn_columns = columns;
         }
-        for line in self.fleet.lines(Instant::now(), columns, rows) {
-            self.drawn.push(measure_text_width(&line));
-            out.push_str(&line);
-            out.push_str("\x1b[K\n");
-        }
-        self.drawn_columns = columns;
+        out.push_str("\x1b[J");
     }
 }
 
@@ -122,7 +134,7 @@ impl Live {
                 };
                 let size = size();
                 let mut out = String::new();
-                screen.erase(&mut out, size.1);
+                screen.up(&mut out, size.1);
                 screen.draw(&mut out, size);
                 write(&out);
             }
@@ -187,9 +199,12 @@ impl Sink for Live {
         };
         let size = size();
         let mut out = String::new();
-        screen.erase(&mut out, size.1);
-        out.push_str(text);
-        out.push('\n');
+        screen.up(&mut out, size.1);
+        // Each line erases what is left of the view's line under it.
+        for line in text.split('\n') {
+            out.push_str(line);
+            out.push_str("\x1b[K\n");
+        }
         screen.draw(&mut out, size);
         write(&out);
     }
