@@ -1,7 +1,8 @@
 //! The live view at fleet scale (issue 14): the real binary on a pseudo-terminal of a given size,
 //! 40 local hosts, the screen read by a terminal emulator. While it runs, the view fits the
-//! terminal (a fleet line, as many host lines as fit, "… and N more"), follows a resize, and puts
-//! failed and slowest hosts first; at the end the summary groups the hosts alike.
+//! terminal (the announcement, a fleet line, as many host lines as fit, "… and N more"), follows
+//! a resize, and puts failed and slowest hosts first; at the end the summary groups the hosts
+//! alike.
 
 use std::time::Duration;
 
@@ -53,10 +54,16 @@ fn the_live_view_of_40_hosts_fits_the_terminal_and_follows_a_resize() {
     let project = fleet("2", "h23", "5");
     let mut term = Terminal::start(&project, &["deploy", "test"], &[("DEP_NOW", T1)], 24, 80);
 
-    // 80x24: the fleet line, 21 host lines, and the count of the rest.
-    let rows = term.wait_for("… and 19 more", LIMIT);
+    // 80x24: the announcement, the fleet line, 20 host lines, and the count of the rest.
+    let rows = term.wait_for("… and 20 more", LIMIT);
     nothing_wraps(&term, &rows);
     let (at, line) = fleet_line(&rows).unwrap_or_else(|| panic!("no fleet line\n{rows:#?}"));
+    assert_eq!(
+        rows[at - 1].0,
+        format!("deploying release {T1} to 40 hosts: h1, h2, h3, h4, h5 and 35 more"),
+        "{}",
+        term.contents()
+    );
     assert!(
         line.contains(" preparing · ") && line.contains(" switched · ") && line.contains(" failed"),
         "{line}"
@@ -69,11 +76,11 @@ fn the_live_view_of_40_hosts_fits_the_terminal_and_follows_a_resize() {
         .iter()
         .take_while(|(row, _)| row.starts_with("[h"))
         .count();
-    assert_eq!(hosts, 21, "{}", term.contents());
+    assert_eq!(hosts, 20, "{}", term.contents());
 
     // Shorter and wider: fewer host lines, more left to count.
     term.resize(12, 100);
-    let rows = term.wait_for("… and 31 more", LIMIT);
+    let rows = term.wait_for("… and 32 more", LIMIT);
     nothing_wraps(&term, &rows);
     assert!(fleet_line(&rows).is_some(), "{}", term.contents());
 

@@ -38,6 +38,9 @@ struct Screen {
     shown: bool,
     /// The view was cleared for good: a task after the deploy's end does not bring it back.
     over: bool,
+    /// The deploy's announcement, while it is the last line printed above the view: the view
+    /// leaves it room, so that it stays on the screen (until something else prints).
+    header: Option<String>,
     /// The width of each line of the view on the terminal now, and the terminal's width then.
     drawn: Vec<usize>,
     drawn_columns: usize,
@@ -78,6 +81,14 @@ impl Screen {
     /// Draw the view from the cursor on, for a terminal of this size, erasing what was below.
     fn draw(&mut self, out: &mut String, (rows, columns): (usize, usize)) {
         if self.shown {
+            let header = self.header.as_deref().map_or(0, |header| {
+                header
+                    .split('\n')
+                    .map(|line| measure_text_width(line).div_ceil(columns.max(1)).max(1))
+                    .sum()
+            });
+            // The fleet line and "… and N more" at least, whatever the header takes.
+            let rows = rows.saturating_sub(header).max(3);
             for line in self.fleet.lines(Instant::now(), columns, rows) {
                 self.drawn.push(measure_text_width(&line));
                 out.push_str(&line);
@@ -109,6 +120,7 @@ impl Live {
                 fleet: FleetView::new(started),
                 shown: false,
                 over: false,
+                header: None,
                 drawn: Vec::new(),
                 drawn_columns: 0,
             })),
@@ -167,9 +179,17 @@ impl Sink for Live {
             screen.fleet.record(event, Instant::now());
         }
         match *event {
-            Event::DeployStarted { .. } => {
+            // The view names every host: the announcement names a few.
+            Event::DeployStarted { release, hosts } => {
+                let header = format!(
+                    "deploying release {release} to {}",
+                    crate::notify::hosts_phrase(hosts)
+                );
+                if let Ok(mut screen) = self.screen.lock() {
+                    screen.header = Some(header.clone());
+                }
                 self.show();
-                self.plain.line(event)
+                Some(header)
             }
             // A task shows on the view; so do successes and switches (the summary says where
             // `current` points). Everything else prints above the view.
@@ -197,6 +217,9 @@ impl Sink for Live {
         let Ok(mut screen) = self.screen.lock() else {
             return;
         };
+        if screen.header.as_deref() != Some(text) {
+            screen.header = None;
+        }
         let size = size();
         let mut out = String::new();
         screen.up(&mut out, size.1);
