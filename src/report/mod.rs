@@ -154,14 +154,16 @@ pub enum Style {
 }
 
 impl Style {
-    /// The style for this process: CI systems by their environment, a live view on a terminal.
+    /// The style for this process: CI systems by their environment, a live view on a terminal
+    /// (but `TERM=dumb`).
     pub fn detect(is_terminal: bool, env: impl Fn(&str) -> Option<String>) -> Style {
         let set = |name: &str| env(name).is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
         if set("GITHUB_ACTIONS") {
             Style::GitHub
         } else if set("GITLAB_CI") {
             Style::GitLab
-        } else if set("CI") || !is_terminal {
+        } else if set("CI") || !is_terminal || env("TERM").as_deref() == Some("dumb") {
+            // A dumb terminal cannot move its cursor up: no live view.
             Style::Lines
         } else {
             Style::Live
