@@ -142,10 +142,10 @@ fn durations_are_replaced_and_table_cells_keep_their_width() {
     );
     assert_eq!(
         normalize(
-            "5 hosts  live  1.8s–2.24s  h3 build (1s)\nh4       live  12ms       b\n",
+            "5 hosts  live  1.8s–2.24s  h3 build (1s)\nh4       live  12ms        b\n",
             dir
         ),
-        "5 hosts  live  [TIME]     h3 build ([TIME])\nh4       live  [TIME]     b\n"
+        "5 hosts  live  [TIME]      h3 build ([TIME])\nh4       live  [TIME]      b\n"
     );
 }
 
