@@ -51,7 +51,7 @@ fn nothing_wraps(term: &Terminal, rows: &[(String, bool)]) {
 #[test]
 fn the_live_view_of_40_hosts_fits_the_terminal_and_follows_a_resize() {
     let _watchdog = Watchdog::arm("live view", 2 * LIMIT);
-    let project = fleet("2", "h23", "5");
+    let project = fleet("2", "h23", "8");
     let mut term = Terminal::start(&project, &["deploy", "test"], &[("DEP_NOW", T1)], 24, 80);
 
     // 80x24: the announcement, the fleet line, 20 host lines, and the count of the rest.
