@@ -144,6 +144,9 @@ impl Live {
                 let Ok(mut screen) = screen.lock() else {
                     return;
                 };
+                if !screen.shown {
+                    return;
+                }
                 let size = size();
                 let mut out = String::new();
                 screen.up(&mut out, size.1);
@@ -238,5 +241,61 @@ impl Drop for Live {
     /// started) leaves no view behind.
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn screen(drawn: Vec<usize>, columns: usize) -> Screen {
+        Screen {
+            fleet: FleetView::new(Instant::now()),
+            shown: true,
+            over: false,
+            header: None,
+            drawn,
+            drawn_columns: columns,
+        }
+    }
+
+    /// Back up over the view's rows: one a line, unless the terminal got narrower and rewrapped
+    /// the lines that no longer fit.
+    #[test]
+    fn the_redraw_goes_up_by_the_rows_the_view_takes_now() {
+        let up = |drawn: Vec<usize>, then: usize, now: usize| {
+            let mut out = String::new();
+            screen(drawn, then).up(&mut out, now);
+            out
+        };
+        assert_eq!(up(vec![97, 20, 20], 100, 100), "\r\x1b[3A");
+        assert_eq!(up(vec![97, 20, 20], 100, 120), "\r\x1b[3A");
+        assert_eq!(up(vec![97, 20, 20], 100, 50), "\r\x1b[4A");
+        assert_eq!(up(vec![97, 60, 0], 100, 30), "\r\x1b[7A");
+        assert_eq!(up(Vec::new(), 100, 50), "");
+    }
+
+    /// The view leaves the announcement its rows, and erasing goes row by row (no erase of the
+    /// whole screen, which tmux keeps in its scrollback).
+    #[test]
+    fn the_view_leaves_room_for_the_announcement_and_erases_row_by_row() {
+        let mut view = screen(Vec::new(), 80);
+        view.fleet.record(
+            &Event::DeployStarted {
+                release: "1",
+                hosts: &(1..=40).map(|i| format!("h{i}")).collect::<Vec<_>>(),
+            },
+            Instant::now(),
+        );
+        view.header = Some("x".repeat(100));
+        let mut out = String::new();
+        view.draw(&mut out, (24, 80));
+        // 24 rows, 2 for the announcement, 1 for the cursor.
+        assert_eq!(view.drawn.len(), 21);
+        assert_eq!(out.matches("\x1b[K\n").count(), 21);
+        let mut out = String::new();
+        view.erase(&mut out, 80);
+        assert_eq!(out, format!("\r\x1b[21A{}\x1b[21A", "\x1b[K\n".repeat(21)));
+        assert!(!out.contains("\x1b[J"));
     }
 }
