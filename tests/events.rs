@@ -1,15 +1,16 @@
 //! `--json` events for what dep decides on its own (batches, rollbacks, dry runs): structured
-//! fields a CI script can read, not sentences.
+//! fields a CI script can read, not sentences; and the time of every event.
 
 use serde_json::{json, Value};
 
+use crate::support::events;
 use crate::support::project::{TestProject, T1, T2};
 
-/// The events of one run named `name`, in order, without their `event` field.
+/// The events of one run named `name`, in order, without their `event` field (nor their time:
+/// `support::events` checks it).
 fn events(stdout: &str, name: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+    events::parse(stdout)
+        .into_iter()
         .filter(|event| event["event"] == name)
         .map(|mut event| {
             event.as_object_mut().unwrap().remove("event");
@@ -133,7 +134,7 @@ fn a_dry_run_ends_with_its_release_and_a_dry_rollback_says_where_hosts_would_go(
         &[("DEP_NOW", "20250101120000")],
     );
     output.success();
-    let last: Value = serde_json::from_str(output.stdout.lines().last().unwrap()).unwrap();
+    let last = events::parse(&output.stdout).pop().unwrap();
     assert_eq!(
         last,
         json!({"event": "dry_run_finished", "release": "20250101120000"})
@@ -152,5 +153,45 @@ fn a_dry_run_ends_with_its_release_and_a_dry_rollback_says_where_hosts_would_go(
         project.current("h1").as_deref(),
         Some(T2),
         "a dry run changes nothing"
+    );
+}
+
+/// Every event says when it happened, in UTC to the millisecond, and how long after the run
+/// started: a dashboard or a log pipeline can place it. Times never go back, whatever the hosts'
+/// interleaving.
+#[test]
+fn every_event_has_its_time_and_the_milliseconds_since_the_run_started() {
+    let project = TestProject::new()
+        .fleet(3)
+        .deployfile("[tasks.build]\nrun = \"sleep 0.2\"\nafter = \"deploy:update_code\"\n");
+    // The stamps have milliseconds, so the bounds do too.
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    let output = project.run_env(&["deploy", "test", "--json"], &[("DEP_NOW", T1)]);
+    let after = chrono::Utc::now();
+    output.success();
+    let stamped = events::stamped(&output.stdout);
+    assert!(stamped.len() > 20, "{}", output.transcript());
+    for (time, _, event) in &stamped {
+        assert!(
+            before <= *time && *time <= after,
+            "{time} is not during the run ({before} to {after}): {event}"
+        );
+    }
+    for pair in stamped.windows(2) {
+        assert!(pair[0].0 <= pair[1].0, "time went back: {:?}", &pair[1]);
+    }
+    let (_, elapsed, last) = stamped.last().unwrap();
+    assert_eq!(last["event"], "deploy_finished");
+    // The run started before the deploy did.
+    assert!(
+        *elapsed >= last["duration_ms"].as_u64().unwrap(),
+        "{}",
+        output.transcript()
+    );
+    let (first_time, first_elapsed, _) = &stamped[0];
+    let between = (stamped.last().unwrap().0 - *first_time).num_milliseconds();
+    assert!(
+        (between - (*elapsed as i64 - *first_elapsed as i64)).abs() <= 50,
+        "`time` and `elapsed_ms` disagree by more than the clocks' rounding"
     );
 }

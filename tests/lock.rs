@@ -274,13 +274,8 @@ fn lock_wait_gives_up_with_exit_3_when_the_lock_stays_held() {
         .now(T2)
         .status(3)
         .run();
-    let events: Vec<serde_json::Value> = output
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     assert_eq!(
-        events,
+        crate::support::events::parse(&output.stdout),
         [serde_json::json!({
             "event": "lock_waiting", "host": "h2", "waited_ms": 0, "left_ms": 500,
             "holder": "locked by alice@laptop (pid 4242, release 20241231235959) since 2024-12-31T23:59:59Z"

@@ -15,7 +15,7 @@ use reqwest::Url;
 
 use crate::config::deployfile::RawNotify;
 pub use crate::config::deployfile::{Kind, Trigger};
-pub use payload::{payload, summary};
+pub use payload::{hosts_phrase, payload, summary};
 pub use send::send;
 
 /// The timeout of one POST when the Deployfile names none.

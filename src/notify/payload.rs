@@ -147,7 +147,8 @@ fn fact(name: &str, value: &str) -> Value {
     json!({ "name": name, "value": value })
 }
 
-fn hosts_phrase(hosts: &[String]) -> String {
+/// `3 hosts: web1, web2, web3`, or `40 hosts: web1, …, web5 and 35 more` (also the live view's).
+pub fn hosts_phrase(hosts: &[String]) -> String {
     let count = match hosts.len() {
         1 => "1 host".to_string(),
         n => format!("{n} hosts"),

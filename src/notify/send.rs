@@ -177,7 +177,10 @@ mod tests {
     #[test]
     fn the_webhook_client_takes_the_built_in_tls_configuration() {
         // A rustls that is not reqwest's own would be refused here, as an unknown TLS backend.
-        for url in ["https://hooks.example.com/services/x", "http://127.0.0.1:9/hook"] {
+        for url in [
+            "https://hooks.example.com/services/x",
+            "http://127.0.0.1:9/hook",
+        ] {
             let hook = Webhook {
                 url: url.to_string(),
                 kind: Kind::Slack,

@@ -1,6 +1,11 @@
-//! The `--json` format: one JSON object per event and line, each with an `event` field; every
-//! string masked value by value.
+//! The `--json` format: one JSON object per event and line, each with an `event` field, the
+//! `time` it was written and the `elapsed_ms` since the run started; every string masked value by
+//! value.
 
+use std::io::Write;
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
 use serde_json::json;
 
 use super::mask::Mask;
@@ -10,6 +15,8 @@ use crate::transport::Outcome;
 /// JSON lines.
 pub struct Json {
     pub mask: Mask,
+    /// When the run started (`elapsed_ms` counts from it).
+    pub started: Instant,
 }
 
 impl Sink for Json {
@@ -17,6 +24,30 @@ impl Sink for Json {
         // Masked value by value, before JSON escaping could hide a secret from the mask.
         Some(self.mask.json(value(event)).to_string())
     }
+
+    /// Every event's line gets its time here, as it is written: with standard output held, so
+    /// that lines written by hosts at once never go back in time.
+    fn print(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(
+            stdout,
+            "{}",
+            stamp(text, Utc::now(), self.started.elapsed())
+        );
+    }
+}
+
+/// The JSON object `object` with `time` (RFC 3339, UTC, milliseconds) and `elapsed_ms` put first.
+fn stamp(object: &str, now: chrono::DateTime<Utc>, elapsed: std::time::Duration) -> String {
+    let Some(fields) = object.strip_prefix('{') else {
+        return object.to_string();
+    };
+    let comma = if fields.starts_with('}') { "" } else { "," };
+    format!(
+        "{{\"time\":\"{}\",\"elapsed_ms\":{}{comma}{fields}",
+        now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        elapsed.as_millis()
+    )
 }
 
 /// The JSON object of one event.
@@ -160,4 +191,25 @@ fn reasons(list: &[(String, String)]) -> serde_json::Value {
     list.iter()
         .map(|(host, reason)| json!({"host": host, "reason": reason}))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_and_the_elapsed_milliseconds_come_first() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-26T10:15:00.5+01:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        let elapsed = std::time::Duration::from_micros(1_234_567);
+        assert_eq!(
+            stamp(r#"{"event":"switched","host":"web1"}"#, now, elapsed),
+            r#"{"time":"2026-11-26T09:15:00.500Z","elapsed_ms":1234,"event":"switched","host":"web1"}"#
+        );
+        assert_eq!(
+            stamp("{}", now, elapsed),
+            r#"{"time":"2026-11-26T09:15:00.500Z","elapsed_ms":1234}"#
+        );
+    }
 }

@@ -3,6 +3,7 @@
 //! GitLab), json; then the summary table. Every line passes the secret [`mask`] on its way out.
 
 mod ci;
+mod fleet_view;
 mod json;
 mod live;
 pub mod mask;
@@ -10,10 +11,9 @@ mod plain;
 mod summary;
 pub mod table;
 mod watch;
-mod watch_bar;
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use self::mask::Mask;
 use self::plain::Plain;
@@ -175,7 +175,7 @@ pub enum Event<'a> {
 pub enum Style {
     /// Host-prefixed lines (not a terminal: logs, pipes).
     Lines,
-    /// A live line per host on a terminal (current task, elapsed time); results above it.
+    /// A live view on a terminal (a fleet line, then a line per host as fits); results above.
     Live,
     /// GitHub Actions: a collapsible group per task with its output, `::error` annotations.
     GitHub,
@@ -184,14 +184,16 @@ pub enum Style {
 }
 
 impl Style {
-    /// The style for this process: CI systems by their environment, a live view on a terminal.
+    /// The style for this process: CI systems by their environment, a live view on a terminal
+    /// (but `TERM=dumb`).
     pub fn detect(is_terminal: bool, env: impl Fn(&str) -> Option<String>) -> Style {
         let set = |name: &str| env(name).is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
         if set("GITHUB_ACTIONS") {
             Style::GitHub
         } else if set("GITLAB_CI") {
             Style::GitLab
-        } else if set("CI") || !is_terminal {
+        } else if set("CI") || !is_terminal || env("TERM").as_deref() == Some("dumb") {
+            // A dumb terminal cannot move its cursor up: no live view.
             Style::Lines
         } else {
             Style::Live
@@ -221,6 +223,8 @@ pub struct Reporter {
     show_output: bool,
     summary: Summary,
     sink: Box<dyn Sink>,
+    /// When this run started: `--json`'s `elapsed_ms` and the live view's clock count from it.
+    started: Instant,
 }
 
 impl Reporter {
@@ -236,6 +240,7 @@ impl Reporter {
                 verbosity,
                 show_output: false,
             }),
+            started: Instant::now(),
         };
         reporter.sink = reporter.sink();
         reporter
@@ -272,9 +277,10 @@ impl Reporter {
         match (self.format, self.style) {
             (Format::Json, _) => Box::new(json::Json {
                 mask: self.mask.clone(),
+                started: self.started,
             }),
             (Format::Plain, Style::Lines) => Box::new(plain),
-            (Format::Plain, Style::Live) => Box::new(live::Live::new(plain)),
+            (Format::Plain, Style::Live) => Box::new(live::Live::new(plain, self.started)),
             (Format::Plain, Style::GitHub) => Box::new(ci::Ci::new(plain, ci::Flavour::GitHub)),
             (Format::Plain, Style::GitLab) => Box::new(ci::Ci::new(plain, ci::Flavour::GitLab)),
         }
@@ -297,7 +303,8 @@ impl Reporter {
         }
         if let (Event::DeployFinished { ok, .. }, Format::Plain) = (&event, self.format) {
             if self.verbosity >= 0 {
-                if let Some(table) = self.summary.table(*ok) {
+                // `-v` keeps a row per host; otherwise many hosts alike share one.
+                if let Some(table) = self.summary.table(*ok, self.verbosity >= 1) {
                     self.print(&table);
                 }
             }

@@ -88,46 +88,130 @@ impl Summary {
         }
     }
 
-    /// The table: host, result, release, duration, slowest task (None before any host did anything).
-    pub fn table(&self, ok: bool) -> Option<String> {
+    /// The table: host, result, release, duration, slowest task (None before any host did
+    /// anything). Unless `per_host`, more than [`ROWS_PER_RESULT`] hosts with the same result and
+    /// release share one row (a range of durations, the slowest task of them all and its host);
+    /// a host that failed always has its own row.
+    pub fn table(&self, ok: bool, per_host: bool) -> Option<String> {
         let hosts = self.hosts.lock().ok()?;
         if hosts.is_empty() {
             return None;
         }
-        let mut rows =
+        let rows: Vec<Row> = hosts
+            .iter()
+            .map(|(host, tally)| Row::of(host, tally, ok))
+            .collect();
+        let mut table =
             vec![["HOST", "RESULT", "CURRENT", "DURATION", "SLOWEST TASK"].map(String::from)];
-        for (host, tally) in hosts.iter() {
-            let result = match (&tally.failed, tally.rolled_back, tally.switched, ok) {
-                (Some(task), true, _, _) if tally.failed_after_switch => {
-                    format!("rolled back: {task} failed")
+        let mut shown = vec![false; rows.len()];
+        for (i, row) in rows.iter().enumerate() {
+            if shown[i] {
+                continue;
+            }
+            let same: Vec<usize> = (i..rows.len())
+                .filter(|&j| !per_host && !row.failed && rows[j].same_result(row))
+                .collect();
+            if same.len() > ROWS_PER_RESULT {
+                let group: Vec<&Row> = same.iter().map(|&j| &rows[j]).collect();
+                table.push(group_row(&group));
+                for j in same {
+                    shown[j] = true;
                 }
-                (Some(task), false, true, _) if tally.failed_after_switch => {
-                    format!("live, but {task} failed")
-                }
-                (Some(task), _, _, _) => format!("failed: {task}"),
-                (None, true, _, _) => "rolled back".to_string(),
-                (None, false, true, _) => "live".to_string(),
-                (None, false, false, true) => "ok".to_string(),
-                // The deploy failed elsewhere before this host switched: it is as it was.
-                (None, false, false, false) => "unchanged".to_string(),
-            };
-            let duration = match (tally.first_start, tally.last_end) {
-                (Some(start), Some(end)) => human_duration(end.saturating_duration_since(start)),
-                _ => "-".to_string(),
-            };
-            let slowest = tally
-                .slowest
-                .as_ref()
-                .map(|(task, d)| format!("{task} ({})", human_duration(*d)))
-                .unwrap_or_default();
-            let current = tally
+            } else {
+                table.push(row.cells());
+                shown[i] = true;
+            }
+        }
+        Some(table::render(&table, ""))
+    }
+}
+
+/// Hosts with the same result shown one by one, at most; more share a row.
+const ROWS_PER_RESULT: usize = 3;
+
+/// One host's line of the summary, before it is written out.
+struct Row<'a> {
+    host: &'a str,
+    result: String,
+    current: String,
+    duration: Option<Duration>,
+    slowest: Option<&'a (String, Duration)>,
+    failed: bool,
+}
+
+impl<'a> Row<'a> {
+    fn of(host: &'a str, tally: &'a HostTally, ok: bool) -> Row<'a> {
+        let result = match (&tally.failed, tally.rolled_back, tally.switched, ok) {
+            (Some(task), true, _, _) if tally.failed_after_switch => {
+                format!("rolled back: {task} failed")
+            }
+            (Some(task), false, true, _) if tally.failed_after_switch => {
+                format!("live, but {task} failed")
+            }
+            (Some(task), _, _, _) => format!("failed: {task}"),
+            (None, true, _, _) => "rolled back".to_string(),
+            (None, false, true, _) => "live".to_string(),
+            (None, false, false, true) => "ok".to_string(),
+            // The deploy failed elsewhere before this host switched: it is as it was.
+            (None, false, false, false) => "unchanged".to_string(),
+        };
+        Row {
+            host,
+            result,
+            current: tally
                 .release
                 .clone()
-                .unwrap_or_else(|| "(unchanged)".to_string());
-            rows.push([host.clone(), result, current, duration, slowest]);
+                .unwrap_or_else(|| "(unchanged)".to_string()),
+            duration: match (tally.first_start, tally.last_end) {
+                (Some(start), Some(end)) => Some(end.saturating_duration_since(start)),
+                _ => None,
+            },
+            slowest: tally.slowest.as_ref(),
+            failed: tally.failed.is_some(),
         }
-        Some(table::render(&rows, ""))
     }
+
+    fn same_result(&self, other: &Row<'_>) -> bool {
+        !self.failed && self.result == other.result && self.current == other.current
+    }
+
+    fn cells(&self) -> [String; 5] {
+        [
+            self.host.to_string(),
+            self.result.clone(),
+            self.current.clone(),
+            self.duration.map_or("-".to_string(), human_duration),
+            self.slowest
+                .map(|(task, d)| format!("{task} ({})", human_duration(*d)))
+                .unwrap_or_default(),
+        ]
+    }
+}
+
+/// The row of hosts with the same result: how many, the range of their durations, and the
+/// slowest task of them all with its host (`38 hosts  live  …  1.8s–2.2s  h23 app:build (3s)`).
+fn group_row(group: &[&Row<'_>]) -> [String; 5] {
+    let durations = group.iter().filter_map(|r| r.duration);
+    let duration = match (durations.clone().min(), durations.max()) {
+        (Some(min), Some(max)) if human_duration(min) != human_duration(max) => {
+            format!("{}–{}", human_duration(min), human_duration(max))
+        }
+        (Some(min), _) => human_duration(min),
+        _ => "-".to_string(),
+    };
+    let slowest = group
+        .iter()
+        .filter_map(|r| r.slowest.map(|s| (r.host, s)))
+        .max_by_key(|(_, (_, d))| *d)
+        .map(|(host, (task, d))| format!("{host} {task} ({})", human_duration(*d)))
+        .unwrap_or_default();
+    [
+        format!("{} hosts", group.len()),
+        group[0].result.clone(),
+        group[0].current.clone(),
+        duration,
+        slowest,
+    ]
 }
 
 #[cfg(test)]
@@ -182,7 +266,7 @@ mod tests {
         }
         // The rollback re-runs the task; a failure then is not the one shown.
         task("post-back", "reload", true);
-        let table = summary.table(false).unwrap();
+        let table = summary.table(false, false).unwrap();
         let results: Vec<String> = table
             .lines()
             .skip(1)
@@ -206,5 +290,47 @@ mod tests {
                 "post-back|rolled back: reload failed|1",
             ]
         );
+    }
+
+    /// Beyond three hosts with the same result, one row says how many and which was slowest; a
+    /// failed host keeps its row, and `-v` (per host) a row for every host.
+    #[test]
+    fn many_hosts_alike_share_a_row_and_failed_hosts_keep_theirs() {
+        let summary = Summary::default();
+        for (i, host) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            let mut result = finished("build", host == "c");
+            result.duration = Duration::from_millis([5, 9, 40, 30, 7][i]);
+            summary.record(&Event::TaskFinished {
+                host,
+                result: &result,
+            });
+        }
+        let cells = |table: String| -> Vec<String> {
+            table
+                .lines()
+                .skip(1)
+                .map(|l| {
+                    l.split("  ")
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect()
+        };
+        let grouped = cells(summary.table(false, false).unwrap());
+        assert_eq!(grouped.len(), 2, "{grouped:?}");
+        assert!(
+            grouped[0].starts_with("4 hosts|unchanged|(unchanged)|")
+                && grouped[0].ends_with("|d build (30ms)"),
+            "{grouped:?}"
+        );
+        assert!(
+            grouped[1].starts_with("c|failed: build|(unchanged)|"),
+            "{grouped:?}"
+        );
+        let per_host = cells(summary.table(false, true).unwrap());
+        let hosts: Vec<&str> = per_host.iter().map(|r| &r[..1]).collect();
+        assert_eq!(hosts, ["a", "b", "c", "d", "e"]);
     }
 }

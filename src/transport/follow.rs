@@ -433,7 +433,11 @@ mod tests {
         for line in &tail {
             assert!(line.ends_with('…') && line.len() <= TAIL_LINE_BYTES + 3);
             // What the tail holds is what it keeps: not the whole line's allocation.
-            assert!(line.capacity() <= 2 * TAIL_LINE_BYTES, "{}", line.capacity());
+            assert!(
+                line.capacity() <= 2 * TAIL_LINE_BYTES,
+                "{}",
+                line.capacity()
+            );
         }
     }
 

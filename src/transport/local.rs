@@ -196,7 +196,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_capture_that_prints_too_much_fails_and_keeps_a_bounded_part() {
-        let output = Local.capture("head -c 9000000 /dev/zero; echo done >&2").await;
+        let output = Local
+            .capture("head -c 9000000 /dev/zero; echo done >&2")
+            .await;
         assert_eq!(output.status, None, "too much output is a failure");
         let reason = output.reason.expect("a reason");
         assert!(reason.contains("more than 4 MiB"), "{reason}");

@@ -342,8 +342,9 @@ impl TestProject {
         }
     }
 
-    /// The dep command for `args`, after writing the Deployfile.
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+    /// The dep command for `args`, after writing the Deployfile (stdout and stderr piped, no
+    /// stdin; a caller may set them otherwise, as `terminal` does).
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         if !self.none {
             // Written aside, then renamed: a dep already running beside this one (two deploys
             // racing) reads the whole file, never one being rewritten.

@@ -7,7 +7,8 @@
 //!    `:` or line end), reads `[TIME]`. Spaces after it are kept or trimmed so that the next
 //!    column of a table stays where it was (the width of the cell is kept, at least one space).
 //!    So a pinned duration in a message (`timed out after 1s`) reads `[TIME]` too: state it in
-//!    the test's own assertion on the raw output when it matters.
+//!    the test's own assertion on the raw output when it matters. A range (`1.8s–2.2s`, hosts
+//!    that share a summary row) reads `[TIME]` as well: whether its ends differ is timing too.
 //! 3. **Host interleaving.** Hosts run concurrently, so within each run of consecutive lines
 //!    prefixed `[host] `, lines are ordered by host, each host's own lines keeping their order.
 //!    Lines without a prefix (headers, the summary table, errors) keep their place.
@@ -42,7 +43,7 @@ fn durations(line: &str) -> String {
                     spaces += 1;
                 }
                 // Only a cell followed by two or more spaces is padded (a table column).
-                let width = end - i + spaces;
+                let width = line[i..end].chars().count() + spaces;
                 out.push_str("[TIME]");
                 let pad = if spaces >= 2 {
                     width.saturating_sub("[TIME]".len()).max(1)
@@ -61,8 +62,33 @@ fn durations(line: &str) -> String {
     out
 }
 
-/// Where the duration starting at `start` ends (exclusive), if one starts there.
+/// Where the duration (or range of durations) starting at `start` ends (exclusive), if one
+/// starts there.
 fn duration_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let end = unit_end(bytes, start)?;
+    let dash = "–".as_bytes();
+    if bytes[end..].starts_with(dash) {
+        if let Some(range_end) = unit_end(bytes, end + dash.len()).filter(|&e| ends_cell(bytes, e))
+        {
+            return Some(range_end);
+        }
+    }
+    ends_cell(bytes, end).then_some(end)
+}
+
+/// Whether a duration ending at `end` stands alone there.
+fn ends_cell(bytes: &[u8], end: usize) -> bool {
+    matches!(
+        bytes.get(end),
+        None | Some(b' ' | b')' | b',' | b':' | b'\n' | b'\r')
+    )
+}
+
+/// Where the number and unit starting at `start` end, if they do.
+fn unit_end(bytes: &[u8], start: usize) -> Option<usize> {
+    if !bytes.get(start).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
     let mut i = start;
     while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
         i += 1;
@@ -74,11 +100,7 @@ fn duration_end(bytes: &[u8], start: usize) -> Option<usize> {
     } else {
         return None;
     };
-    let end = i + unit;
-    match bytes.get(end) {
-        None | Some(b' ' | b')' | b',' | b':' | b'\n' | b'\r') => Some(end),
-        _ => None,
-    }
+    Some(i + unit)
 }
 
 /// The host of a `[host] ...` line.
@@ -117,6 +139,13 @@ fn durations_are_replaced_and_table_cells_keep_their_width() {
         ),
         "[h1] ✓ a ([TIME])\n[h2] ✓ b ([TIME])\n[h2] ✓ c ([TIME])\ndone after [TIME]: ok\n\
          h1    live  [TIME]    deploy:lock ([TIME])\nin [PROJECT]/hosts\n"
+    );
+    assert_eq!(
+        normalize(
+            "5 hosts  live  1.8s–2.24s  h3 build (1s)\nh4       live  12ms        b\n",
+            dir
+        ),
+        "5 hosts  live  [TIME]      h3 build ([TIME])\nh4       live  [TIME]      b\n"
     );
 }
 
