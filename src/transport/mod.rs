@@ -42,8 +42,8 @@ pub trait Observer: Sync {
 }
 
 /// How many output chunks of one command may wait for their reader. Chunks are at most an SSH
-/// packet (32 KiB) or a pipe read (16 KiB), so a host's output in flight stays a few hundred
-/// KiB: a flood of output waits on the host (backpressure), never in dep's memory.
+/// packet or a pipe read (16 KiB), so a host's output in flight stays about a hundred KiB: a
+/// flood of output waits on the host (backpressure), never in dep's memory.
 pub(crate) const CHUNK_QUEUE: usize = 2;
 
 /// How much of each stream an internal command (a state read, a dynamic variable, a probe, a

@@ -183,9 +183,11 @@ fn client_config(settings: &Settings, known_key_types: &[String]) -> client::Con
         keepalive_interval: Some(settings.keepalive_interval),
         keepalive_max: settings.keepalive_max,
         inactivity_timeout: None,
-        // Messages (each up to a 32 KiB packet) a channel holds for its reader before the
-        // connection waits: with russh's 100, a host flooding output kept ~3 MB in dep.
+        // Messages a channel holds for its reader before the connection waits (with russh's
+        // 100, a host flooding output kept ~3 MB in dep), each a packet of at most 16 KiB (the
+        // hosts' sshd sends what we ask for; uploads go in the host's packet size).
         channel_buffer_size: CHUNK_QUEUE,
+        maximum_packet_size: 16 * 1024,
         preferred: Preferred {
             kex: Cow::Borrowed(KEX_ORDER),
             key: Cow::Owned(host_key_order(known_key_types)),
