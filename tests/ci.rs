@@ -226,6 +226,10 @@ fn init_github_workflow_runs_the_flow_in_order_and_deploys_the_tested_build() {
         runs(&jobs["staging"]).contains("dep health staging"),
         "{text}"
     );
+    assert!(
+        runs(&jobs["staging"]).contains("dep watch staging --duration 1m"),
+        "{text}"
+    );
     assert!(uses(&jobs["lint"])
         .iter()
         .all(|u| !u.starts_with("actions/checkout@v4")));
@@ -305,6 +309,7 @@ fn init_gitlab_pipeline_has_the_stages_artifacts_environments_and_deploy_locks()
         assert!(script(deploy).contains(&format!("dep deploy {stage}")));
     }
     assert!(script(job("staging")).contains("dep health staging"));
+    assert!(script(job("staging")).contains("dep watch staging --duration 1m"));
     assert!(needs(job("production")).contains(&"staging".to_string()));
 }
 
@@ -401,6 +406,8 @@ fn init_github_workflow_deploy_steps_deploy_the_packed_build_to_staging() {
         "local = true",
         1,
     );
+    // A short watch window: the deploy runs it too.
+    let deployfile = deployfile.replacen("duration = \"2m\"", "duration = \"1s\"", 1);
     dir.write("Deployfile.toml", &deployfile);
     let workflow = yaml(&dir.read(".github/workflows/deploy.yml").unwrap());
     let sha = "0123456789abcdef0123456789abcdef01234567";
@@ -439,9 +446,14 @@ fn init_github_workflow_deploy_steps_deploy_the_packed_build_to_staging() {
         .collect();
     assert_eq!(
         dep_steps,
-        ["deploy staging --lock-wait 10m", "health staging"]
+        [
+            "deploy staging --lock-wait 10m",
+            "health staging",
+            "watch staging --duration 1m"
+        ]
     );
     for step in &dep_steps {
+        let step = step.replace("--duration 1m", "--duration 1s");
         let args: Vec<&str> = step.split_whitespace().collect();
         dir.run_env(&args, &env).success();
     }
