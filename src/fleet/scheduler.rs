@@ -8,10 +8,10 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tracing::Instrument as _;
 
-use crate::error::{Error, Result, StepFailure};
-use crate::plan::task::{Action, Builtin, Task};
 use crate::config::deployfile::OutputCheck;
+use crate::error::{Error, Result, StepFailure};
 use crate::migration::Policy;
+use crate::plan::task::{Action, Builtin, Task};
 use crate::transport::command::Command;
 use crate::transport::Outcome;
 
@@ -184,7 +184,10 @@ async fn run_on_host(
         pending.unlocks |= task.action == Action::Builtin(Builtin::Unlock);
         if let Some(check) = task.check_output {
             let policy = super::output_check::policy(&host.vars).map_err(|message| {
-                report(ctx, failure::before_running(host.name(), &task.name, message))
+                report(
+                    ctx,
+                    failure::before_running(host.name(), &task.name, message),
+                )
             })?;
             pending.checks.push((task.name.clone(), check, policy));
         }

@@ -235,12 +235,17 @@ mod tests {
         for (dialect, statement, expected) in CASES {
             let found = classify(statement);
             if found != *expected {
-                wrong.push(format!("{dialect}: {statement}\n  expected {expected:?}, found {found:?}"));
+                wrong.push(format!(
+                    "{dialect}: {statement}\n  expected {expected:?}, found {found:?}"
+                ));
             }
         }
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
         for dialect in ["mysql", "pgsql", "sqlite"] {
-            assert!(CASES.iter().filter(|c| c.0 == dialect).count() >= 10, "{dialect}");
+            assert!(
+                CASES.iter().filter(|c| c.0 == dialect).count() >= 10,
+                "{dialect}"
+            );
         }
     }
 }

@@ -439,7 +439,11 @@ mod tests {
     fn the_kept_tail_holds_only_the_start_of_a_long_line() {
         let mut tail = Vec::new();
         for _ in 0..TAIL_LINES + 5 {
-            push_tail(&mut tail, "é".repeat(32 * 1024), (TAIL_LINES, TAIL_LINE_BYTES));
+            push_tail(
+                &mut tail,
+                "é".repeat(32 * 1024),
+                (TAIL_LINES, TAIL_LINE_BYTES),
+            );
         }
         assert_eq!(tail.len(), TAIL_LINES);
         for line in &tail {
