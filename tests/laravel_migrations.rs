@@ -74,7 +74,10 @@ fn destructive_migrations_are_refused_failed_ones_restored_and_safe_ones_run() {
         .stderr_has("artisan:migrate:check")
         .stderr_has("migration `drop_body_from_notes` would break the release still serving (drops a column): alter table notes drop column body")
         .stderr_has("allow_destructive_migrations");
-    // The pretend run showed the pending SQL before anything ran.
+    // The pretend run showed the pending SQL before anything ran, at any verbosity.
+    refused.stdout_has(
+        "[host0] 1 migration pending:\n[host0]   drop_body_from_notes\n[host0]     alter table notes drop column body\n",
+    );
     assert_eq!(
         printed_by(
             &refused,

@@ -72,6 +72,13 @@ pub fn policy(vars: &Vars) -> Result<Policy, String> {
     Ok(Policy { allow_all, allowed })
 }
 
+/// What `output` shows the user: the pending migrations and their SQL.
+pub fn shown(check: OutputCheck, output: &str) -> Vec<migration::pretend::Migration> {
+    match check {
+        OutputCheck::Migrations => migration::pretend::parse(output),
+    }
+}
+
 /// Check `output` as `check` says; the message of the task's failure otherwise.
 pub fn check(check: OutputCheck, output: &str, policy: &Policy) -> Result<(), String> {
     match check {

@@ -228,6 +228,14 @@ impl Pending {
                 .iter()
                 .filter(|r| r.task == task && r.outcome == Outcome::Ok);
             for result in ran {
+                let shown = super::output_check::shown(check, &result.stdout);
+                if !shown.is_empty() {
+                    ctx.reporter.emit(crate::report::Event::Migrations {
+                        host: host.name(),
+                        task: &task,
+                        migrations: &shown,
+                    });
+                }
                 if let Err(message) = super::output_check::check(check, &result.stdout, &policy) {
                     return Err(report(
                         ctx,
