@@ -9,7 +9,7 @@ use std::fs;
 
 use crate::laravel::{migrations, notes, printed_by, sql, Setup, WATCHDOG};
 use crate::support::process::Watchdog;
-use crate::support::project::{T1, T2, T3, T4};
+use crate::support::project::{TestProject, T1, T2, T3, T4};
 
 const CREATE_NOTES: &str = "2024_01_01_000000_create_notes_table";
 const DROP_BODY: &str = "2024_03_01_000000_drop_body_from_notes";
@@ -179,4 +179,33 @@ fn destructive_migrations_are_refused_failed_ones_restored_and_safe_ones_run() {
         .success();
     assert_eq!(setup.link(0, "current").as_deref(), Some(T5));
     assert!(!columns(&setup, "notes").contains(&"body".to_string()));
+}
+
+/// `check_output = "migrations"` in a recipe of one's own (local hosts, no PHP): Laravel 9+'s
+/// pretend output is read too; a bad `allow_destructive_migrations` is an error naming it.
+#[test]
+fn a_task_of_ones_own_can_check_its_migrations() {
+    let pretend = "printf '  2024_03_01_000000_rename_notes ....\\n  ⇂ alter table `notes` rename to `posts`\\n'";
+    let project = TestProject::new().fleet(1).deployfile(&format!(
+        "[tasks.\"app:pretend\"]\nrun = \"{pretend}\"\ncheck_output = \"migrations\"\nafter = \"deploy:update_code\"\n"
+    ));
+    let refused = project.dep(&["deploy", "test"]).now(T1).status(1).run();
+    refused
+        .stdout_has("[h1] 1 migration pending:\n[h1]   2024_03_01_000000_rename_notes\n[h1]     alter table `notes` rename to `posts`\n")
+        .stderr_has("task `app:pretend`: migration `2024_03_01_000000_rename_notes` would break the release still serving (renames a table or column): alter table `notes` rename to `posts`");
+    assert_eq!(project.current("h1"), None);
+
+    project
+        .dep(&["-o", "migrations_allow=rename_notes", "deploy", "test"])
+        .now(T2)
+        .run()
+        .success();
+    assert_eq!(project.current("h1").as_deref(), Some(T2));
+
+    project
+        .dep(&["-o", "allow_destructive_migrations=maybe", "deploy", "test"])
+        .now(T3)
+        .status(1)
+        .run()
+        .stderr_has("`allow_destructive_migrations` must be true or false, not `maybe`");
 }
