@@ -12,6 +12,7 @@ mod config;
 mod error;
 mod fleet;
 mod health;
+mod migration;
 pub mod notify;
 mod plan;
 mod quote;

@@ -28,7 +28,7 @@ use crate::support::project::{Output, TestProject, T1, T2};
 use crate::support::sshd::Fleet;
 
 /// The whole test must finish within this (each dep run is also bounded by the harness).
-const WATCHDOG: Duration = Duration::from_secs(150);
+pub(crate) const WATCHDOG: Duration = Duration::from_secs(150);
 
 /// How long a local helper command (sqlite3, gzip, php) may run.
 const COMMAND_LIMIT: Duration = Duration::from_secs(20);
@@ -92,14 +92,14 @@ fn run_local(command: &mut Command) -> (i32, String, String) {
 }
 
 /// `sqlite3 DB SQL`, which must succeed; its stdout.
-fn sql(db: &Path, query: &str) -> String {
+pub(crate) fn sql(db: &Path, query: &str) -> String {
     let (code, stdout, stderr) = run_local(Command::new("sqlite3").arg(db).arg(query));
     assert_eq!(code, 0, "sqlite3 {query:?}: {stderr}");
     stdout
 }
 
 /// The migrations table: `batch|migration` lines, in order.
-fn migrations(db: &Path) -> Vec<String> {
+pub(crate) fn migrations(db: &Path) -> Vec<String> {
     sql(
         db,
         "SELECT batch || '|' || migration FROM migrations ORDER BY id",
@@ -109,7 +109,7 @@ fn migrations(db: &Path) -> Vec<String> {
     .collect()
 }
 
-fn notes(db: &Path) -> Vec<String> {
+pub(crate) fn notes(db: &Path) -> Vec<String> {
     sql(db, "SELECT body FROM notes ORDER BY id")
         .lines()
         .map(str::to_string)
@@ -179,15 +179,15 @@ impl Drop for PhpServer {
 }
 
 /// The fleet, the project (a copy of examples/laravel-app with a Deployfile) and the database.
-struct Setup {
-    fleet: Fleet,
-    project: TestProject,
-    db: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) fleet: Fleet,
+    pub(crate) project: TestProject,
+    pub(crate) db: PathBuf,
 }
 
 impl Setup {
     /// A fleet of `hosts` hosts and the project deploying to all of them.
-    fn new(hosts: usize) -> Setup {
+    pub(crate) fn new(hosts: usize) -> Setup {
         require_php_stack();
         let fleet = Fleet::start(hosts);
         let project = TestProject::empty();
@@ -250,18 +250,18 @@ if [ ! -e "$db" ]; then mkdir -p "$(dirname "$db")"; : > "$db"; echo "db:create:
         Setup { fleet, project, db }
     }
 
-    fn deploy_path(&self, index: usize) -> &Path {
+    pub(crate) fn deploy_path(&self, index: usize) -> &Path {
         self.fleet.host(index).deploy_path()
     }
 
-    fn link(&self, index: usize, name: &str) -> Option<String> {
+    pub(crate) fn link(&self, index: usize, name: &str) -> Option<String> {
         let target = fs::read_link(self.deploy_path(index).join(name)).ok()?;
         Some(target.file_name()?.to_string_lossy().into_owned())
     }
 
     /// dep with the fleet's ssh_config, no agent, the database and the secrets in its
     /// environment, and `extra`. Every output is checked for the secrets.
-    fn dep(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    pub(crate) fn dep(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
         let mut env = vec![
             ("DEP_SSH_CONFIG", self.fleet.ssh_config().to_str().unwrap()),
             ("SSH_AUTH_SOCK", ""),
@@ -336,7 +336,7 @@ fn printed(output: &Output) -> Vec<(String, String)> {
 }
 
 /// The hosts on which a command printed a line starting with `prefix`, in output order.
-fn printed_by(output: &Output, prefix: &str) -> Vec<String> {
+pub(crate) fn printed_by(output: &Output, prefix: &str) -> Vec<String> {
     printed(output)
         .into_iter()
         .filter(|(_, line)| line.starts_with(prefix))
@@ -345,7 +345,7 @@ fn printed_by(output: &Output, prefix: &str) -> Vec<String> {
 }
 
 /// The hosts on which `task` started (`[host] ▶ task` at `-v`).
-fn started_on(output: &Output, task: &str) -> Vec<String> {
+pub(crate) fn started_on(output: &Output, task: &str) -> Vec<String> {
     let marker = format!("] ▶ {task}");
     output
         .stdout

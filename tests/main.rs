@@ -27,6 +27,7 @@ mod health_timeout;
 mod init;
 mod interrupt;
 mod laravel;
+mod laravel_migrations;
 mod live_view;
 mod lock;
 mod lock_race;

@@ -128,6 +128,8 @@ pub struct RawTask {
     pub before: Option<OneOrMany>,
     pub after: Option<OneOrMany>,
     pub on_failure: Option<OnFailure>,
+    /// Check what the task prints (`"migrations"`: a `migrate --pretend` run's SQL).
+    pub check_output: Option<OutputCheck>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -219,6 +221,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         .ok()
         .filter(|duration| *duration <= MAX_DURATION)
         .ok_or_else(|| DurationError::TooLong(text.to_string()))
+}
+
+/// What dep checks in a task's output (`check_output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputCheck {
+    /// The output of `migrate --pretend`: a destructive statement fails the task.
+    Migrations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -22,6 +22,7 @@ mod host_run;
 mod lock;
 mod notify;
 mod options;
+mod output_check;
 mod phases;
 mod post_switch;
 mod preflight;

@@ -356,6 +356,7 @@ fn finish(mut command: Command, task: &Task, vars: &Vars) -> Result<Command, Ren
     command.retries = task.retries;
     command.timeout = task.timeout;
     command.continue_on_failure = task.continue_on_failure;
+    command.keep_output = task.check_output.is_some();
     Ok(command)
 }
 

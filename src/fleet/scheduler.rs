@@ -8,9 +8,12 @@ use std::sync::Arc;
 use futures::future::join_all;
 use tracing::Instrument as _;
 
+use crate::config::deployfile::OutputCheck;
 use crate::error::{Error, Result, StepFailure};
+use crate::migration::Policy;
 use crate::plan::task::{Action, Builtin, Task};
 use crate::transport::command::Command;
+use crate::transport::Outcome;
 
 use super::context::{Context, Mode};
 use super::host_run::HostRun;
@@ -179,6 +182,15 @@ async fn run_on_host(
             .map_err(|e| reported(ctx, host, task, e))?;
         pending.commands.extend(commands);
         pending.unlocks |= task.action == Action::Builtin(Builtin::Unlock);
+        if let Some(check) = task.check_output {
+            let policy = super::output_check::policy(&host.vars).map_err(|message| {
+                report(
+                    ctx,
+                    failure::before_running(host.name(), &task.name, message),
+                )
+            })?;
+            pending.checks.push((task.name.clone(), check, policy));
+        }
     }
     pending.flush(ctx, host).await
 }
@@ -189,6 +201,8 @@ struct Pending {
     commands: Vec<Command>,
     /// They release the lock.
     unlocks: bool,
+    /// Tasks whose output dep checks once they ran (`check_output`).
+    checks: Vec<(String, OutputCheck, Policy)>,
 }
 
 impl Pending {
@@ -208,6 +222,27 @@ impl Pending {
             .await;
         if let Some(failed) = results.iter().find(|r| r.failed()) {
             return Err(failure::of_step(host.name(), failed));
+        }
+        for (task, check, policy) in std::mem::take(&mut self.checks) {
+            let ran = results
+                .iter()
+                .filter(|r| r.task == task && r.outcome == Outcome::Ok);
+            for result in ran {
+                let shown = super::output_check::shown(check, &result.stdout);
+                if !shown.is_empty() {
+                    ctx.reporter.emit(crate::report::Event::Migrations {
+                        host: host.name(),
+                        task: &task,
+                        migrations: &shown,
+                    });
+                }
+                if let Err(message) = super::output_check::check(check, &result.stdout, &policy) {
+                    return Err(report(
+                        ctx,
+                        failure::before_running(host.name(), &task, message),
+                    ));
+                }
+            }
         }
         if std::mem::take(&mut self.unlocks) {
             host.locked = false;

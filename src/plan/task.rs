@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::deployfile::OnFailure;
+use crate::config::deployfile::{OnFailure, OutputCheck};
 use crate::config::project::TaskSource;
 use crate::error::{Error, Result};
 
@@ -76,6 +76,8 @@ pub struct Task {
     pub before: Vec<String>,
     pub after: Vec<String>,
     pub continue_on_failure: bool,
+    /// What dep checks in the task's output once it ran.
+    pub check_output: Option<OutputCheck>,
     /// The file that defined it, for errors.
     pub file: PathBuf,
 }
@@ -130,6 +132,11 @@ impl Task {
                 )));
             }
         }
+        if raw.check_output.is_some() && !matches!(action, Action::Run(_)) {
+            return Err(invalid(
+                "`check_output` checks what a `run` task prints: this task has no `run`".into(),
+            ));
+        }
         let timeout = raw.timeout.map(|t| t.0);
         if matches!(action, Action::Steps(_))
             && (raw.once || raw.local || raw.cwd.is_some() || raw.condition.is_some())
@@ -152,6 +159,7 @@ impl Task {
             before: raw.before.map(|b| b.into_vec()).unwrap_or_default(),
             after: raw.after.map(|a| a.into_vec()).unwrap_or_default(),
             continue_on_failure: raw.on_failure == Some(OnFailure::Continue),
+            check_output: raw.check_output,
             file: source.file.clone(),
         })
     }
@@ -161,6 +169,8 @@ impl Task {
         self.once
             || self.local
             || self.barrier
+            // Nothing after it may run before dep has read its output.
+            || self.check_output.is_some()
             || matches!(
                 self.action,
                 Action::Builtin(

@@ -103,6 +103,17 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         } => {
             json!({"event": "host_failed", "host": host, "task": task, "message": message})
         }
+        Event::Migrations {
+            host,
+            task,
+            migrations,
+        } => {
+            let migrations: Vec<_> = migrations
+                .iter()
+                .map(|m| json!({"migration": m.file_name(), "statements": m.statements}))
+                .collect();
+            json!({"event": "migrations", "host": host, "task": task, "migrations": migrations})
+        }
         Event::Switched { host, release } => {
             json!({"event": "switched", "host": host, "release": release})
         }

@@ -65,6 +65,13 @@ pub enum Event<'a> {
         task: &'a str,
         message: &'a str,
     },
+    /// The pending migrations a task's output showed (`check_output = "migrations"`), with
+    /// their SQL, before they run.
+    Migrations {
+        host: &'a str,
+        task: &'a str,
+        migrations: &'a [crate::migration::pretend::Migration],
+    },
     Switched {
         host: &'a str,
         release: &'a str,

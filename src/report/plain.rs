@@ -50,6 +50,9 @@ impl Plain {
                 "[{host}] ↻ {task}: exit status {status}, retry {attempt}"
             )),
             Event::TaskFinished { host, result } if v >= 0 => task_finished(host, result),
+            Event::Migrations {
+                host, migrations, ..
+            } if v >= 0 => Some(migrations_pending(host, migrations)),
             Event::DryRun {
                 host,
                 task,
@@ -179,6 +182,20 @@ fn decision(event: &Event<'_>) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// `[host] 2 migrations pending:` then each migration's statements, one a line.
+fn migrations_pending(host: &str, migrations: &[crate::migration::pretend::Migration]) -> String {
+    let count = migrations.len();
+    let plural = if count == 1 { "" } else { "s" };
+    let mut text = format!("[{host}] {count} migration{plural} pending:");
+    for migration in migrations {
+        text.push_str(&format!("\n[{host}]   {}", migration.file_name()));
+        for statement in &migration.statements {
+            text.push_str(&format!("\n[{host}]     {}", statement.replace('\n', " ")));
+        }
+    }
+    text
 }
 
 fn task_finished(host: &str, result: &crate::transport::StepResult) -> Option<String> {

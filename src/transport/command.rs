@@ -20,6 +20,9 @@ pub struct Command {
     pub continue_on_failure: bool,
     /// Bytes fed to the command's standard input (uploads); such a command runs on its own.
     pub stdin: Option<Arc<Vec<u8>>>,
+    /// Keep all of its standard output (up to `follow::KEPT_LINES`), not only the tail: dep
+    /// reads it afterwards (`check_output`).
+    pub keep_output: bool,
 }
 
 impl Command {
@@ -34,6 +37,7 @@ impl Command {
             timeout: None,
             continue_on_failure: false,
             stdin: None,
+            keep_output: false,
         }
     }
 

@@ -25,6 +25,11 @@ const TAIL_LINES: usize = 40;
 /// How much of one line the kept tail holds (the whole line is reported as it comes).
 const TAIL_LINE_BYTES: usize = 2048;
 
+/// How many lines of standard output a command that keeps its output (`keep_output`) holds,
+/// and how much of each: enough for the SQL of many migrations, bounded all the same.
+pub const KEPT_LINES: usize = 4000;
+const KEPT_LINE_BYTES: usize = 8192;
+
 /// How many events about later commands may wait for a lagging stream. A stream that ran this
 /// far ahead has passed the current command's end marker long ago: the command is finished then,
 /// and what the other stream still says about it is dropped, so memory stays bounded.
@@ -206,12 +211,18 @@ impl<'a> Follow<'a> {
                 // A line on a stream that ran ahead of the other starts the command.
                 self.start(index);
                 let p = &mut self.progress[index];
+                let limits = if stream == Stream::Stdout && self.batch[index].keep_output {
+                    (KEPT_LINES, KEPT_LINE_BYTES)
+                } else {
+                    (TAIL_LINES, TAIL_LINE_BYTES)
+                };
                 push_tail(
                     match stream {
                         Stream::Stdout => &mut p.stdout,
                         Stream::Stderr => &mut p.stderr,
                     },
                     line.clone(),
+                    limits,
                 );
                 self.observer
                     .output(self.host, &self.batch[index].task, stream, &line);
@@ -398,12 +409,13 @@ fn result_of(command: &Command, p: &Progress) -> StepResult {
     }
 }
 
-fn push_tail(lines: &mut Vec<String>, mut line: String) {
-    if lines.len() == TAIL_LINES {
+/// Keep `line` among the last `max_lines` lines, cut to `max_bytes`.
+fn push_tail(lines: &mut Vec<String>, mut line: String, (max_lines, max_bytes): (usize, usize)) {
+    if lines.len() >= max_lines {
         lines.remove(0);
     }
-    if line.len() > TAIL_LINE_BYTES {
-        let mut end = TAIL_LINE_BYTES;
+    if line.len() > max_bytes {
+        let mut end = max_bytes;
         while !line.is_char_boundary(end) {
             end -= 1;
         }
@@ -427,7 +439,11 @@ mod tests {
     fn the_kept_tail_holds_only_the_start_of_a_long_line() {
         let mut tail = Vec::new();
         for _ in 0..TAIL_LINES + 5 {
-            push_tail(&mut tail, "é".repeat(32 * 1024));
+            push_tail(
+                &mut tail,
+                "é".repeat(32 * 1024),
+                (TAIL_LINES, TAIL_LINE_BYTES),
+            );
         }
         assert_eq!(tail.len(), TAIL_LINES);
         for line in &tail {
