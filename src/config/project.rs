@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::config::deployfile::{RawConfig, RawHealth, RawNotify, RawTask, RawWatch};
+use crate::config::deployfile::{Color, StrategyName, RawConfig, RawHealth, RawNotify, RawTask, RawWatch};
 use crate::config::host::Host;
 use crate::config::recipe;
 use crate::config::vars::Layer;
@@ -17,6 +17,7 @@ pub struct Stage {
     pub config: RawConfig,
     pub health: Vec<(RawHealth, PathBuf)>,
     pub rolling: Option<usize>,
+    pub strategy: Option<StrategyName>,
     /// `[stages.NAME.watch]`, with the file that declared each.
     pub watch: Vec<(RawWatch, PathBuf)>,
 }
@@ -94,6 +95,7 @@ impl Project {
                     stage: raw.stage,
                     roles: raw.roles,
                     local: raw.local,
+                    color: raw.color,
                     config: raw.config,
                     name: name.clone(),
                 };
@@ -106,6 +108,7 @@ impl Project {
                     .health
                     .extend(raw.health.into_iter().map(|h| (h, source.path.clone())));
                 stage.rolling = raw.rolling.or(stage.rolling);
+                stage.strategy = raw.strategy.or(stage.strategy);
                 stage
                     .watch
                     .extend(raw.watch.map(|w| (w, source.path.clone())));
@@ -129,11 +132,13 @@ impl Project {
                 stages.entry(stage.clone()).or_default();
             }
         }
+        let hosts: Vec<Host> = hosts.into_values().collect();
+        check_colors(&deployfile, &hosts, &stages)?;
         let root = deployfile.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok(Project {
             deployfile,
             root,
-            hosts: hosts.into_values().collect(),
+            hosts,
             stages,
             health,
             notify,
@@ -168,6 +173,51 @@ impl Project {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
+}
+
+/// A blue-green stage has hosts of both colors and at least one router (a host without a color);
+/// a color anywhere else is a mistake.
+fn check_colors(deployfile: &Path, hosts: &[Host], stages: &IndexMap<String, Stage>) -> Result<()> {
+    let invalid = |message: String| Error::Config {
+        path: deployfile.to_path_buf(),
+        message,
+    };
+    let blue_green = |stage: &Option<String>| {
+        stage
+            .as_ref()
+            .and_then(|s| stages.get(s))
+            .is_some_and(|s| s.strategy == Some(StrategyName::BlueGreen))
+    };
+    for host in hosts.iter().filter(|h| h.color.is_some()) {
+        if !blue_green(&host.stage) {
+            return Err(invalid(format!(
+                "host `{}` has a color, but its stage is not `strategy = \"blue-green\"`",
+                host.name
+            )));
+        }
+    }
+    for (name, stage) in stages {
+        if stage.strategy != Some(StrategyName::BlueGreen) {
+            continue;
+        }
+        let members: Vec<&Host> = hosts
+            .iter()
+            .filter(|h| h.stage.as_deref() == Some(name.as_str()))
+            .collect();
+        for color in [Color::Blue, Color::Green] {
+            if !members.iter().any(|h| h.color == Some(color)) {
+                return Err(invalid(format!(
+                    "blue-green stage `{name}` has no {color} host: give its app hosts `color = \"blue\"` or `color = \"green\"`"
+                )));
+            }
+        }
+        if !members.iter().any(|h| h.color.is_none()) {
+            return Err(invalid(format!(
+                "blue-green stage `{name}` has no router: a host of the stage without a color (e.g. `roles = [\"lb\"]`) runs `traffic:switch`"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `~/x` becomes `$HOME/x`.

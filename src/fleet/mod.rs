@@ -30,6 +30,7 @@ mod rollback;
 mod scheduler;
 mod strategy;
 mod switch;
+mod traffic;
 mod watch;
 
 use std::collections::HashSet;
@@ -71,6 +72,8 @@ pub struct Fleet<'p> {
     started: Instant,
     /// The watch window after the switch (and for `dep watch`).
     window: crate::watch::Window,
+    /// Blue-green: the traffic switch this deploy made, undone by a rollback of its hosts.
+    traffic: Option<traffic::TrafficSwitched>,
 }
 
 impl<'p> Fleet<'p> {
@@ -95,6 +98,7 @@ impl<'p> Fleet<'p> {
             webhooks: Vec::new(),
             started: Instant::now(),
             window,
+            traffic: None,
         })
     }
 
@@ -108,6 +112,9 @@ impl<'p> Fleet<'p> {
 
     /// `dep rollback`: under the lock, every host back to the same older live release.
     pub async fn rollback(&mut self) -> Result<()> {
+        if self.blue_green() {
+            return self.roll_back_traffic().await;
+        }
         self.ctx.mode = Mode::Rollback;
         let mut plan = Vec::new();
         let post_switch = self.ctx.tasks.post_switch()?;
