@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::config::deployfile::{Color, StrategyName, RawConfig, RawHealth, RawNotify, RawTask, RawWatch};
+use crate::config::deployfile::{
+    Color, RawConfig, RawHealth, RawNotify, RawTask, RawWatch, StrategyName,
+};
 use crate::config::host::Host;
 use crate::config::recipe;
 use crate::config::vars::Layer;

@@ -20,6 +20,9 @@ impl Fleet<'_> {
         reasons: &[CheckFailure],
         scope: &[usize],
     ) -> Result<()> {
+        if self.traffic.is_some_and(|t| t.from.is_some()) {
+            return self.send_traffic_back(reasons, scope).await;
+        }
         // A host that failed after its switch (a post-switch task) goes back too, and runs the
         // post-switch tasks again: that failure is why, not a sign the old release is unhealthy.
         let mut after_switch: Vec<(usize, StepFailure)> = Vec::new();
@@ -31,7 +34,7 @@ impl Fleet<'_> {
                 }
             }
         }
-        // Blue-green: the routers go back to the color that was live before the hosts do.
+        // Blue-green, the first deploy: no color was live; the routers forget this one.
         let traffic_problems = self.restore_traffic().await;
         let (restored, stuck) = self.revert(scope).await;
         // The restored hosts run their post-switch tasks again and must pass the same checks.

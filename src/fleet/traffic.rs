@@ -154,8 +154,45 @@ impl Fleet<'_> {
         Ok(())
     }
 
-    /// After a failure once a deploy moved the traffic: the routers back to the color that was
-    /// live, verified with its post-switch checks. What went wrong, if anything (exit 5).
+    /// After a failure once a deploy moved the traffic: the traffic back to the color that was
+    /// live (the standby, never touched), verified with its post-switch checks; exit 5 when it
+    /// could not be. The idle color keeps the failed release in `current` (marked failed): it
+    /// takes no traffic, and putting an older release there would serve it to the requests a
+    /// router still sends it while it reloads.
+    pub(crate) async fn send_traffic_back(
+        &mut self,
+        reasons: &[super::checks::CheckFailure],
+        scope: &[usize],
+    ) -> Result<()> {
+        let problems = self.restore_traffic().await;
+        for &i in scope {
+            self.hosts[i].switched_from = None;
+        }
+        if problems.is_empty() {
+            let to = self.hosts.iter().filter(|h| h.host.color.is_some());
+            let standby: Vec<String> = to
+                .filter(|h| h.bystander)
+                .map(|h| h.host.name.clone())
+                .collect();
+            self.ctx
+                .reporter
+                .emit(Event::RollbackVerified { hosts: &standby });
+            return Ok(());
+        }
+        let after: Vec<super::checks::CheckFailure> = problems
+            .iter()
+            .map(|why| ("traffic".to_string(), why.clone()))
+            .collect();
+        self.ctx.reporter.emit(Event::RollbackUnverified {
+            release: &self.ctx.release,
+            failures: reasons,
+            after: &after,
+        });
+        Err(self.inconsistent(problems).await)
+    }
+
+    /// The routers back to the color that was live before this deploy's traffic switch (none:
+    /// they forget the live color), verified. What went wrong, if anything.
     pub(crate) async fn restore_traffic(&mut self) -> Vec<String> {
         let Some(switched) = self.traffic.take() else {
             return Vec::new();
@@ -306,7 +343,11 @@ impl Fleet<'_> {
         join_all(self.of_color(color).into_iter().map(|i| {
             let h = &self.hosts[i];
             let command = self.abandoned_entry(h).append_command(&h.deploy_path);
-            async move { h.backend.change(h.name(), "rollback", &command, reporter).await }
+            async move {
+                h.backend
+                    .change(h.name(), "rollback", &command, reporter)
+                    .await
+            }
         }))
         .await;
     }

@@ -35,7 +35,10 @@ impl BlueGreen {
         if let Err(error) = deploy.fleet.point_traffic(live, idle).await {
             // A router that could not switch: the traffic goes back as after a failed check.
             let policy = OnPostSwitchFailure::Rollback;
-            return Err(deploy.fleet.post_switch_failed(error, &members, policy).await);
+            return Err(deploy
+                .fleet
+                .post_switch_failed(error, &members, policy)
+                .await);
         }
         deploy.verify(&members, true).await?;
         deploy.watch(&members, true).await?;

@@ -38,8 +38,8 @@ impl Strategy {
             .first()
             .and_then(|h| h.host.stage.as_ref())
             .and_then(|stage| fleet.ctx.project.stages.get(stage));
-        let stage_canary =
-            stage.is_some_and(|s| s.strategy == Some(crate::config::deployfile::StrategyName::Canary));
+        let stage_canary = stage
+            .is_some_and(|s| s.strategy == Some(crate::config::deployfile::StrategyName::Canary));
         if (options.canary || stage_canary) && hosts > 1 {
             return Strategy::Canary(Canary);
         }
