@@ -43,6 +43,11 @@ max_latency_ms = 3000
 attempts = 2
 interval = "100ms"
 
+# With `-o strict=yes`, a broken release fails before the traffic moves.
+[[health]]
+phase = "pre_switch"
+command = "[ {{ strict|quote }} != yes ] || [ ! -f {{ release_path|quote }}/BROKEN ]"
+
 [tasks."traffic:switch"]
 desc = "Point the load balancer at the target color"
 roles = ["lb"]
@@ -88,7 +93,7 @@ fn setup() -> Setup {
         test = lb.test_command(),
         reload = lb.reload_command(),
     ));
-    let project = project.deployfile(&text);
+    let project = project.config("strict", "\"no\"").deployfile(&text);
     write_app(&project, "v1", false);
     Setup { project, web, lb }
 }
@@ -106,7 +111,13 @@ fn write_app(project: &TestProject, version: &str, broken: bool) {
 }
 
 fn deploy(project: &TestProject, now: &str) -> Output {
-    project.run_env(&["deploy", "test"], &[("DEP_NOW", now)])
+    deploy_with(project, now, &[])
+}
+
+fn deploy_with(project: &TestProject, now: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["deploy", "test"];
+    args.extend_from_slice(extra);
+    project.run_env(&args, &[("DEP_NOW", now)])
 }
 
 fn live_color(project: &TestProject) -> Option<String> {
@@ -282,6 +293,32 @@ fn a_broken_release_on_the_idle_color_gets_traffic_only_while_its_checks_run() {
     assert_eq!(live_color(project).as_deref(), Some("blue"));
     // `nginx -s reload` returns before the new workers take over.
     poll(&setup.lb).wait_for(&["lb"], "v4", 5, Instant::now());
+}
+
+#[test]
+fn a_release_failing_its_pre_switch_check_never_gets_traffic() {
+    let _watchdog = Watchdog::arm("blue-green pre_switch", LIMIT);
+    let setup = setup();
+    let project = &setup.project;
+    deploy(project, T1).success();
+    write_app(project, "v2", false);
+    deploy(project, T2).success();
+    let poller = poll(&setup.lb);
+    poller.wait_for(&["lb"], "v2", 20, Instant::now());
+    write_app(project, "v3", true);
+    deploy_with(project, T3, &["-o", "strict=yes"])
+        .expect_status(1)
+        .stdout_has("health check (pre_switch)");
+    poller.wait_for(&["lb"], "v2", 5, Instant::now());
+    let samples = poller.stop();
+    assert_no_failed_request(&samples, &["v1", "v2"], &setup);
+    assert_eq!(live_color(project).as_deref(), Some("green"));
+    assert_eq!(project.current("blue1").as_deref(), Some(T1), "nothing switched");
+    assert_eq!(project.last_status("blue1", T3).as_deref(), Some("failed"));
+    assert!(
+        !releases_log(project, "lb1").contains(T3),
+        "the routers hold no releases"
+    );
 }
 
 #[test]
