@@ -313,7 +313,11 @@ fn a_release_failing_its_pre_switch_check_never_gets_traffic() {
     let samples = poller.stop();
     assert_no_failed_request(&samples, &["v1", "v2"], &setup);
     assert_eq!(live_color(project).as_deref(), Some("green"));
-    assert_eq!(project.current("blue1").as_deref(), Some(T1), "nothing switched");
+    assert_eq!(
+        project.current("blue1").as_deref(),
+        Some(T1),
+        "nothing switched"
+    );
     assert_eq!(project.last_status("blue1", T3).as_deref(), Some("failed"));
     assert!(
         !releases_log(project, "lb1").contains(T3),

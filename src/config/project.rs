@@ -234,6 +234,58 @@ pub fn expand_home(path: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Load a Deployfile of `text`: Ok, or the error's message.
+    fn loaded(text: &str) -> std::result::Result<Project, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Deployfile.toml");
+        std::fs::write(&file, text).unwrap();
+        Project::load(&file).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_blue_green_stage_has_both_colors_and_a_router() {
+        let stage = "[stages.p]\nstrategy = \"blue-green\"\n";
+        let host = |name: &str, color: &str| {
+            let color = if color.is_empty() {
+                String::new()
+            } else {
+                format!("color = \"{color}\"\n")
+            };
+            format!("[hosts.{name}]\nlocal = true\nstage = \"p\"\n{color}")
+        };
+        let whole = format!(
+            "{stage}{}{}{}",
+            host("b", "blue"),
+            host("g", "green"),
+            host("lb", "")
+        );
+        let project = loaded(&whole).unwrap();
+        assert_eq!(project.host("b").unwrap().color, Some(Color::Blue));
+        assert_eq!(project.host("lb").unwrap().color, None);
+        let cases = [
+            (
+                format!("{stage}{}{}", host("b", "blue"), host("lb", "")),
+                "has no green host",
+            ),
+            (
+                format!("{stage}{}{}", host("b", "blue"), host("g", "green")),
+                "has no router",
+            ),
+            (
+                host("b", "blue"),
+                "its stage is not `strategy = \"blue-green\"`",
+            ),
+            (
+                format!("{stage}{}", host("b", "purple")),
+                "unknown variant `purple`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = loaded(&text).err().unwrap_or_default();
+            assert!(error.contains(expected), "{text}\n=> {error}");
+        }
+    }
+
     #[test]
     fn only_a_leading_tilde_slash_is_home() {
         let Some(home) = std::env::var_os("HOME") else {

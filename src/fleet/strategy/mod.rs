@@ -43,7 +43,11 @@ impl Strategy {
         if (options.canary || stage_canary) && hosts > 1 {
             return Strategy::Canary(Canary);
         }
-        let stage_rolling = stage.and_then(|stage| stage.rolling);
+        // `strategy = "rolling"` without `rolling = N`: one host at a time.
+        let stage_rolling = stage.and_then(|stage| {
+            let named = stage.strategy == Some(crate::config::deployfile::StrategyName::Rolling);
+            stage.rolling.or(named.then_some(1))
+        });
         match options.rolling.or(stage_rolling) {
             Some(size) if size.max(1) < hosts => Strategy::Rolling(Rolling { size: size.max(1) }),
             _ => Strategy::All(All),
@@ -101,5 +105,12 @@ mod tests {
         let stage = "[stages.test]\nrolling = 1\n";
         assert_eq!(chosen(3, stage, Options::default()), "rolling 1");
         assert_eq!(chosen(3, stage, rolling(2)), "rolling 2", "the option wins");
+        let named = |strategy: &str| format!("[stages.test]\nstrategy = \"{strategy}\"\n");
+        assert_eq!(
+            chosen(3, &named("rolling"), Options::default()),
+            "rolling 1"
+        );
+        assert_eq!(chosen(3, &named("canary"), Options::default()), "canary");
+        assert_eq!(chosen(3, &named("all"), Options::default()), "all");
     }
 }
