@@ -43,6 +43,16 @@ max_latency_ms = 3000
 attempts = 2
 interval = "100ms"
 
+# The watch window is off unless `--watch D`; its probe fails in a release holding WATCHFAIL.
+[stages.test.watch]
+duration = "0s"
+interval = "200ms"
+
+[[stages.test.watch.probe]]
+name = "errors"
+critical = true
+command = "[ ! -e WATCHFAIL ]"
+
 # With `-o strict=yes`, a broken release fails before the traffic moves.
 [[health]]
 phase = "pre_switch"
@@ -293,6 +303,31 @@ fn a_broken_release_on_the_idle_color_gets_traffic_only_while_its_checks_run() {
     assert_eq!(live_color(project).as_deref(), Some("blue"));
     // `nginx -s reload` returns before the new workers take over.
     poll(&setup.lb).wait_for(&["lb"], "v4", 5, Instant::now());
+}
+
+#[test]
+fn a_watch_window_that_rolls_back_sends_the_traffic_back_to_the_standby() {
+    let _watchdog = Watchdog::arm("blue-green watch window", LIMIT);
+    let setup = setup();
+    let project = &setup.project;
+    deploy(project, T1).success();
+    write_app(project, "v2", false);
+    deploy(project, T2).success();
+    let poller = poll(&setup.lb);
+    poller.wait_for(&["lb"], "v2", 20, Instant::now());
+    write_app(project, "v3", false);
+    project.write("app/WATCHFAIL", "");
+    deploy_with(project, T3, &["--watch", "2s"])
+        .expect_status(4)
+        .stdout_has("traffic switched to blue (blue1; green was live)")
+        .stdout_has("traffic switched to green (green1; blue was live)");
+    fs::remove_file(project.join("app/WATCHFAIL")).unwrap();
+    poller.wait_for(&["lb"], "v2", 5, Instant::now());
+    let samples = poller.stop();
+    assert_no_failed_request(&samples, &["v1", "v2", "v3"], &setup);
+    assert_eq!(live_color(project).as_deref(), Some("green"));
+    assert_eq!(project.current("green1").as_deref(), Some(T2));
+    assert_eq!(project.last_status("blue1", T3).as_deref(), Some("failed"));
 }
 
 #[test]
