@@ -58,7 +58,7 @@ fn an_unknown_key_in_a_host_is_rejected_with_its_place() {
         &["hosts"],
         &format!(
             "error: {file}:4:1: unknown field `role`, expected one of `hostname`, `user`, `port`, \
-             `identity_file`, `known_hosts_file`, `host_key_check`, `stage`, `roles`, `local`, `config`\n  \
+             `identity_file`, `known_hosts_file`, `host_key_check`, `stage`, `roles`, `local`, `color`, `config`\n  \
              |\n4 | role = [\"web\"]\n  | ^^^^\n"
         ),
     );

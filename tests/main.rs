@@ -16,6 +16,7 @@ mod support;
 
 mod bad_input;
 mod batches;
+mod blue_green;
 mod ci;
 mod code_and_env;
 mod deploy;

@@ -9,6 +9,11 @@ pub async fn releases(session: Session<'_>, selector: Option<String>, json: bool
     let mut engine = session.engine(selector.as_deref())?;
     engine.read_states().await?;
     let mut out = String::new();
+    // Blue-green: the color the routers send the traffic to.
+    let live = engine.hosts().iter().find_map(|h| h.state.live_color);
+    if let Some(color) = live {
+        out.push_str(&format!("live color: {color}\n"));
+    }
     for host in engine.hosts() {
         if json {
             // One object per host and line: its links and its releases, newest first.
@@ -34,13 +39,31 @@ pub async fn releases(session: Session<'_>, selector: Option<String>, json: bool
                 "deploy_path": host.deploy_path,
                 "current": host.state.current,
                 "previous": host.state.previous,
+                "color": host.host.color.map(|c| c.name()),
+                "live_color": host.state.live_color.map(|c| c.name()),
                 "releases": releases,
             });
             out.push_str(&format!("{line}\n"));
             continue;
         }
-        out.push_str(&format!("{} ({})\n", host.host.name, host.deploy_path));
-        out.push_str(&releases_table(&host.state));
+        out.push_str(&format!("{} ({})", host.host.name, host.deploy_path));
+        match (host.host.color, host.state.live_color) {
+            (Some(color), _) => {
+                let live = match live {
+                    Some(live) if live == color => "live",
+                    Some(_) => "standby",
+                    None => "idle",
+                };
+                out.push_str(&format!(" {color}, {live}\n"));
+                out.push_str(&releases_table(&host.state));
+            }
+            // A router: no releases of its own, only where it sends the traffic.
+            (None, Some(color)) => out.push_str(&format!(" routes traffic to {color}\n")),
+            (None, None) => {
+                out.push('\n');
+                out.push_str(&releases_table(&host.state));
+            }
+        }
     }
     print!("{}", reporter.mask(&out));
     Ok(())

@@ -56,8 +56,61 @@ pub struct RawHost {
     /// Run this host's commands on this machine, without SSH.
     #[serde(default)]
     pub local: bool,
+    /// The host's color in a blue-green stage (hosts without one route traffic).
+    pub color: Option<Color>,
     #[serde(default)]
     pub config: RawConfig,
+}
+
+/// One half of a blue-green stage: the live one takes the traffic, the other is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+impl Color {
+    pub fn name(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+
+    /// The other color.
+    pub fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+
+    /// A color's name as `.dep/live_color` holds it (surrounding blanks ignored).
+    pub fn parse(text: &str) -> Option<Color> {
+        match text.trim() {
+            "blue" => Some(Color::Blue),
+            "green" => Some(Color::Green),
+            _ => None,
+        }
+    }
+}
+
+impl Display for Color {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a stage's hosts go through the deploy (`--rolling N` and `--canary` still choose).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    #[default]
+    All,
+    Rolling,
+    Canary,
+    BlueGreen,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -78,6 +131,8 @@ pub struct RawStage {
     pub health: Vec<RawHealth>,
     /// Deploy this stage in batches of this many hosts (like `--rolling N`).
     pub rolling: Option<usize>,
+    /// `"all"`, `"rolling"`, `"canary"` or `"blue-green"`.
+    pub strategy: Option<StrategyName>,
     /// This stage's watch window: its duration and interval replace the global ones, its
     /// probes are added to them.
     pub watch: Option<RawWatch>,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::config::deployfile::{HostKeyCheck, RawConfig};
+use crate::config::deployfile::{Color, HostKeyCheck, RawConfig};
 
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -19,6 +19,8 @@ pub struct Host {
     pub roles: Vec<String>,
     /// Commands run on this machine, without SSH.
     pub local: bool,
+    /// Its color in a blue-green stage; None: it routes traffic (or the stage is not blue-green).
+    pub color: Option<Color>,
     pub config: RawConfig,
 }
 
@@ -36,6 +38,7 @@ impl Host {
             stage: None,
             roles: Vec::new(),
             local: false,
+            color: None,
             config: RawConfig::new(),
         }
     }

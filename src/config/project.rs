@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::config::deployfile::{RawConfig, RawHealth, RawNotify, RawTask, RawWatch};
+use crate::config::deployfile::{
+    Color, RawConfig, RawHealth, RawNotify, RawTask, RawWatch, StrategyName,
+};
 use crate::config::host::Host;
 use crate::config::recipe;
 use crate::config::vars::Layer;
@@ -17,6 +19,7 @@ pub struct Stage {
     pub config: RawConfig,
     pub health: Vec<(RawHealth, PathBuf)>,
     pub rolling: Option<usize>,
+    pub strategy: Option<StrategyName>,
     /// `[stages.NAME.watch]`, with the file that declared each.
     pub watch: Vec<(RawWatch, PathBuf)>,
 }
@@ -94,6 +97,7 @@ impl Project {
                     stage: raw.stage,
                     roles: raw.roles,
                     local: raw.local,
+                    color: raw.color,
                     config: raw.config,
                     name: name.clone(),
                 };
@@ -106,6 +110,7 @@ impl Project {
                     .health
                     .extend(raw.health.into_iter().map(|h| (h, source.path.clone())));
                 stage.rolling = raw.rolling.or(stage.rolling);
+                stage.strategy = raw.strategy.or(stage.strategy);
                 stage
                     .watch
                     .extend(raw.watch.map(|w| (w, source.path.clone())));
@@ -129,11 +134,13 @@ impl Project {
                 stages.entry(stage.clone()).or_default();
             }
         }
+        let hosts: Vec<Host> = hosts.into_values().collect();
+        check_colors(&deployfile, &hosts, &stages)?;
         let root = deployfile.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok(Project {
             deployfile,
             root,
-            hosts: hosts.into_values().collect(),
+            hosts,
             stages,
             health,
             notify,
@@ -170,6 +177,51 @@ impl Project {
     }
 }
 
+/// A blue-green stage has hosts of both colors and at least one router (a host without a color);
+/// a color anywhere else is a mistake.
+fn check_colors(deployfile: &Path, hosts: &[Host], stages: &IndexMap<String, Stage>) -> Result<()> {
+    let invalid = |message: String| Error::Config {
+        path: deployfile.to_path_buf(),
+        message,
+    };
+    let blue_green = |stage: &Option<String>| {
+        stage
+            .as_ref()
+            .and_then(|s| stages.get(s))
+            .is_some_and(|s| s.strategy == Some(StrategyName::BlueGreen))
+    };
+    for host in hosts.iter().filter(|h| h.color.is_some()) {
+        if !blue_green(&host.stage) {
+            return Err(invalid(format!(
+                "host `{}` has a color, but its stage is not `strategy = \"blue-green\"`",
+                host.name
+            )));
+        }
+    }
+    for (name, stage) in stages {
+        if stage.strategy != Some(StrategyName::BlueGreen) {
+            continue;
+        }
+        let members: Vec<&Host> = hosts
+            .iter()
+            .filter(|h| h.stage.as_deref() == Some(name.as_str()))
+            .collect();
+        for color in [Color::Blue, Color::Green] {
+            if !members.iter().any(|h| h.color == Some(color)) {
+                return Err(invalid(format!(
+                    "blue-green stage `{name}` has no {color} host: give its app hosts `color = \"blue\"` or `color = \"green\"`"
+                )));
+            }
+        }
+        if !members.iter().any(|h| h.color.is_none()) {
+            return Err(invalid(format!(
+                "blue-green stage `{name}` has no router: a host of the stage without a color (e.g. `roles = [\"lb\"]`) runs `traffic:switch`"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `~/x` becomes `$HOME/x`.
 pub fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
@@ -181,6 +233,58 @@ pub fn expand_home(path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Load a Deployfile of `text`: Ok, or the error's message.
+    fn loaded(text: &str) -> std::result::Result<Project, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("Deployfile.toml");
+        std::fs::write(&file, text).unwrap();
+        Project::load(&file).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_blue_green_stage_has_both_colors_and_a_router() {
+        let stage = "[stages.p]\nstrategy = \"blue-green\"\n";
+        let host = |name: &str, color: &str| {
+            let color = if color.is_empty() {
+                String::new()
+            } else {
+                format!("color = \"{color}\"\n")
+            };
+            format!("[hosts.{name}]\nlocal = true\nstage = \"p\"\n{color}")
+        };
+        let whole = format!(
+            "{stage}{}{}{}",
+            host("b", "blue"),
+            host("g", "green"),
+            host("lb", "")
+        );
+        let project = loaded(&whole).unwrap();
+        assert_eq!(project.host("b").unwrap().color, Some(Color::Blue));
+        assert_eq!(project.host("lb").unwrap().color, None);
+        let cases = [
+            (
+                format!("{stage}{}{}", host("b", "blue"), host("lb", "")),
+                "has no green host",
+            ),
+            (
+                format!("{stage}{}{}", host("b", "blue"), host("g", "green")),
+                "has no router",
+            ),
+            (
+                host("b", "blue"),
+                "its stage is not `strategy = \"blue-green\"`",
+            ),
+            (
+                format!("{stage}{}", host("b", "purple")),
+                "unknown variant `purple`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = loaded(&text).err().unwrap_or_default();
+            assert!(error.contains(expected), "{text}\n=> {error}");
+        }
+    }
 
     #[test]
     fn only_a_leading_tilde_slash_is_home() {

@@ -93,7 +93,7 @@ impl Fleet<'_> {
         futures::future::join_all(
             self.hosts
                 .iter()
-                .filter(|h| h.locked && h.switched_from.is_none())
+                .filter(|h| h.locked && h.switched_from.is_none() && !h.bystander)
                 .map(|h| {
                     let command = if h.switch_sent {
                         format!(

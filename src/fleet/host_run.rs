@@ -37,6 +37,8 @@ pub struct HostRun {
     pub switch_sent: bool,
     /// The global health checks and those of the host's stage.
     pub checks: Vec<Arc<HealthCheck>>,
+    /// Locked by the run, but no release goes here (a blue-green deploy's routers and standby).
+    pub bystander: bool,
 }
 
 impl HostRun {
@@ -89,6 +91,7 @@ impl HostRun {
             switched_from: None,
             switch_sent: false,
             checks: health_checks(project, host)?,
+            bystander: false,
         })
     }
 
@@ -113,6 +116,7 @@ impl HostRun {
             switched_from: first.switched_from.clone(),
             switch_sent: first.switch_sent,
             checks: Vec::new(),
+            bystander: false,
         }
     }
 

@@ -31,6 +31,7 @@ mod rollback;
 mod scheduler;
 mod strategy;
 mod switch;
+mod traffic;
 mod watch;
 
 use std::collections::HashSet;
@@ -72,6 +73,8 @@ pub struct Fleet<'p> {
     started: Instant,
     /// The watch window after the switch (and for `dep watch`).
     window: crate::watch::Window,
+    /// Blue-green: the traffic switch this deploy made, undone by a rollback of its hosts.
+    traffic: Option<traffic::TrafficSwitched>,
 }
 
 impl<'p> Fleet<'p> {
@@ -96,6 +99,7 @@ impl<'p> Fleet<'p> {
             webhooks: Vec::new(),
             started: Instant::now(),
             window,
+            traffic: None,
         })
     }
 
@@ -109,6 +113,9 @@ impl<'p> Fleet<'p> {
 
     /// `dep rollback`: under the lock, every host back to the same older live release.
     pub async fn rollback(&mut self) -> Result<()> {
+        if self.blue_green() {
+            return self.roll_back_traffic().await;
+        }
         self.ctx.mode = Mode::Rollback;
         let mut plan = Vec::new();
         let post_switch = self.ctx.tasks.post_switch()?;

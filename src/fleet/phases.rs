@@ -193,9 +193,14 @@ impl<'f, 'p> Deploy<'f, 'p> {
 
     /// verified → done: every host unlocks and cleans up.
     pub async fn finish(&mut self) -> Result<()> {
-        self.fleet.check()?;
         let everyone = self.everyone();
-        self.fleet.execute(&self.plan.finish, &everyone).await?;
+        self.finish_on(&everyone).await
+    }
+
+    /// verified → done: `members` unlock and clean up (the others are unlocked after the run).
+    pub async fn finish_on(&mut self, members: &[usize]) -> Result<()> {
+        self.fleet.check()?;
+        self.fleet.execute(&self.plan.finish, members).await?;
         self.phase = Phase::Done;
         tracing::debug!("done");
         Ok(())

@@ -20,6 +20,9 @@ impl Fleet<'_> {
         reasons: &[CheckFailure],
         scope: &[usize],
     ) -> Result<()> {
+        if self.traffic.is_some_and(|t| t.from.is_some()) {
+            return self.send_traffic_back(reasons, scope).await;
+        }
         // A host that failed after its switch (a post-switch task) goes back too, and runs the
         // post-switch tasks again: that failure is why, not a sign the old release is unhealthy.
         let mut after_switch: Vec<(usize, StepFailure)> = Vec::new();
@@ -31,6 +34,8 @@ impl Fleet<'_> {
                 }
             }
         }
+        // Blue-green, the first deploy: no color was live; the routers forget this one.
+        let traffic_problems = self.restore_traffic().await;
         let (restored, stuck) = self.revert(scope).await;
         // The restored hosts run their post-switch tasks again and must pass the same checks.
         if let Ok(post_switch) = self.ctx.tasks.post_switch() {
@@ -50,7 +55,7 @@ impl Fleet<'_> {
         for (i, failure) in after_switch {
             self.hosts[i].record(failure);
         }
-        if stuck.is_empty() && unhealthy.is_empty() {
+        if stuck.is_empty() && unhealthy.is_empty() && traffic_problems.is_empty() {
             let hosts: Vec<String> = restored
                 .iter()
                 .map(|&i| self.hosts[i].host.name.clone())
@@ -60,6 +65,11 @@ impl Fleet<'_> {
                 .emit(Event::RollbackVerified { hosts: &hosts });
             return Ok(());
         }
+        unhealthy.extend(
+            traffic_problems
+                .iter()
+                .map(|why| ("traffic".to_string(), why.clone())),
+        );
         self.ctx.reporter.emit(Event::RollbackUnverified {
             release: &self.ctx.release,
             failures: reasons,
@@ -71,7 +81,8 @@ impl Fleet<'_> {
                 format!("host `{host}`: could not be switched back to its previous release")
             })
             .collect();
-        problems.extend(unhealthy.iter().map(|(host, why)| {
+        problems.extend(traffic_problems);
+        problems.extend(unhealthy.iter().filter(|(host, _)| host != "traffic").map(|(host, why)| {
             format!("host `{host}`: switched back, but the previous release is not healthy either: {why}")
         }));
         Err(self.inconsistent(problems).await)
@@ -171,7 +182,7 @@ impl Fleet<'_> {
     }
 
     /// The log entry that marks the release a host leaves `rolled_back`.
-    fn abandoned_entry(&self, host: &super::host_run::HostRun) -> LogEntry {
+    pub(crate) fn abandoned_entry(&self, host: &super::host_run::HostRun) -> LogEntry {
         let abandoned = host.state.current.clone().unwrap_or_default();
         let statuses = host.state.statuses();
         let mut entry = statuses

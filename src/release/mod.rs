@@ -46,6 +46,7 @@ mod tests {
             log: log.iter().map(|(r, s)| entry(r, *s)).collect(),
             recent: Vec::new(),
             lock: None,
+            live_color: None,
         }
     }
 

@@ -22,6 +22,8 @@ pub struct HostState {
     /// removed, but its name is taken).
     pub recent: Vec<String>,
     pub lock: Option<String>,
+    /// `.dep/live_color`: on a blue-green stage's routers, the color taking the traffic.
+    pub live_color: Option<crate::config::deployfile::Color>,
 }
 
 pub const SECTION: &str = "--dep-section ";
@@ -43,6 +45,7 @@ pub fn state_command(deploy_path: &str) -> String {
          sed 's/.*/\"release\":\"&\"/' | grep -F -f - .dep/releases.log 2>/dev/null\n\
          echo '{SECTION}recent'; tail -n {RECENT_LINES} .dep/releases.log 2>/dev/null\n\
          echo '{SECTION}lock'; cat .dep/deploy.lock 2>/dev/null\n\
+         echo '{SECTION}live_color'; cat .dep/live_color 2>/dev/null\n\
          echo '{SECTION}end'; true",
         quote(deploy_path)
     )
@@ -66,6 +69,7 @@ impl HostState {
                     "log" => "log",
                     "recent" => "recent",
                     "lock" => "lock",
+                    "live_color" => "live_color",
                     _ => "",
                 };
                 continue;
@@ -86,6 +90,11 @@ impl HostState {
                             state.recent.push(entry.release);
                         }
                     }
+                }
+                "live_color" => {
+                    state.live_color = state
+                        .live_color
+                        .or_else(|| crate::config::deployfile::Color::parse(line))
                 }
                 "lock" => {
                     lock.push_str(line);

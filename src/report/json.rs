@@ -142,6 +142,7 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         }),
         Event::WouldRollBack { .. }
         | Event::BatchStarted { .. }
+        | Event::TrafficSwitched { .. }
         | Event::RollbackVerified { .. }
         | Event::RollbackUnverified { .. }
         | Event::StillLive { .. }
@@ -163,6 +164,15 @@ fn decision(event: &Event<'_>) -> serde_json::Value {
         Event::BatchStarted { number, of, hosts } => {
             json!({"event": "batch_started", "batch": number, "batches": of, "hosts": hosts})
         }
+        Event::TrafficSwitched {
+            from,
+            to,
+            hosts,
+            dry_run,
+        } => json!({
+            "event": "traffic_switched", "from": from, "to": to, "hosts": hosts,
+            "dry_run": dry_run
+        }),
         Event::RollbackVerified { hosts } => {
             json!({"event": "rollback_verified", "hosts": hosts})
         }

@@ -105,6 +105,14 @@ pub enum Event<'a> {
         live: bool,
         duration: Duration,
     },
+    /// A blue-green stage's routers now send the traffic to `to` (`from`: the color live before;
+    /// `dry_run`: they would).
+    TrafficSwitched {
+        from: Option<&'a str>,
+        to: &'a str,
+        hosts: &'a [String],
+        dry_run: bool,
+    },
     /// A batch of a rolling or canary deploy starts (`number` counts from 1).
     BatchStarted {
         number: usize,

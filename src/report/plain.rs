@@ -129,6 +129,19 @@ fn decision(event: &Event<'_>) -> Option<String> {
         Event::BatchStarted { number, of, hosts } => {
             Some(format!("batch {number}/{of}: {}", hosts.join(", ")))
         }
+        Event::TrafficSwitched {
+            from,
+            to,
+            hosts,
+            dry_run,
+        } => {
+            let was = from.map_or("none was live".to_string(), |c| format!("{c} was live"));
+            Some(if dry_run {
+                format!("dry run: {to} would go live ({}; {was})", hosts.join(", "))
+            } else {
+                format!("traffic switched to {to} ({}; {was})", hosts.join(", "))
+            })
+        }
         Event::RollbackVerified { hosts } => Some(match hosts.len() {
             0 => "there was no release before this one: `current` was removed again".into(),
             1 => "rolled back 1 host to the release it had before; verified".into(),

@@ -191,6 +191,117 @@ impl WebServer {
     }
 }
 
+/// One more nginx in front of the sites: a load balancer on its own 127.0.0.1 port proxying to
+/// the `upstream app` whose servers `upstream.conf` lists (rewritten by a `traffic:switch` task,
+/// then `reload_command`). Its directory holds nginx.conf, upstream.conf, pid and logs.
+pub struct LoadBalancer {
+    _nginx: Server,
+    pub port: u16,
+    dir: TempDir,
+}
+
+impl LoadBalancer {
+    /// Starts proxying to `servers` (`host:port` each).
+    pub fn start(servers: &[String]) -> LoadBalancer {
+        require_servers();
+        let dir = tempfile::Builder::new()
+            .prefix("dep-lb-")
+            .tempdir()
+            .expect("cannot create the load balancer's temporary directory");
+        let root = dir.path();
+        fs::create_dir_all(root.join("nginx-tmp")).expect("cannot create nginx-tmp");
+        let upstream: String = servers.iter().map(|s| format!("server {s};\n")).collect();
+        fs::write(root.join("upstream.conf"), upstream).expect("cannot write upstream.conf");
+        for attempt in 1..=PORT_ATTEMPTS {
+            let port = free_port(Ipv4Addr::LOCALHOST);
+            let d = root.display();
+            let user = if is_root() { "user root root;\n" } else { "" };
+            let conf = format!(
+                "{user}daemon off;\nmaster_process on;\nworker_processes 2;\npid {d}/nginx.pid;\n\
+                 error_log {d}/nginx-error.log notice;\nevents {{ worker_connections 512; }}\n\
+                 http {{\n  access_log {d}/nginx-access.log;\n\
+                 \x20 client_body_temp_path {d}/nginx-tmp/body;\n\
+                 \x20 fastcgi_temp_path {d}/nginx-tmp/fastcgi;\n\
+                 \x20 proxy_temp_path {d}/nginx-tmp/proxy;\n\
+                 \x20 uwsgi_temp_path {d}/nginx-tmp/uwsgi;\n\
+                 \x20 scgi_temp_path {d}/nginx-tmp/scgi;\n\
+                 \x20 upstream app {{ include {d}/upstream.conf; }}\n\
+                 \x20 server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://app; }} }}\n}}\n"
+            );
+            fs::write(root.join("nginx.conf"), conf).expect("cannot write nginx.conf");
+            let mut nginx = Server::spawn(
+                Command::new(NGINX)
+                    .arg("-p")
+                    .arg(root)
+                    .arg("-e")
+                    .arg(root.join("nginx-error.log"))
+                    .arg("-c")
+                    .arg(root.join("nginx.conf")),
+                "nginx (load balancer)",
+            );
+            let addr = site_addr(port);
+            let deadline = Instant::now() + READY_TIMEOUT;
+            let mut up = true;
+            while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+                if nginx.exited() || Instant::now() > deadline {
+                    up = false;
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            if up {
+                return LoadBalancer {
+                    _nginx: nginx,
+                    port,
+                    dir,
+                };
+            }
+            assert!(
+                attempt < PORT_ATTEMPTS,
+                "the load balancer did not start\n{}",
+                read_logs(root)
+            );
+        }
+        unreachable!()
+    }
+
+    /// The file listing the upstream servers.
+    pub fn upstream_file(&self) -> PathBuf {
+        self.dir.path().join("upstream.conf")
+    }
+
+    /// `nginx -t` on this load balancer's configuration, as a shell command.
+    pub fn test_command(&self) -> String {
+        self.nginx_command("-t -q")
+    }
+
+    /// Reload this load balancer (new workers with the new upstreams; in-flight requests finish).
+    pub fn reload_command(&self) -> String {
+        self.nginx_command("-s reload")
+    }
+
+    fn nginx_command(&self, what: &str) -> String {
+        let d = self.dir.path().display();
+        format!("{NGINX} -p '{d}' -e '{d}/nginx-error.log' -c '{d}/nginx.conf' {what}")
+    }
+
+    /// GET `path` through the load balancer; the trimmed body of a 200, else a panic.
+    #[track_caller]
+    pub fn body(&self, path: &str) -> String {
+        match get(site_addr(self.port), path, REQUEST_TIMEOUT) {
+            Ok(response) if response.status == 200 => response.body.trim().to_string(),
+            other => panic!(
+                "GET {path} through the load balancer: {other:?}\n{}",
+                self.logs()
+            ),
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        read_logs(self.dir.path())
+    }
+}
+
 fn require_servers() {
     assert!(
         Path::new(NGINX).exists(),
@@ -410,13 +521,22 @@ pub struct Poller {
 
 impl Poller {
     pub fn start(web: &WebServer, path: &str) -> Poller {
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let threads = web
+        let targets: Vec<(String, u16)> = web
             .sites()
             .iter()
-            .map(|site| {
-                let (name, port, path) = (site.name.clone(), site.port, path.to_string());
+            .map(|s| (s.name.clone(), s.port))
+            .collect();
+        Poller::start_on(&targets, path)
+    }
+
+    /// Poll `path` on each `(name, port)` of 127.0.0.1 (a load balancer, say).
+    pub fn start_on(targets: &[(String, u16)], path: &str) -> Poller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let threads = targets
+            .iter()
+            .map(|(name, port)| {
+                let (name, port, path) = (name.clone(), *port, path.to_string());
                 let (stop, samples) = (Arc::clone(&stop), Arc::clone(&samples));
                 thread::spawn(move || {
                     let begun = Instant::now();

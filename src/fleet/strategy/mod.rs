@@ -3,10 +3,12 @@
 
 mod all;
 mod batches;
+mod blue_green;
 mod canary;
 mod rolling;
 
 pub use all::All;
+pub use blue_green::BlueGreen;
 pub use canary::Canary;
 pub use rolling::Rolling;
 
@@ -19,22 +21,33 @@ pub enum Strategy {
     All(All),
     Rolling(Rolling),
     Canary(Canary),
+    BlueGreen(BlueGreen),
 }
 
 impl Strategy {
-    /// `--canary`, else `--rolling N` or the stage's `rolling`, else every host at once.
+    /// A blue-green stage deploys blue-green; else `--canary` (or the stage's `strategy =
+    /// "canary"`), else `--rolling N` or the stage's `rolling`, else every host at once.
     pub fn choose(fleet: &Fleet<'_>) -> Strategy {
+        if fleet.blue_green() {
+            return Strategy::BlueGreen(BlueGreen);
+        }
         let hosts = fleet.hosts.len();
         let options = fleet.ctx.options;
-        if options.canary && hosts > 1 {
-            return Strategy::Canary(Canary);
-        }
-        let stage_rolling = fleet
+        let stage = fleet
             .hosts
             .first()
             .and_then(|h| h.host.stage.as_ref())
-            .and_then(|stage| fleet.ctx.project.stages.get(stage))
-            .and_then(|stage| stage.rolling);
+            .and_then(|stage| fleet.ctx.project.stages.get(stage));
+        let stage_canary = stage
+            .is_some_and(|s| s.strategy == Some(crate::config::deployfile::StrategyName::Canary));
+        if (options.canary || stage_canary) && hosts > 1 {
+            return Strategy::Canary(Canary);
+        }
+        // `strategy = "rolling"` without `rolling = N`: one host at a time.
+        let stage_rolling = stage.and_then(|stage| {
+            let named = stage.strategy == Some(crate::config::deployfile::StrategyName::Rolling);
+            stage.rolling.or(named.then_some(1))
+        });
         match options.rolling.or(stage_rolling) {
             Some(size) if size.max(1) < hosts => Strategy::Rolling(Rolling { size: size.max(1) }),
             _ => Strategy::All(All),
@@ -46,6 +59,7 @@ impl Strategy {
             Strategy::All(all) => all.run(deploy).await,
             Strategy::Rolling(rolling) => rolling.run(deploy).await,
             Strategy::Canary(canary) => canary.run(deploy).await,
+            Strategy::BlueGreen(blue_green) => blue_green.run(deploy).await,
         }
     }
 }
@@ -64,6 +78,7 @@ mod tests {
             Strategy::All(_) => "all",
             Strategy::Rolling(Rolling { size }) => ["rolling 1", "rolling 2"][size - 1],
             Strategy::Canary(_) => "canary",
+            Strategy::BlueGreen(_) => "blue-green",
         }
     }
 
@@ -90,5 +105,12 @@ mod tests {
         let stage = "[stages.test]\nrolling = 1\n";
         assert_eq!(chosen(3, stage, Options::default()), "rolling 1");
         assert_eq!(chosen(3, stage, rolling(2)), "rolling 2", "the option wins");
+        let named = |strategy: &str| format!("[stages.test]\nstrategy = \"{strategy}\"\n");
+        assert_eq!(
+            chosen(3, &named("rolling"), Options::default()),
+            "rolling 1"
+        );
+        assert_eq!(chosen(3, &named("canary"), Options::default()), "canary");
+        assert_eq!(chosen(3, &named("all"), Options::default()), "all");
     }
 }

@@ -405,6 +405,7 @@ mod tests {
             stage: None,
             roles: Vec::new(),
             local: false,
+            color: None,
             config: RawConfig::default(),
         }
     }

@@ -1,0 +1,365 @@
+//! Blue-green traffic: which color a stage's routers (its hosts without a color) send the
+//! traffic to, recorded in `.dep/live_color` on each of them, and the `traffic:switch` task that
+//! points them at a color, forth after a deploy and back after a failure or for `dep rollback`.
+
+use futures::future::join_all;
+
+use crate::config::deployfile::{Color, StrategyName};
+use crate::error::{Error, Result};
+use crate::health::Phase;
+use crate::notify::Trigger;
+use crate::quote::quote;
+use crate::release::Status;
+use crate::report::Event;
+
+use super::context::Mode;
+use super::{failure, Fleet};
+
+/// The task that points the routers at `target_color` (`target_hosts`: its hosts' hostnames).
+pub(crate) const TASK: &str = "traffic:switch";
+
+/// The traffic switch a deploy made, so that a failure after it can switch back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TrafficSwitched {
+    pub from: Option<Color>,
+    pub to: Color,
+}
+
+impl Fleet<'_> {
+    /// The selected hosts' stage deploys blue-green.
+    pub(crate) fn blue_green(&self) -> bool {
+        self.hosts
+            .first()
+            .and_then(|h| h.host.stage.as_ref())
+            .and_then(|stage| self.ctx.project.stages.get(stage))
+            .is_some_and(|stage| stage.strategy == Some(StrategyName::BlueGreen))
+    }
+
+    /// The routers: the hosts without a color.
+    pub(crate) fn routers(&self) -> Vec<usize> {
+        (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].host.color.is_none())
+            .collect()
+    }
+
+    /// The hosts of `color`.
+    pub(crate) fn of_color(&self, color: Color) -> Vec<usize> {
+        (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].host.color == Some(color))
+            .collect()
+    }
+
+    /// A blue-green run needs the whole stage: both colors, the routers, and `traffic:switch`.
+    pub(crate) fn check_blue_green(&self) -> Result<()> {
+        let mut missing: Vec<&str> = Vec::new();
+        if self.of_color(Color::Blue).is_empty() {
+            missing.push("blue hosts");
+        }
+        if self.of_color(Color::Green).is_empty() {
+            missing.push("green hosts");
+        }
+        if self.routers().is_empty() {
+            missing.push("routers (hosts without a color)");
+        }
+        if !missing.is_empty() {
+            return Err(Error::Usage(format!(
+                "a blue-green stage is deployed whole: the selection has no {}; select the stage",
+                missing.join(", no ")
+            )));
+        }
+        if self.ctx.tasks.get(TASK).is_err() {
+            return Err(Error::Config {
+                path: self.ctx.project.deployfile.clone(),
+                message: format!(
+                    "a blue-green stage needs the task `{TASK}`: it points the routers at \
+                     `{{{{ target_color }}}}` (`{{{{ target_hosts }}}}`: its hostnames); see docs/zero-downtime.md"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The live color as the routers recorded it (read with their state); None before the
+    /// first deploy. Routers that disagree stop the run.
+    pub(crate) fn live_color(&self) -> Result<Option<Color>> {
+        let seen: Vec<(&str, Option<Color>)> = self
+            .routers()
+            .into_iter()
+            .map(|i| (self.hosts[i].name(), self.hosts[i].state.live_color))
+            .collect();
+        let first = seen.first().and_then(|(_, color)| *color);
+        if seen.iter().all(|(_, color)| *color == first) {
+            return Ok(first);
+        }
+        let each: Vec<String> = seen
+            .iter()
+            .map(|(host, color)| {
+                let color = color.map_or("none", Color::name);
+                format!("host `{host}`: {color}")
+            })
+            .collect();
+        Err(Error::Refused(format!(
+            "the routers disagree on the live color (`.dep/live_color`), nothing was changed:\n  {}",
+            each.join("\n  ")
+        )))
+    }
+
+    /// Point every router at `to`: `traffic:switch` with `target_color` and `target_hosts`,
+    /// then `.dep/live_color` records it.
+    pub(crate) async fn point_traffic(&mut self, from: Option<Color>, to: Color) -> Result<()> {
+        let plan = self.ctx.tasks.expand(TASK)?;
+        let targets: Vec<String> = self
+            .of_color(to)
+            .into_iter()
+            .map(|i| self.hosts[i].host.hostname.clone())
+            .collect();
+        let routers = self.routers();
+        for &i in &routers {
+            let vars = &mut self.hosts[i].vars;
+            vars.set("target_color", to.name());
+            vars.set("target_hosts", targets.clone());
+        }
+        self.execute(&plan, &routers).await?;
+        let reporter = self.ctx.reporter;
+        let records = join_all(routers.iter().map(|&i| {
+            let h = &self.hosts[i];
+            let command = record_command(&h.deploy_path, Some(to));
+            async move {
+                let output = h.backend.change(h.name(), TASK, &command, reporter).await;
+                (h.name(), command, output)
+            }
+        }))
+        .await;
+        let failures: Vec<_> = records
+            .into_iter()
+            .filter_map(|(host, command, output)| {
+                let output = output.filter(|o| !o.success())?;
+                Some(failure::of_capture(host, TASK, &command, &output))
+            })
+            .collect();
+        if !failures.is_empty() {
+            return Err(Error::Fleet(failures));
+        }
+        let hosts: Vec<String> = self
+            .of_color(to)
+            .into_iter()
+            .map(|i| self.hosts[i].host.name.clone())
+            .collect();
+        reporter.emit(Event::TrafficSwitched {
+            from: from.map(Color::name),
+            to: to.name(),
+            hosts: &hosts,
+            dry_run: self.ctx.dry_run(),
+        });
+        Ok(())
+    }
+
+    /// After a failure once a deploy moved the traffic: the traffic back to the color that was
+    /// live (the standby, never touched), verified with its post-switch checks; exit 5 when it
+    /// could not be. The idle color keeps the failed release in `current` (marked failed): it
+    /// takes no traffic, and putting an older release there would serve it to the requests a
+    /// router still sends it while it reloads.
+    pub(crate) async fn send_traffic_back(
+        &mut self,
+        reasons: &[super::checks::CheckFailure],
+        scope: &[usize],
+    ) -> Result<()> {
+        let problems = self.restore_traffic().await;
+        for &i in scope {
+            self.hosts[i].switched_from = None;
+        }
+        if problems.is_empty() {
+            let to = self.hosts.iter().filter(|h| h.host.color.is_some());
+            let standby: Vec<String> = to
+                .filter(|h| h.bystander)
+                .map(|h| h.host.name.clone())
+                .collect();
+            self.ctx
+                .reporter
+                .emit(Event::RollbackVerified { hosts: &standby });
+            return Ok(());
+        }
+        let after: Vec<super::checks::CheckFailure> = problems
+            .iter()
+            .map(|why| ("traffic".to_string(), why.clone()))
+            .collect();
+        self.ctx.reporter.emit(Event::RollbackUnverified {
+            release: &self.ctx.release,
+            failures: reasons,
+            after: &after,
+        });
+        Err(self.inconsistent(problems).await)
+    }
+
+    /// The routers back to the color that was live before this deploy's traffic switch (none:
+    /// they forget the live color), verified. What went wrong, if anything.
+    pub(crate) async fn restore_traffic(&mut self) -> Vec<String> {
+        let Some(switched) = self.traffic.take() else {
+            return Vec::new();
+        };
+        let routers = self.routers();
+        // A failed `traffic:switch` must not keep the routers from going back.
+        let earlier: Vec<_> = routers
+            .iter()
+            .map(|&i| (i, self.hosts[i].failure.take()))
+            .collect();
+        let mut problems = Vec::new();
+        match switched.from {
+            Some(from) => match self.point_traffic(Some(switched.to), from).await {
+                Ok(()) => {
+                    let standby = self.of_color(from);
+                    for (host, why) in self.run_checks(Phase::PostSwitch, &standby).await {
+                        problems.push(format!(
+                            "host `{host}`: traffic is back on {from}, but it is not healthy: {why}"
+                        ));
+                    }
+                }
+                Err(error) => problems.push(format!(
+                    "the routers could not be switched back to {from}: {error}"
+                )),
+            },
+            // The first deploy: no color served before, and the next deploy goes to blue again.
+            None => {
+                join_all(routers.iter().map(|&i| {
+                    let h = &self.hosts[i];
+                    let command = record_command(&h.deploy_path, None);
+                    async move { h.backend.capture(&command).await }
+                }))
+                .await;
+            }
+        }
+        for (i, failure) in earlier {
+            if failure.is_some() {
+                self.hosts[i].failure = failure;
+            }
+        }
+        problems
+    }
+
+    /// `dep rollback` on a blue-green stage: under the lock, the traffic back to the standby
+    /// color when it holds the release that was live before (no release changes), verified with
+    /// its post-switch checks; refused otherwise, changing nothing.
+    pub(crate) async fn roll_back_traffic(&mut self) -> Result<()> {
+        self.ctx.mode = Mode::Rollback;
+        self.check_blue_green()?;
+        self.load_webhooks()?;
+        let work = async {
+            self.lock_all("deploy:lock").await?;
+            let live = self.live_color()?.ok_or_else(|| {
+                Error::Refused("rollback refused, nothing was changed: no color is live yet".into())
+            })?;
+            let standby = live.other();
+            let (abandoned, target) = self.standby_release(live, standby)?;
+            self.point_traffic(Some(live), standby).await?;
+            let failures = self
+                .run_checks(Phase::PostSwitch, &self.of_color(standby))
+                .await;
+            if !failures.is_empty() {
+                // The standby is not healthy: the traffic goes back where it was.
+                self.point_traffic(Some(standby), live).await?;
+                return Err(Error::HealthFailed {
+                    release: target,
+                    failures: failures
+                        .iter()
+                        .map(|(host, why)| format!("host `{host}`: {why}"))
+                        .collect(),
+                });
+            }
+            self.mark_rolled_back(live).await;
+            self.ctx.release = target;
+            Ok(abandoned)
+        };
+        let result = tokio::select! {
+            result = work => result,
+            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        };
+        self.unlock_remaining().await;
+        let abandoned = result?;
+        let message = format!(
+            "traffic switched back to release {} by {}",
+            self.ctx.release, self.ctx.who
+        );
+        self.notify_about(Trigger::Rollback, &abandoned, Some(message))
+            .await;
+        Ok(())
+    }
+
+    /// The release the live color serves and the one the standby holds, when the standby's is
+    /// the release that was live before (live on it, older, not rolled back); else refused.
+    fn standby_release(&self, live: Color, standby: Color) -> Result<(String, String)> {
+        let refuse = |why: String| {
+            Error::Refused(format!(
+                "rollback refused, nothing was changed: {why}\n  \
+                 (a blue-green rollback switches the traffic back to the standby color; \
+                 deploy the release you want instead)"
+            ))
+        };
+        let agreed = |color: Color| -> Result<String> {
+            let currents: Vec<Option<&String>> = self
+                .of_color(color)
+                .into_iter()
+                .map(|i| self.hosts[i].state.current.as_ref())
+                .collect();
+            match currents.first() {
+                Some(Some(first)) if currents.iter().all(|c| *c == Some(*first)) => {
+                    Ok((*first).clone())
+                }
+                _ => Err(refuse(format!(
+                    "the {color} hosts do not all serve one release"
+                ))),
+            }
+        };
+        let abandoned = agreed(live)?;
+        let target = agreed(standby)?;
+        if target >= abandoned {
+            return Err(refuse(format!(
+                "the standby color {standby} holds release {target}, not older than the live {abandoned}"
+            )));
+        }
+        for i in self.of_color(standby) {
+            let h = &self.hosts[i];
+            let status = h.state.statuses().get(target.as_str()).map(|e| e.status);
+            if status != Some(Status::Live) {
+                let status = status.map_or("unknown", Status::as_str);
+                return Err(refuse(format!(
+                    "release {target} on host `{}` ({standby}) is {status}, not live",
+                    h.name()
+                )));
+            }
+        }
+        if let Some(to) = self.ctx.options.rollback_to.as_deref() {
+            if to != target {
+                return Err(refuse(format!(
+                    "the standby color {standby} holds release {target}, not {to}"
+                )));
+            }
+        }
+        Ok((abandoned, target))
+    }
+
+    /// The release the hosts of `color` serve (and no longer take traffic for) is rolled back.
+    async fn mark_rolled_back(&self, color: Color) {
+        let reporter = self.ctx.reporter;
+        join_all(self.of_color(color).into_iter().map(|i| {
+            let h = &self.hosts[i];
+            let command = self.abandoned_entry(h).append_command(&h.deploy_path);
+            async move {
+                h.backend
+                    .change(h.name(), "rollback", &command, reporter)
+                    .await
+            }
+        }))
+        .await;
+    }
+}
+
+/// Record `color` as live in `.dep/live_color` (None: none is), atomically.
+fn record_command(deploy_path: &str, color: Option<Color>) -> String {
+    let dir = quote(&format!("{deploy_path}/.dep"));
+    match color {
+        Some(color) => format!(
+            "mkdir -p {dir} && printf '%s\\n' {color} > {dir}/live_color.tmp && mv -f {dir}/live_color.tmp {dir}/live_color"
+        ),
+        None => format!("rm -f {dir}/live_color"),
+    }
+}
