@@ -70,7 +70,14 @@ fn main() {
     println!("per host and minute: requests served, hosts' CPU ms; dep's own CPU ms per minute and peak RSS");
     println!(
         "{:>4}  {:>10}  {:>10}  {:>12}  {:>12}  {:>7}  {:>14}  {:>12}",
-        "N", "run", "req/host/m", "host CPU ms", "ctl CPU ms/m", "peak MB", "host CPU ratio", "exit"
+        "N",
+        "run",
+        "req/host/m",
+        "host CPU ms",
+        "ctl CPU ms/m",
+        "peak MB",
+        "host CPU ratio",
+        "exit"
     );
     for n in sizes {
         let setup = Setup::start(n, &dep, window);
@@ -199,7 +206,10 @@ impl Setup {
                 .collect();
             for child in children {
                 let (_, status) = reap(child, Instant::now());
-                assert!(status.success(), "the reference sample failed (exit {status})");
+                assert!(
+                    status.success(),
+                    "the reference sample failed (exit {status})"
+                );
             }
         }
         let mut cost = meter.cost();

@@ -197,7 +197,11 @@ fn a_huge_line_is_shown_in_pieces_and_cut_in_the_failure_report() {
         .filter_map(|line| line.strip_prefix("[h1] │ "))
         .filter(|line| line.starts_with('x'))
         .collect();
-    assert!(pieces.len() >= 300_000 / (16 * 1024 + 64), "{} pieces", pieces.len());
+    assert!(
+        pieces.len() >= 300_000 / (16 * 1024 + 64),
+        "{} pieces",
+        pieces.len()
+    );
     assert!(pieces.iter().all(|p| p.len() <= 16 * 1024 + 64));
     assert_eq!(pieces.iter().map(|p| p.len()).sum::<usize>(), 300_000);
     assert!(output.stderr.contains("task `flood`"), "{}", output.stderr);

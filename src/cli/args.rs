@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::deployfile::StrategyName;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "dep",
@@ -143,6 +145,9 @@ pub struct Deploy {
     /// Deploy to one host first, then to the rest
     #[arg(long)]
     pub canary: bool,
+    /// all, rolling, canary or blue-green, instead of the stage's `strategy`
+    #[arg(long, value_name = "S", conflicts_with_all = ["canary", "rolling"], value_parser = strategy_name)]
+    pub strategy: Option<StrategyName>,
     /// When a batch fails, leave the batches already switched on the new release
     #[arg(long)]
     pub keep_switched: bool,
@@ -163,4 +168,14 @@ pub struct Deploy {
 /// `--lock-wait`, `--watch`: a duration as the Deployfile writes them (`30s`, `5m`, `500ms`, `90`).
 fn lock_wait(text: &str) -> Result<Duration, crate::config::deployfile::DurationError> {
     crate::config::deployfile::parse_duration(text)
+}
+
+/// `--strategy`: one of the strategies' names.
+fn strategy_name(text: &str) -> Result<StrategyName, String> {
+    StrategyName::from_name(text).ok_or_else(|| {
+        format!(
+            "`{text}` is not a strategy (one of: {})",
+            StrategyName::NAMES.join(", ")
+        )
+    })
 }

@@ -21,6 +21,7 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
         revision: args.revision,
         rolling: args.rolling,
         canary: args.canary,
+        strategy: args.strategy,
         keep_switched: args.keep_switched,
         lock_wait: args.lock_wait,
         no_watch: args.no_watch,

@@ -113,6 +113,30 @@ pub enum StrategyName {
     BlueGreen,
 }
 
+impl StrategyName {
+    pub const NAMES: [&'static str; 4] = ["all", "rolling", "canary", "blue-green"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyName::All => "all",
+            StrategyName::Rolling => "rolling",
+            StrategyName::Canary => "canary",
+            StrategyName::BlueGreen => "blue-green",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<StrategyName> {
+        [
+            StrategyName::All,
+            StrategyName::Rolling,
+            StrategyName::Canary,
+            StrategyName::BlueGreen,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HostKeyCheck {

@@ -26,10 +26,10 @@ impl Fleet<'_> {
         self.started = started;
         self.load_webhooks()?;
         let on_post_switch_failure = self.on_post_switch_failure()?;
+        let strategy = Strategy::choose(self)?;
         super::code::resolve(&mut self.ctx, &mut self.hosts).await?;
         let steps: Vec<Arc<Task>> = plan.steps().cloned().collect();
         self.preflight(&steps).await?;
-        let strategy = Strategy::choose(self);
         let result = {
             let mut deploy = Deploy::new(self, plan, on_post_switch_failure);
             tokio::select! {

@@ -18,6 +18,8 @@ pub struct Options {
     pub rolling: Option<usize>,
     /// One host first, then the rest (`--canary`).
     pub canary: bool,
+    /// `--strategy S`: instead of the stage's.
+    pub strategy: Option<crate::config::deployfile::StrategyName>,
     /// When a later batch fails, leave the batches already switched on the new release.
     pub keep_switched: bool,
     /// How long to wait for a held deploy lock before giving up (`--lock-wait`; None: not at all).

@@ -308,7 +308,7 @@ mod tests {
         };
         let hosts: Vec<_> = s.project.hosts.iter().collect();
         let mut fleet = Fleet::new(&s.project, &s.tasks, &s.reporter, &options, hosts).unwrap();
-        assert!(matches!(Strategy::choose(&fleet), Strategy::Rolling(_)));
+        assert!(matches!(Strategy::choose(&fleet), Ok(Strategy::Rolling(_))));
         fleet.deploy().await.unwrap();
         let release = fleet.ctx.release.clone();
         for host in ["h1", "h2", "h3"] {

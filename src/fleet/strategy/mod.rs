@@ -12,7 +12,8 @@ pub use blue_green::BlueGreen;
 pub use canary::Canary;
 pub use rolling::Rolling;
 
-use crate::error::Result;
+use crate::config::deployfile::StrategyName;
+use crate::error::{Error, Result};
 
 use super::phases::Deploy;
 use super::Fleet;
@@ -25,33 +26,63 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// A blue-green stage deploys blue-green; else `--canary` (or the stage's `strategy =
-    /// "canary"`), else `--rolling N` or the stage's `rolling`, else every host at once.
-    pub fn choose(fleet: &Fleet<'_>) -> Strategy {
-        if fleet.blue_green() {
-            return Strategy::BlueGreen(BlueGreen);
+    /// `--strategy` or the stage's `strategy`; `--canary` and `--rolling N` (or the stage's
+    /// `rolling`) as before; else every host at once. Blue-green is a stage's nature (its hosts
+    /// have colors): `--strategy` neither makes a stage blue-green nor unmakes one.
+    pub fn choose(fleet: &Fleet<'_>) -> Result<Strategy> {
+        let options = fleet.ctx.options;
+        let blue_green = fleet.blue_green();
+        match options.strategy {
+            Some(StrategyName::BlueGreen) if !blue_green => {
+                return Err(Error::Usage(
+                    "`--strategy blue-green` needs a blue-green stage: `strategy = \"blue-green\"` \
+                     in its [stages.NAME] table and a `color` on each of its app hosts"
+                        .into(),
+                ))
+            }
+            Some(other) if blue_green && other != StrategyName::BlueGreen => {
+                return Err(Error::Usage(format!(
+                    "the stage is blue-green (its hosts have colors): `--strategy {}` cannot deploy it",
+                    other.name()
+                )))
+            }
+            _ => {}
+        }
+        if blue_green {
+            return Ok(Strategy::BlueGreen(BlueGreen));
         }
         let hosts = fleet.hosts.len();
-        let options = fleet.ctx.options;
         let stage = fleet
             .hosts
             .first()
             .and_then(|h| h.host.stage.as_ref())
             .and_then(|stage| fleet.ctx.project.stages.get(stage));
-        let stage_canary = stage
-            .is_some_and(|s| s.strategy == Some(crate::config::deployfile::StrategyName::Canary));
-        if (options.canary || stage_canary) && hosts > 1 {
-            return Strategy::Canary(Canary);
-        }
-        // `strategy = "rolling"` without `rolling = N`: one host at a time.
-        let stage_rolling = stage.and_then(|stage| {
-            let named = stage.strategy == Some(crate::config::deployfile::StrategyName::Rolling);
-            stage.rolling.or(named.then_some(1))
-        });
-        match options.rolling.or(stage_rolling) {
-            Some(size) if size.max(1) < hosts => Strategy::Rolling(Rolling { size: size.max(1) }),
+        // The command line's choice, then the stage's.
+        let named = options
+            .strategy
+            .or(options.canary.then_some(StrategyName::Canary))
+            .or(options.rolling.map(|_| StrategyName::Rolling))
+            .or(stage.and_then(|s| s.strategy))
+            .or(stage.and_then(|s| s.rolling).map(|_| StrategyName::Rolling))
+            .unwrap_or_default();
+        let strategy = match named {
+            StrategyName::Canary if hosts > 1 => Strategy::Canary(Canary),
+            StrategyName::Rolling => {
+                // `strategy = "rolling"` without a size: one host at a time.
+                let size = options
+                    .rolling
+                    .or(stage.and_then(|s| s.rolling))
+                    .unwrap_or(1)
+                    .max(1);
+                if size < hosts {
+                    Strategy::Rolling(Rolling { size })
+                } else {
+                    Strategy::All(All)
+                }
+            }
             _ => Strategy::All(All),
-        }
+        };
+        Ok(strategy)
     }
 
     pub async fn run(&self, deploy: &mut Deploy<'_, '_>) -> Result<()> {
@@ -74,7 +105,7 @@ mod tests {
         let s = setup(hosts, stage);
         let selected: Vec<_> = s.project.hosts.iter().collect();
         let fleet = Fleet::new(&s.project, &s.tasks, &s.reporter, &options, selected).unwrap();
-        match Strategy::choose(&fleet) {
+        match Strategy::choose(&fleet).unwrap() {
             Strategy::All(_) => "all",
             Strategy::Rolling(Rolling { size }) => ["rolling 1", "rolling 2"][size - 1],
             Strategy::Canary(_) => "canary",
@@ -112,5 +143,19 @@ mod tests {
         );
         assert_eq!(chosen(3, &named("canary"), Options::default()), "canary");
         assert_eq!(chosen(3, &named("all"), Options::default()), "all");
+        let strategy = |name| Options {
+            strategy: Some(name),
+            ..Options::default()
+        };
+        assert_eq!(
+            chosen(3, stage, strategy(StrategyName::All)),
+            "all",
+            "--strategy all wins over the stage's rolling"
+        );
+        assert_eq!(chosen(3, "", strategy(StrategyName::Rolling)), "rolling 1");
+        assert_eq!(
+            chosen(3, &named("rolling"), strategy(StrategyName::Canary)),
+            "canary"
+        );
     }
 }
