@@ -27,6 +27,10 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Subcommand {
     Deploy(Deploy),
+    Promote {
+        from: String,
+        to: String,
+    },
     Rollback {
         selector: Option<String>,
         to: Option<String>,
@@ -83,6 +87,7 @@ impl Config {
         let subcommand = match cli.command {
             Commands::Task(args) => task(args, &mut global)?,
             Commands::Deploy(args) => Subcommand::Deploy(args),
+            Commands::Promote { from, to } => Subcommand::Promote { from, to },
             Commands::Rollback {
                 selector,
                 to,
