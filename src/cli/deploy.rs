@@ -47,7 +47,10 @@ pub async fn promote(mut session: Session<'_>, from: String, to: String) -> Resu
     // Both must pick hosts, and no host may be in both: check before anything runs.
     let from_hosts = session.select(Some(&from), true)?;
     let to_hosts = session.select(Some(&to), true)?;
-    if let Some(host) = from_hosts.iter().find(|h| to_hosts.iter().any(|t| t.name == h.name)) {
+    if let Some(host) = from_hosts
+        .iter()
+        .find(|h| to_hosts.iter().any(|t| t.name == h.name))
+    {
         return Err(Error::Usage(format!(
             "host `{}` is in both `{from}` and `{to}`: promotion needs two separate stages",
             host.name

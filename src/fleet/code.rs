@@ -14,9 +14,9 @@ use crate::transport::local::Local;
 use crate::release::PromotedFrom;
 
 use super::context::{Context, Revision};
-use super::promote::Promotion;
 use super::git_mirror::{GitMirror, Wanted};
 use super::host_run::HostRun;
+use super::promote::Promotion;
 
 /// Resolve the code for `hosts` (their first host's variables decide) and give every host the
 /// revision and branch.
@@ -97,7 +97,11 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
         }
     }
     if let (Some(promotion), "upload" | "artifact") = (&ctx.options.promotion, strategy.as_str()) {
-        same_bytes(promotion, ctx.sha256.as_deref().unwrap_or_default(), &strategy)?;
+        same_bytes(
+            promotion,
+            ctx.sha256.as_deref().unwrap_or_default(),
+            &strategy,
+        )?;
     }
     for host in hosts.iter_mut() {
         host.vars.set("revision", ctx.revision.commit().to_string());

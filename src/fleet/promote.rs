@@ -35,7 +35,12 @@ impl Fleet<'_> {
             BTreeMap::new();
         for host in &self.hosts {
             let entry = host.state.current.as_ref().map(|current| {
-                let logged = host.state.statuses().get(current.as_str()).copied().cloned();
+                let logged = host
+                    .state
+                    .statuses()
+                    .get(current.as_str())
+                    .copied()
+                    .cloned();
                 (
                     current.clone(),
                     logged.as_ref().and_then(|e| e.revision.clone()),

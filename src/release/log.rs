@@ -89,7 +89,12 @@ mod tests {
             ..entry
         };
         let line = serde_json::to_string(&promoted).unwrap();
-        assert!(line.ends_with(r#""sha256":"ff","promoted_from":{"stage":"staging","release":"20260101000000"}}"#), "{line}");
+        assert!(
+            line.ends_with(
+                r#""sha256":"ff","promoted_from":{"stage":"staging","release":"20260101000000"}}"#
+            ),
+            "{line}"
+        );
         assert_eq!(serde_json::from_str::<LogEntry>(&line).unwrap(), promoted);
     }
 }
