@@ -80,6 +80,16 @@ fn upload_promotes_the_bytes_live_on_staging_and_records_where_they_came_from() 
         let served = fs::read_to_string(project.deploy_path(host).join("current/index.html"));
         assert_eq!(served.unwrap(), "hello\n");
     }
+    // `dep releases --json` shows both.
+    let output = project.run(&["releases", "production", "--json"]);
+    output.success();
+    let first: serde_json::Value =
+        serde_json::from_str(output.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["releases"][0]["sha256"], sha256, "{first}");
+    assert_eq!(
+        first["releases"][0]["promoted_from"]["release"], T1,
+        "{first}"
+    );
     // Staging was only read.
     for host in STAGING {
         assert_eq!(project.releases(host), vec![T1.to_string()]);

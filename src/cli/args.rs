@@ -56,6 +56,9 @@ pub(crate) enum Commands {
         from: String,
         /// The stage to deploy it to
         to: String,
+        /// Wait this long for a held deploy lock on TO instead of exiting 3 (e.g. 30s, 5m)
+        #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+        lock_wait: Option<Duration>,
     },
     /// Run the health checks now against each host's current release
     Health { selector: Option<String> },

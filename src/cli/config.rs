@@ -30,6 +30,7 @@ pub enum Subcommand {
     Promote {
         from: String,
         to: String,
+        lock_wait: Option<std::time::Duration>,
     },
     Rollback {
         selector: Option<String>,
@@ -87,7 +88,15 @@ impl Config {
         let subcommand = match cli.command {
             Commands::Task(args) => task(args, &mut global)?,
             Commands::Deploy(args) => Subcommand::Deploy(args),
-            Commands::Promote { from, to } => Subcommand::Promote { from, to },
+            Commands::Promote {
+                from,
+                to,
+                lock_wait,
+            } => Subcommand::Promote {
+                from,
+                to,
+                lock_wait,
+            },
             Commands::Rollback {
                 selector,
                 to,

@@ -38,7 +38,12 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
 
 /// `dep promote FROM TO`: read what is live on FROM (every host agreeing, healthy now), then
 /// deploy TO pinned to it. A refusal happens before TO is touched: no lock, no release, no log.
-pub async fn promote(mut session: Session<'_>, from: String, to: String) -> Result<()> {
+pub async fn promote(
+    mut session: Session<'_>,
+    from: String,
+    to: String,
+    lock_wait: Option<std::time::Duration>,
+) -> Result<()> {
     if from == to {
         return Err(Error::Usage(format!(
             "`dep promote {from} {to}`: promote from one stage to another"
@@ -63,6 +68,7 @@ pub async fn promote(mut session: Session<'_>, from: String, to: String) -> Resu
         .await?;
     session.options.selector = Some(to.clone());
     session.options.promotion = Some(promotion);
+    session.options.lock_wait = lock_wait;
     let span = tracing::info_span!("deploy", task = "deploy");
     session.engine(Some(&to))?.deploy().instrument(span).await
 }
