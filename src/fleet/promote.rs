@@ -20,6 +20,14 @@ pub struct Promotion {
     pub sha256: Option<String>,
 }
 
+/// One host's live release and what its log says of it: hosts agree when these are equal.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Live {
+    release: String,
+    revision: Option<String>,
+    sha256: Option<String>,
+}
+
 impl Fleet<'_> {
     /// The release live on every host of this fleet (stage `stage`), refused when the hosts
     /// disagree on it or it fails its health checks now. Changes nothing anywhere.
@@ -31,8 +39,7 @@ impl Fleet<'_> {
             ))
         };
         // Each host's live release and what its log says of it.
-        let mut live: BTreeMap<Option<(String, Option<String>, Option<String>)>, Vec<&str>> =
-            BTreeMap::new();
+        let mut live: BTreeMap<Option<Live>, Vec<&str>> = BTreeMap::new();
         for host in &self.hosts {
             let entry = host.state.current.as_ref().map(|current| {
                 let logged = host
@@ -41,11 +48,11 @@ impl Fleet<'_> {
                     .get(current.as_str())
                     .copied()
                     .cloned();
-                (
-                    current.clone(),
-                    logged.as_ref().and_then(|e| e.revision.clone()),
-                    logged.and_then(|e| e.sha256),
-                )
+                Live {
+                    release: current.clone(),
+                    revision: logged.as_ref().and_then(|e| e.revision.clone()),
+                    sha256: logged.and_then(|e| e.sha256),
+                }
             });
             live.entry(entry).or_default().push(host.name());
         }
@@ -53,7 +60,11 @@ impl Fleet<'_> {
             let lines: Vec<String> = live
                 .iter()
                 .map(|(entry, hosts)| match entry {
-                    Some((release, revision, sha256)) => format!(
+                    Some(Live {
+                        release,
+                        revision,
+                        sha256,
+                    }) => format!(
                         "{}: {release}{}{}",
                         hosts.join(", "),
                         revision
@@ -77,7 +88,7 @@ impl Fleet<'_> {
             .into_keys()
             .next()
             .flatten()
-            .map(|(release, _, _)| release)
+            .map(|live| live.release)
             .ok_or_else(|| refused("no host selected".into()))?;
         let failures = self.health_now().await;
         if !failures.is_empty() {
