@@ -276,3 +276,66 @@ fn git_promotes_the_staging_revision_after_the_branch_moved_on() {
         two.as_str()
     );
 }
+
+/// Over real sshd: two hosts of staging, two of production; the upload strategy's bytes are
+/// promoted, and other bytes are refused leaving production unlocked and unchanged.
+#[test]
+fn over_ssh_the_staging_bytes_are_promoted_and_other_bytes_refused() {
+    let fleet = crate::support::sshd::Fleet::start(4);
+    let mut text = String::new();
+    for (index, host) in fleet.hosts().iter().enumerate() {
+        let stage = if index < 2 { "staging" } else { "production" };
+        text.push_str(&format!(
+            "\n[hosts.host{index}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = \"{stage}\"\n\
+             identity_file = {:?}\nknown_hosts_file = {:?}\nconfig = {{ deploy_path = {:?} }}\n",
+            host.ip().to_string(),
+            host.port(),
+            fleet.user(),
+            fleet.client_key().private.display().to_string(),
+            fleet.known_hosts().display().to_string(),
+            host.deploy_path().display().to_string(),
+        ));
+    }
+    let project = TestProject::new().deployfile(&text);
+    let ssh_config = fleet.ssh_config().display().to_string();
+    let dep = |args: &[&str], now: &str, status: i32| {
+        project
+            .dep(args)
+            .env("DEP_SSH_CONFIG", &ssh_config)
+            .env("SSH_AUTH_SOCK", "")
+            .now(now)
+            .status(status)
+            .run()
+    };
+    let log = |index: usize| -> Vec<serde_json::Value> {
+        fs::read_to_string(fleet.host(index).deploy_path().join(".dep/releases.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    dep(&["deploy", "staging"], T1, 0);
+    dep(&["promote", "staging", "production"], T2, 0);
+    let staged = log(0).pop().unwrap();
+    for index in [2, 3] {
+        let dp = fleet.host(index).deploy_path();
+        let current = fs::read_link(dp.join("current")).unwrap();
+        assert_eq!(current.file_name().unwrap(), T2, "host{index}");
+        let entry = log(index).pop().unwrap();
+        assert_eq!(entry["status"], "live", "{entry}");
+        assert_eq!(entry["sha256"], staged["sha256"], "{entry}");
+        assert_eq!(entry["promoted_from"]["stage"], "staging", "{entry}");
+        assert_eq!(entry["promoted_from"]["release"], T1, "{entry}");
+    }
+
+    project.write("app/index.html", "not what staging got\n");
+    let before: Vec<usize> = [2, 3].iter().map(|&i| log(i).len()).collect();
+    dep(&["promote", "staging", "production"], T3, 1)
+        .stderr_has("would send other bytes than release 20250101100000 was sent");
+    for (index, lines) in [2, 3].into_iter().zip(before) {
+        let dp = fleet.host(index).deploy_path();
+        assert_eq!(log(index).len(), lines, "host{index}: a log line was added");
+        assert!(!dp.join(".dep/deploy.lock").exists(), "host{index}: locked");
+        assert!(!dp.join("releases").join(T3).exists(), "host{index}");
+    }
+}
