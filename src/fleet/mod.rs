@@ -8,7 +8,8 @@
 //! `read_states`. Each concept has its file: `scheduler` (segments and barriers), `render`
 //! (a task into commands for one host), `preflight`, `lock`, `switch`, `checks`, `rollback`,
 //! `post_switch` (when a post-switch task fails), `notify`, `code` (which code every host gets),
-//! `git_mirror` (the git strategy's mirror on this machine, for `git_archive_on = "controller"`).
+//! `git_mirror` (the git strategy's mirror on this machine, for `git_archive_on = "controller"`),
+//! `promote` (what `dep promote` takes from its FROM stage).
 
 pub mod archive;
 mod checks;
