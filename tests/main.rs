@@ -34,6 +34,7 @@ mod lock;
 mod lock_race;
 mod notify;
 mod output;
+mod promote;
 mod readme;
 mod rollback;
 mod ssh_transport;

@@ -52,6 +52,16 @@ pub(crate) struct Global {
 pub(crate) enum Commands {
     /// Deploy a new release to the selected hosts
     Deploy(Deploy),
+    /// Deploy to stage TO exactly what is live on stage FROM (its revision, or its bytes)
+    Promote {
+        /// The stage whose live release is promoted (every host must serve the same one)
+        from: String,
+        /// The stage to deploy it to
+        to: String,
+        /// Wait this long for a held deploy lock on TO instead of exiting 3 (e.g. 30s, 5m)
+        #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+        lock_wait: Option<Duration>,
+    },
     /// Run the health checks now against each host's current release
     Health { selector: Option<String> },
     /// Run the watch window now against the live release (exit 1: a threshold breached)

@@ -27,6 +27,11 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Subcommand {
     Deploy(Deploy),
+    Promote {
+        from: String,
+        to: String,
+        lock_wait: Option<std::time::Duration>,
+    },
     Rollback {
         selector: Option<String>,
         to: Option<String>,
@@ -83,6 +88,15 @@ impl Config {
         let subcommand = match cli.command {
             Commands::Task(args) => task(args, &mut global)?,
             Commands::Deploy(args) => Subcommand::Deploy(args),
+            Commands::Promote {
+                from,
+                to,
+                lock_wait,
+            } => Subcommand::Promote {
+                from,
+                to,
+                lock_wait,
+            },
             Commands::Rollback {
                 selector,
                 to,

@@ -1,4 +1,4 @@
-//! `dep deploy`, `dep rollback`, `dep health`, `dep watch` and `dep TASK`: runs of the engine over the
+//! `dep deploy`, `dep promote`, `dep rollback`, `dep health`, `dep watch` and `dep TASK`: runs of the engine over the
 //! selected hosts.
 
 use tracing::Instrument as _;
@@ -35,6 +35,43 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
         .deploy()
         .instrument(span)
         .await
+}
+
+/// `dep promote FROM TO`: read what is live on FROM (every host agreeing, healthy now), then
+/// deploy TO pinned to it. A refusal happens before TO is touched: no lock, no release, no log.
+pub async fn promote(
+    mut session: Session<'_>,
+    from: String,
+    to: String,
+    lock_wait: Option<std::time::Duration>,
+) -> Result<()> {
+    if from == to {
+        return Err(Error::Usage(format!(
+            "`dep promote {from} {to}`: promote from one stage to another"
+        )));
+    }
+    // Both must pick hosts, and no host may be in both: check before anything runs.
+    let from_hosts = session.select(Some(&from), true)?;
+    let to_hosts = session.select(Some(&to), true)?;
+    if let Some(host) = from_hosts
+        .iter()
+        .find(|h| to_hosts.iter().any(|t| t.name == h.name))
+    {
+        return Err(Error::Usage(format!(
+            "host `{}` is in both `{from}` and `{to}`: promotion needs two separate stages",
+            host.name
+        )));
+    }
+    let promotion = session
+        .engine(Some(&from))?
+        .promotable(&from)
+        .instrument(tracing::info_span!("promote", task = "promote", stage = %from))
+        .await?;
+    session.options.selector = Some(to.clone());
+    session.options.promotion = Some(promotion);
+    session.options.lock_wait = lock_wait;
+    let span = tracing::info_span!("deploy", task = "deploy");
+    session.engine(Some(&to))?.deploy().instrument(span).await
 }
 
 /// `dep rollback`'s own arguments, beyond the selector.

@@ -31,6 +31,8 @@ pub async fn releases(session: Session<'_>, selector: Option<String>, json: bool
                         "revision": entry.and_then(|e| e.revision.clone()),
                         "user": entry.map(|e| e.user.clone()),
                         "finished_at": entry.and_then(|e| e.finished_at.clone()),
+                        "sha256": entry.and_then(|e| e.sha256.clone()),
+                        "promoted_from": entry.and_then(|e| e.promoted_from.clone()),
                     })
                 })
                 .collect();

@@ -11,9 +11,12 @@ use crate::quote::quote;
 use crate::report::Event;
 use crate::transport::local::Local;
 
+use crate::release::PromotedFrom;
+
 use super::context::{Context, Revision};
 use super::git_mirror::{GitMirror, Wanted};
 use super::host_run::HostRun;
+use super::promote::Promotion;
 
 /// Resolve the code for `hosts` (their first host's variables decide) and give every host the
 /// revision and branch.
@@ -51,6 +54,7 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
             })
             .await
             .map_err(|Worded(m)| config_error(m))?;
+            ctx.sha256 = Some(sha256(&bytes));
             ctx.code.set_release(Arc::new(bytes));
             let revision = vars.value_string("artifact_revision").unwrap_or_default();
             ctx.revision = resolved(revision);
@@ -72,6 +76,7 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
             })
             .await
             .map_err(|Worded(m)| config_error(m))?;
+            ctx.sha256 = Some(sha256(&packed));
             ctx.code.set_release(Arc::new(packed));
             let head = Local
                 .capture(&format!(
@@ -90,6 +95,13 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
                 "unknown `strategy = \"{other}\"` (use \"git\", \"upload\" or \"artifact\")"
             )));
         }
+    }
+    if let (Some(promotion), "upload" | "artifact") = (&ctx.options.promotion, strategy.as_str()) {
+        same_bytes(
+            promotion,
+            ctx.sha256.as_deref().unwrap_or_default(),
+            &strategy,
+        )?;
     }
     for host in hosts.iter_mut() {
         host.vars.set("revision", ctx.revision.commit().to_string());
@@ -140,6 +152,21 @@ async fn git(ctx: &mut Context<'_>, vars: &Vars) -> Result<String> {
 /// branch, or HEAD, resolved here with `git ls-remote`; and what it is, for messages.
 async fn git_revision(ctx: &mut Context<'_>, repository: &str) -> Result<(Revision, String)> {
     let options = ctx.options;
+    if let Some(promotion) = &options.promotion {
+        // Promotion: exactly the commit live on FROM, however its branch moved on since.
+        let PromotedFrom { stage, release } = &promotion.from;
+        let Some(commit) = &promotion.revision else {
+            return Err(Error::Refused(format!(
+                "promotion from `{stage}` refused, nothing was changed: its releases log names \
+                 no revision for release {release}"
+            )));
+        };
+        ctx.branch = promotion.branch.clone().unwrap_or_default();
+        return Ok((
+            Revision::Pending(commit.clone()),
+            format!("revision `{commit}` (live on `{stage}`)"),
+        ));
+    }
     if let Some(revision) = &options.revision {
         if revision.is_empty()
             || revision.starts_with('-')
@@ -313,6 +340,39 @@ async fn ls_remote(repository: &str, reference: &str, label: &str) -> Result<Str
         .or_else(|| refs.iter().find(|(_, name)| *name == reference))
         .map(|(commit, _)| commit.to_string())
         .ok_or_else(|| Error::Local(format!("{label} not found in `{repository}`")))
+}
+
+/// Promotion of an upload or artifact stage: the bytes about to be sent must be those FROM's
+/// releases log recorded for its live release.
+fn same_bytes(promotion: &Promotion, sending: &str, strategy: &str) -> Result<()> {
+    let PromotedFrom { stage, release } = &promotion.from;
+    let refused = |why: String| {
+        Err(Error::Refused(format!(
+            "promotion from `{stage}` refused, nothing was changed: {why}"
+        )))
+    };
+    match &promotion.sha256 {
+        None => refused(format!(
+            "its releases log records no sha256 for release {release} (deployed by the git \
+             strategy, or by a dep older than promotion), so the {strategy} strategy's bytes \
+             cannot be checked against it"
+        )),
+        Some(live) if live != sending => refused(format!(
+            "the {strategy} strategy would send other bytes than release {release} was sent \
+             (sha256 {sending}, {stage} has {live}): rebuild exactly what {stage} runs, or \
+             deploy with `dep deploy`"
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The hex sha256 of the bytes a release is sent, as the releases log records it.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn resolved(revision: String) -> Revision {

@@ -65,6 +65,8 @@ pub struct Context<'p> {
     pub who: String,
     pub lock: LockInfo,
     pub code: Code,
+    /// The sha256 of the upload or artifact strategy's bytes, recorded in the releases log.
+    pub sha256: Option<String>,
     /// At most `--parallel` hosts run a segment at once.
     pub parallel: Semaphore,
 }
@@ -99,6 +101,7 @@ impl<'p> Context<'p> {
             who,
             lock,
             code: Code::default(),
+            sha256: None,
             parallel: Semaphore::new(options.parallel.max(1)),
         }
     }
@@ -117,6 +120,8 @@ impl<'p> Context<'p> {
             user: self.who.clone(),
             started_at: self.started_at.clone(),
             finished_at: finished.then(release::now_rfc3339),
+            sha256: self.sha256.clone(),
+            promoted_from: self.options.promotion.as_ref().map(|p| p.from.clone()),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! `read_states`. Each concept has its file: `scheduler` (segments and barriers), `render`
 //! (a task into commands for one host), `preflight`, `lock`, `switch`, `checks`, `rollback`,
 //! `post_switch` (when a post-switch task fails), `notify`, `code` (which code every host gets),
-//! `git_mirror` (the git strategy's mirror on this machine, for `git_archive_on = "controller"`).
+//! `git_mirror` (the git strategy's mirror on this machine, for `git_archive_on = "controller"`),
+//! `promote` (what `dep promote` takes from its FROM stage).
 
 pub mod archive;
 mod checks;
@@ -26,6 +27,7 @@ mod output_check;
 mod phases;
 mod post_switch;
 mod preflight;
+pub mod promote;
 mod render;
 mod rollback;
 mod scheduler;
@@ -187,13 +189,7 @@ impl<'p> Fleet<'p> {
     /// `dep health`: every health check (both phases) against what `current` serves now.
     pub async fn health(&mut self) -> Result<()> {
         self.read_states().await?;
-        for host in &mut self.hosts {
-            let current = host.state.current.clone().unwrap_or_default();
-            host.vars.set("release_name", current);
-        }
-        let everyone = self.everyone();
-        let mut failures = self.run_checks(Phase::PreSwitch, &everyone).await;
-        failures.extend(self.run_checks(Phase::PostSwitch, &everyone).await);
+        let failures = self.health_now().await;
         if self.hosts.iter().all(|h| h.checks.is_empty()) {
             return Err(Error::Usage(
                 "no health checks are configured (`[[health]]`)".into(),
@@ -202,12 +198,23 @@ impl<'p> Fleet<'p> {
         if failures.is_empty() {
             return Ok(());
         }
-        Err(Error::Unhealthy(
-            failures
-                .into_iter()
-                .map(|(host, why)| format!("host `{host}`: {why}"))
-                .collect(),
-        ))
+        Err(Error::Unhealthy(failures))
+    }
+
+    /// Every health check (both phases) against each host's `current` as last read: the
+    /// failures, one line per host (none when no check is configured).
+    async fn health_now(&mut self) -> Vec<String> {
+        for host in &mut self.hosts {
+            let current = host.state.current.clone().unwrap_or_default();
+            host.vars.set("release_name", current);
+        }
+        let everyone = self.everyone();
+        let mut failures = self.run_checks(Phase::PreSwitch, &everyone).await;
+        failures.extend(self.run_checks(Phase::PostSwitch, &everyone).await);
+        failures
+            .into_iter()
+            .map(|(host, why)| format!("host `{host}`: {why}"))
+            .collect()
     }
 
     /// Read every host's state (releases, links, log, lock) concurrently.

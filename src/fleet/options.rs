@@ -28,4 +28,6 @@ pub struct Options {
     pub no_watch: bool,
     /// The watch window's length instead of the Deployfile's (`--watch D`, `dep watch --duration D`).
     pub watch_duration: Option<Duration>,
+    /// `dep promote FROM TO`: what is live on FROM, which this deploy must ship exactly.
+    pub promotion: Option<super::promote::Promotion>,
 }

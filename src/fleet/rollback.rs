@@ -196,6 +196,8 @@ impl Fleet<'_> {
                 user: self.ctx.who.clone(),
                 started_at: String::new(),
                 finished_at: None,
+                sha256: None,
+                promoted_from: None,
             });
         entry.status = Status::RolledBack;
         entry.finished_at = Some(release::now_rfc3339());

@@ -72,6 +72,8 @@ mod tests {
             user: "u@m".into(),
             started_at: String::new(),
             finished_at: None,
+            sha256: None,
+            promoted_from: None,
         };
         for release in ["20260101000000", "20260102000000", "20260103000000"] {
             std::fs::create_dir_all(dp.join("releases").join(release).join("app")).unwrap();

@@ -40,6 +40,20 @@ pub struct LogEntry {
     pub started_at: String,
     #[serde(default)]
     pub finished_at: Option<String>,
+    /// The sha256 of the bytes sent (upload and artifact strategies), so `dep promote` can tell
+    /// whether another stage would get the same code. Absent in logs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The release was `dep promote`d from this stage's live release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<PromotedFrom>,
+}
+
+/// Where a promoted release came from: the stage and its live release then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotedFrom {
+    pub stage: String,
+    pub release: String,
 }
 
 impl LogEntry {
@@ -51,5 +65,36 @@ impl LogEntry {
             quote(&line),
             quote(deploy_path)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_lines_without_sha256_or_promoted_from_still_read() {
+        let old = r#"{"release":"20260101000000","status":"live","revision":"abc","branch":"main","user":"u@m","started_at":"t","finished_at":"t"}"#;
+        let entry: LogEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(entry.sha256, None);
+        assert_eq!(entry.promoted_from, None);
+        // Written back, an entry without them has no such keys.
+        assert_eq!(serde_json::to_string(&entry).unwrap(), old);
+        let promoted = LogEntry {
+            sha256: Some("ff".into()),
+            promoted_from: Some(PromotedFrom {
+                stage: "staging".into(),
+                release: "20260101000000".into(),
+            }),
+            ..entry
+        };
+        let line = serde_json::to_string(&promoted).unwrap();
+        assert!(
+            line.ends_with(
+                r#""sha256":"ff","promoted_from":{"stage":"staging","release":"20260101000000"}}"#
+            ),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<LogEntry>(&line).unwrap(), promoted);
     }
 }

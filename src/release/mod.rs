@@ -10,7 +10,7 @@ pub mod state;
 pub mod switch;
 
 pub use cleanup::to_remove;
-pub use log::{LogEntry, Status};
+pub use log::{LogEntry, PromotedFrom, Status};
 pub use name::{next_name, now_rfc3339, NAME_FORMAT};
 pub use state::{state_command, HostState, SECTION};
 
@@ -29,6 +29,8 @@ mod tests {
             user: "u@m".into(),
             started_at: String::new(),
             finished_at: None,
+            sha256: None,
+            promoted_from: None,
         }
     }
 
