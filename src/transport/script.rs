@@ -129,9 +129,11 @@ impl Reader {
     }
 
     pub fn feed(&mut self, mut data: &[u8], events: &mut Vec<Event>) {
-        // In steps of at most MAX_LINE, so the buffer never holds more than twice that.
+        // In steps that fill the buffer to MAX_LINE at most, so that no line or piece passed on
+        // is longer than that.
         while !data.is_empty() {
-            let (now, later) = data.split_at(data.len().min(MAX_LINE));
+            let room = MAX_LINE.saturating_sub(self.buffer.len()).max(1);
+            let (now, later) = data.split_at(data.len().min(room));
             data = later;
             // Only the new bytes can hold a newline: what was held has none.
             let mut search = self.buffer.len();
@@ -145,7 +147,7 @@ impl Reader {
                 search = start;
             }
             self.buffer.drain(..start);
-            while self.buffer.len() > MAX_LINE {
+            while self.buffer.len() >= MAX_LINE {
                 self.piece(events);
             }
         }
@@ -345,6 +347,42 @@ mod tests {
     }
 
     #[test]
+    fn no_line_passed_on_is_longer_than_max_line_wherever_the_chunks_end() {
+        let token = "t0k";
+        for chunk_size in [1000, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, 3 * MAX_LINE + 7] {
+            let mut reader = Reader::new(token);
+            let mut events = Vec::new();
+            reader.feed(format!("\n{MARK}{token} start 0\n").as_bytes(), &mut events);
+            // Lines of every length around MAX_LINE and its multiples, cut into chunks.
+            let mut text = Vec::new();
+            for length in [MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, 2 * MAX_LINE + 3, 5] {
+                text.extend(std::iter::repeat_n(b'a', length));
+                text.push(b'\n');
+            }
+            for chunk in text.chunks(chunk_size) {
+                reader.feed(chunk, &mut events);
+            }
+            reader.feed(format!("{MARK}{token} end 0 0\n").as_bytes(), &mut events);
+            let lines: Vec<usize> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Line { line, .. } => Some(line.len()),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                lines.iter().all(|&n| n <= MAX_LINE),
+                "{chunk_size}: {lines:?}"
+            );
+            assert_eq!(
+                lines.iter().sum::<usize>(),
+                text.len() - 5,
+                "{chunk_size}: every byte but the newlines"
+            );
+        }
+    }
+
+    #[test]
     fn a_line_too_long_to_hold_comes_in_pieces_and_the_marker_after_it_still_counts() {
         let token = "t0k";
         let mut reader = Reader::new(token);
@@ -353,7 +391,7 @@ mod tests {
         let chunk = vec![b'a'; 10_000];
         for _ in 0..100 {
             reader.feed(&chunk, &mut events);
-            assert!(reader.buffer.len() <= 2 * MAX_LINE);
+            assert!(reader.buffer.len() < MAX_LINE);
         }
         // The command's output ends without a newline, right into the end marker.
         reader.feed(format!("\n{MARK}{token} end 0 0\n").as_bytes(), &mut events);
