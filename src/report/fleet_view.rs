@@ -251,7 +251,7 @@ fn bar(done: usize, of: usize, inner: usize) -> String {
 }
 
 /// `line` cut to `width` columns (styles kept, an ellipsis where it was cut).
-fn fit(line: &str, width: usize) -> String {
+pub(super) fn fit(line: &str, width: usize) -> String {
     if measure_text_width(line) <= width {
         line.to_string()
     } else {
@@ -262,27 +262,7 @@ fn fit(line: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{Outcome, StepResult};
-
-    fn finished(task: &str, failed: bool) -> StepResult {
-        StepResult {
-            task: task.into(),
-            command: "true".into(),
-            outcome: if failed {
-                Outcome::Failed {
-                    status: Some(1),
-                    reason: None,
-                }
-            } else {
-                Outcome::Ok
-            },
-            duration: Duration::from_millis(3),
-            stdout: String::new(),
-            stderr: String::new(),
-            tolerated: false,
-            unreachable: false,
-        }
-    }
+    use crate::report::finished_step as finished;
 
     /// 40 hosts: one failed, one running for long, the others prepared or running.
     fn fleet(start: Instant) -> FleetView {

@@ -93,7 +93,8 @@ impl Screen {
             let mut rows = rows.saturating_sub(header).max(3);
             let mut lines = Vec::new();
             if let Some(watch) = &self.watch {
-                lines.push(fit(watch, columns));
+                // Less one column: a line as wide as the terminal wraps on some.
+                lines.push(super::fleet_view::fit(watch, columns.saturating_sub(1)));
                 rows -= 1;
             }
             // `dep watch` alone has no fleet to show, only its window.
@@ -109,11 +110,6 @@ impl Screen {
         }
         out.push_str("\x1b[J");
     }
-}
-
-/// `text` cut to fit in `columns` (less one: a line as wide as the terminal wraps on some).
-fn fit(text: &str, columns: usize) -> String {
-    console::truncate_str(text, columns.saturating_sub(1), "…").into_owned()
 }
 
 /// The watch window's line: a bar of the samples taken, the time left, per probe the fleet's

@@ -372,6 +372,29 @@ impl Observer for Reporter {
     }
 }
 
+/// A finished step, for the views' tests: `task` ok, or failed with status 1.
+#[cfg(test)]
+pub(crate) fn finished_step(task: &str, failed: bool) -> crate::transport::StepResult {
+    use crate::transport::{Outcome, StepResult};
+    StepResult {
+        task: task.into(),
+        command: "true".into(),
+        outcome: if failed {
+            Outcome::Failed {
+                status: Some(1),
+                reason: None,
+            }
+        } else {
+            Outcome::Ok
+        },
+        duration: Duration::from_millis(3),
+        stdout: String::new(),
+        stderr: String::new(),
+        tolerated: false,
+        unreachable: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,27 +217,7 @@ fn group_row(group: &[&Row<'_>]) -> [String; 5] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{Outcome, StepResult};
-
-    fn finished(task: &str, failed: bool) -> StepResult {
-        StepResult {
-            task: task.into(),
-            command: "true".into(),
-            outcome: if failed {
-                Outcome::Failed {
-                    status: Some(1),
-                    reason: None,
-                }
-            } else {
-                Outcome::Ok
-            },
-            duration: Duration::from_millis(3),
-            stdout: String::new(),
-            stderr: String::new(),
-            tolerated: false,
-            unreachable: false,
-        }
-    }
+    use crate::report::finished_step as finished;
 
     /// A host's RESULT says whether it failed before or after its switch, and where it is now.
     #[test]
