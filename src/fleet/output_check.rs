@@ -81,6 +81,12 @@ pub fn shown(check: OutputCheck, output: &str) -> Vec<migration::pretend::Migrat
 
 /// Check `output` as `check` says; the message of the task's failure otherwise.
 pub fn check(check: OutputCheck, output: &str, policy: &Policy) -> Result<(), String> {
+    if output.contains(crate::transport::OUTPUT_CUT) {
+        return Err(format!(
+            "it printed more than the {} MiB dep reads to check it, so it could not all be checked",
+            crate::transport::KEPT_BYTES / (1024 * 1024)
+        ));
+    }
     match check {
         OutputCheck::Migrations => {
             let refusals = migration::refusals(output, policy);
@@ -90,5 +96,26 @@ pub fn check(check: OutputCheck, output: &str, policy: &Policy) -> Result<(), St
                 Err(migration::refusal_message(&refusals))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_cut_short_is_never_taken_for_safe() {
+        let policy = Policy {
+            allow_all: true,
+            allowed: Vec::new(),
+        };
+        let cut = format!(
+            "CreateNotes: create table \"notes\" (\"id\" integer)\n{}",
+            crate::transport::OUTPUT_CUT
+        );
+        let refused = check(OutputCheck::Migrations, &cut, &policy).unwrap_err();
+        assert!(refused.contains("could not all be checked"), "{refused}");
+        let whole = "CreateNotes: create table \"notes\" (\"id\" integer)\n";
+        assert_eq!(check(OutputCheck::Migrations, whole, &policy), Ok(()));
     }
 }

@@ -20,7 +20,7 @@ pub struct Command {
     pub continue_on_failure: bool,
     /// Bytes fed to the command's standard input (uploads); such a command runs on its own.
     pub stdin: Option<Arc<Vec<u8>>>,
-    /// Keep all of its standard output (up to `follow::KEPT_LINES`), not only the tail: dep
+    /// Keep all of its standard output (up to `follow::KEPT_BYTES`), not only the tail: dep
     /// reads it afterwards (`check_output`).
     pub keep_output: bool,
 }

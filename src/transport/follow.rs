@@ -25,10 +25,11 @@ const TAIL_LINES: usize = 40;
 /// How much of one line the kept tail holds (the whole line is reported as it comes).
 const TAIL_LINE_BYTES: usize = 2048;
 
-/// How many lines of standard output a command that keeps its output (`keep_output`) holds,
-/// and how much of each: enough for the SQL of many migrations, bounded all the same.
-pub const KEPT_LINES: usize = 4000;
-const KEPT_LINE_BYTES: usize = 8192;
+/// How much standard output a command that keeps its output (`keep_output`) holds: enough for
+/// the SQL of many migrations, bounded all the same. What comes past it is dropped, and the kept
+/// output ends with [`OUTPUT_CUT`], so that a check of it knows it did not see it all.
+pub const KEPT_BYTES: usize = 1024 * 1024;
+pub const OUTPUT_CUT: &str = "\u{1e}dep: output cut";
 
 /// How many events about later commands may wait for a lagging stream. A stream that ran this
 /// far ahead has passed the current command's end marker long ago: the command is finished then,
@@ -58,6 +59,8 @@ struct Progress {
     ended: [bool; 2],
     stdout: Vec<String>,
     stderr: Vec<String>,
+    /// The bytes of stdout kept whole so far (`keep_output`).
+    kept_bytes: usize,
 }
 
 /// The state of following one script.
@@ -211,19 +214,25 @@ impl<'a> Follow<'a> {
                 // A line on a stream that ran ahead of the other starts the command.
                 self.start(index);
                 let p = &mut self.progress[index];
-                let limits = if stream == Stream::Stdout && self.batch[index].keep_output {
-                    (KEPT_LINES, KEPT_LINE_BYTES)
+                if stream == Stream::Stdout && self.batch[index].keep_output {
+                    if p.kept_bytes <= KEPT_BYTES {
+                        p.kept_bytes += line.len() + 1;
+                        p.stdout.push(if p.kept_bytes > KEPT_BYTES {
+                            OUTPUT_CUT.to_string()
+                        } else {
+                            line.clone()
+                        });
+                    }
                 } else {
-                    (TAIL_LINES, TAIL_LINE_BYTES)
-                };
-                push_tail(
-                    match stream {
-                        Stream::Stdout => &mut p.stdout,
-                        Stream::Stderr => &mut p.stderr,
-                    },
-                    line.clone(),
-                    limits,
-                );
+                    push_tail(
+                        match stream {
+                            Stream::Stdout => &mut p.stdout,
+                            Stream::Stderr => &mut p.stderr,
+                        },
+                        line.clone(),
+                        (TAIL_LINES, TAIL_LINE_BYTES),
+                    );
+                }
                 self.observer
                     .output(self.host, &self.batch[index].task, stream, &line);
             }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use self::command::Command;
 use self::script::Script;
-pub(crate) use follow::drive;
+pub(crate) use follow::{drive, KEPT_BYTES, OUTPUT_CUT};
 
 /// Which output stream of a command a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

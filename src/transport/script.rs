@@ -165,9 +165,11 @@ impl Reader {
             .position(|b| *b == MARK as u8)
         {
             Some(at) => cut += at,
-            // Never split a UTF-8 character.
+            // Never split a UTF-8 character (at most 3 continuation bytes back: bytes that are
+            // not UTF-8 at all are cut where they are, so a piece is never empty).
             None => {
-                while cut > 0 && (self.buffer[cut] & 0xC0) == 0x80 {
+                let floor = cut.saturating_sub(3).max(1);
+                while cut > floor && (self.buffer[cut] & 0xC0) == 0x80 {
                     cut -= 1;
                 }
             }
@@ -344,6 +346,23 @@ mod tests {
         );
         assert!(err.contains(&line(1, "oops")));
         assert_eq!(code, 3);
+    }
+
+    #[test]
+    fn binary_output_without_newlines_is_passed_on_in_pieces() {
+        let token = "t0k";
+        let mut reader = Reader::new(token);
+        let mut events = Vec::new();
+        reader.feed(format!("\n{MARK}{token} start 0\n").as_bytes(), &mut events);
+        // UTF-8 continuation bytes only: no character boundary anywhere.
+        reader.feed(&vec![0x80; 3 * MAX_LINE], &mut events);
+        reader.feed(format!("\n{MARK}{token} end 0 0\n").as_bytes(), &mut events);
+        let pieces = events
+            .iter()
+            .filter(|e| matches!(e, Event::Line { .. }))
+            .count();
+        assert!(pieces >= 3, "{pieces} pieces");
+        assert!(matches!(events.last(), Some(Event::Finished { .. })));
     }
 
     #[test]
