@@ -371,4 +371,35 @@ fn a_blue_green_stage_needs_both_colors_and_a_router() {
         .stderr_has("blue-green stage `test` has no green host");
     let project = TestProject::new().deployfile("[hosts.a]\nlocal = true\ncolor = \"purple\"\n");
     project.run(&["deploy", "test"]).expect_status(2);
+
+    // A selection across a blue-green stage and another: refused whole, nothing deployed.
+    let project = TestProject::new();
+    let mut deployfile = String::from(
+        "[stages.bg]\nstrategy = \"blue-green\"\n\n[tasks.\"traffic:switch\"]\nrun = \"true\"\n\n",
+    );
+    for (host, stage, color) in [
+        ("plain", "other", ""),
+        ("blue1", "bg", "color = \"blue\"\n"),
+        ("green1", "bg", "color = \"green\"\n"),
+        ("lb1", "bg", ""),
+    ] {
+        deployfile.push_str(&format!(
+            "[hosts.{host}]\nlocal = true\nstage = \"{stage}\"\nroles = [\"app\"]\n{color}\
+             config = {{ deploy_path = {:?} }}\n",
+            project.deploy_path(host).display().to_string()
+        ));
+    }
+    let project = project.deployfile(&deployfile);
+    project
+        .run(&["deploy", "role=app"])
+        .expect_status(2)
+        .stderr_has(
+            "a blue-green stage is deployed alone: the selection has hosts of the stages bg, other",
+        );
+    for host in ["plain", "blue1", "green1", "lb1"] {
+        assert!(
+            !project.deploy_path(host).join("current").exists(),
+            "{host} was deployed"
+        );
+    }
 }

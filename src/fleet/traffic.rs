@@ -26,13 +26,16 @@ pub(crate) struct TrafficSwitched {
 }
 
 impl Fleet<'_> {
-    /// The selected hosts' stage deploys blue-green.
+    /// A selected host's stage deploys blue-green (then [`Fleet::check_blue_green`] requires
+    /// that the selection is that stage alone).
     pub(crate) fn blue_green(&self) -> bool {
-        self.hosts
-            .first()
-            .and_then(|h| h.host.stage.as_ref())
-            .and_then(|stage| self.ctx.project.stages.get(stage))
-            .is_some_and(|stage| stage.strategy == Some(StrategyName::BlueGreen))
+        self.hosts.iter().any(|h| {
+            h.host
+                .stage
+                .as_ref()
+                .and_then(|stage| self.ctx.project.stages.get(stage))
+                .is_some_and(|stage| stage.strategy == Some(StrategyName::BlueGreen))
+        })
     }
 
     /// The routers: the hosts without a color.
@@ -51,6 +54,19 @@ impl Fleet<'_> {
 
     /// A blue-green run needs the whole stage: both colors, the routers, and `traffic:switch`.
     pub(crate) fn check_blue_green(&self) -> Result<()> {
+        let mut stages: Vec<&str> = self
+            .hosts
+            .iter()
+            .map(|h| h.host.stage.as_deref().unwrap_or("(none)"))
+            .collect();
+        stages.sort_unstable();
+        stages.dedup();
+        if stages.len() > 1 {
+            return Err(Error::Usage(format!(
+                "a blue-green stage is deployed alone: the selection has hosts of the stages {}; select one stage",
+                stages.join(", ")
+            )));
+        }
         let mut missing: Vec<&str> = Vec::new();
         if self.of_color(Color::Blue).is_empty() {
             missing.push("blue hosts");
@@ -250,13 +266,27 @@ impl Fleet<'_> {
             })?;
             let standby = live.other();
             let (abandoned, target) = self.standby_release(live, standby)?;
-            self.point_traffic(Some(live), standby).await?;
+            self.traffic = Some(TrafficSwitched {
+                from: Some(live),
+                to: standby,
+            });
+            if let Err(error) = self.point_traffic(Some(live), standby).await {
+                // Some routers may have switched: every one goes back to the live color.
+                let problems = self.restore_traffic().await;
+                if problems.is_empty() {
+                    return Err(error);
+                }
+                return Err(self.inconsistent(problems).await);
+            }
             let failures = self
                 .run_checks(Phase::PostSwitch, &self.of_color(standby))
                 .await;
             if !failures.is_empty() {
-                // The standby is not healthy: the traffic goes back where it was.
-                self.point_traffic(Some(standby), live).await?;
+                // The standby is not healthy: the traffic goes back where it was, verified.
+                let problems = self.restore_traffic().await;
+                if !problems.is_empty() {
+                    return Err(self.inconsistent(problems).await);
+                }
                 return Err(Error::HealthFailed {
                     release: target,
                     failures: failures
