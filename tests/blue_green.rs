@@ -11,24 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::process::Watchdog;
 use crate::support::project::{Output, TestProject, T1, T2, T3, T4};
-use crate::support::web::{LoadBalancer, Poller, Samples, WebServer};
+use crate::support::web::{LoadBalancer, Poller, Samples, WebServer, HEALTH_PHP, INDEX_PHP};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-const INDEX_PHP: &str = r#"<?php
-header('Content-Type: text/plain');
-echo trim(file_get_contents(__DIR__ . '/../VERSION')), "\n";
-"#;
-
-const HEALTH_PHP: &str = r#"<?php
-header('Content-Type: text/plain');
-if (file_exists(__DIR__ . '/../BROKEN')) {
-    http_response_code(500);
-    echo "broken\n";
-} else {
-    echo "ok\n";
-}
-"#;
 
 /// The stage, its checks, and the nginx upstream recipe of docs/zero-downtime.md.
 const DEPLOYFILE: &str = r#"

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::support::net::HookServer;
 use crate::support::process::Watchdog;
 use crate::support::project::{Output, TestProject, T1, T2, T3};
-use crate::support::web::WebServer;
+use crate::support::web::{serve_hosts, WebServer};
 
 /// No test here may run longer than this.
 const LIMIT: Duration = Duration::from_secs(150);
@@ -156,23 +156,7 @@ impl Site {
         let routes = fs::read_to_string(project.join("routes/web.php")).unwrap();
         project.write("routes/web.php", &format!("{routes}{ROUTES}"));
         let db = project.join("database-server/app.sqlite");
-        let paths: Vec<(String, PathBuf)> = project
-            .host_names()
-            .into_iter()
-            .map(|h| {
-                let path = project.deploy_path(&h);
-                (h, path)
-            })
-            .collect();
-        let sites: Vec<(&str, &Path)> = paths
-            .iter()
-            .map(|(h, p)| (h.as_str(), p.as_path()))
-            .collect();
-        let web = WebServer::start(&sites);
-        let mut project = project;
-        for site in web.sites() {
-            project = project.host_config(&site.name, "web_port", &site.port.to_string());
-        }
+        let (project, web) = serve_hosts(project);
         Site {
             project,
             _web: web,

@@ -10,14 +10,14 @@
 //! own servers on 127.0.0.1 ports, never the system services.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::support::net::{ClosedPort, HookServer};
 use crate::support::process::Watchdog;
 use crate::support::project::{Output, TestProject, T1, T2, T3};
 use crate::support::sshd::Fleet;
-use crate::support::web::{Poller, Sample, Samples, WebServer};
+use crate::support::web::{serve_hosts, Poller, Sample, Samples, WebServer, HEALTH_PHP, INDEX_PHP};
 
 /// No test may run longer than this (each dep run is also bounded by the project harness).
 const LIMIT: Duration = Duration::from_secs(50);
@@ -25,21 +25,6 @@ const LIMIT: Duration = Duration::from_secs(50);
 /// Fewest requests each host must answer while one dep run is under way: the poller really
 /// overlapped the run, so "no request failed" is not vacuous.
 const MIN_DURING: usize = 5;
-
-const INDEX_PHP: &str = r#"<?php
-header('Content-Type: text/plain');
-echo trim(file_get_contents(__DIR__ . '/../VERSION')), "\n";
-"#;
-
-const HEALTH_PHP: &str = r#"<?php
-header('Content-Type: text/plain');
-if (file_exists(__DIR__ . '/../BROKEN')) {
-    http_response_code(500);
-    echo "broken\n";
-} else {
-    echo "ok\n";
-}
-"#;
 
 /// The post-switch health check every host runs against its own nginx site.
 const HEALTH: &str = r#"
@@ -95,23 +80,7 @@ fn local_fleet(n: usize, health: &str, extra: &str) -> (TestProject, WebServer) 
         .deployfile(BREAK_ONE_HOST)
         .deployfile(BREAK_BOTH)
         .deployfile(extra);
-    let paths: Vec<(String, PathBuf)> = project
-        .host_names()
-        .into_iter()
-        .map(|h| {
-            let path = project.deploy_path(&h);
-            (h, path)
-        })
-        .collect();
-    let sites: Vec<(&str, &Path)> = paths
-        .iter()
-        .map(|(h, p)| (h.as_str(), p.as_path()))
-        .collect();
-    let web = WebServer::start(&sites);
-    let mut project = project;
-    for site in web.sites() {
-        project = project.host_config(&site.name, "web_port", &site.port.to_string());
-    }
+    let (project, web) = serve_hosts(project);
     write_app(&project, "v1", false);
     (project, web)
 }

@@ -40,6 +40,7 @@ use tempfile::TempDir;
 
 use super::net::{free_port, get, Response};
 use super::process;
+use super::project::TestProject;
 
 /// Debian's nginx package.
 pub const NGINX: &str = "/usr/sbin/nginx";
@@ -95,6 +96,46 @@ impl Drop for Server {
         let _ = self.child.wait();
         process::forget_group(self.pgid);
     }
+}
+
+/// An app page that answers with the release's `VERSION` file (`public/index.php`).
+pub const INDEX_PHP: &str = r#"<?php
+header('Content-Type: text/plain');
+echo trim(file_get_contents(__DIR__ . '/../VERSION')), "\n";
+"#;
+
+/// An app's health page (`public/health.php`): 500 in a release holding `BROKEN`, else "ok".
+pub const HEALTH_PHP: &str = r#"<?php
+header('Content-Type: text/plain');
+if (file_exists(__DIR__ . '/../BROKEN')) {
+    http_response_code(500);
+    echo "broken\n";
+} else {
+    echo "ok\n";
+}
+"#;
+
+/// nginx and php-fpm serving every host of `project` (its deploy path's `current/public`), and
+/// the project with each host's `web_port` set to the port of its site.
+pub fn serve_hosts(project: TestProject) -> (TestProject, WebServer) {
+    let paths: Vec<(String, PathBuf)> = project
+        .host_names()
+        .into_iter()
+        .map(|h| {
+            let path = project.deploy_path(&h);
+            (h, path)
+        })
+        .collect();
+    let sites: Vec<(&str, &Path)> = paths
+        .iter()
+        .map(|(h, p)| (h.as_str(), p.as_path()))
+        .collect();
+    let web = WebServer::start(&sites);
+    let mut project = project;
+    for site in web.sites() {
+        project = project.host_config(&site.name, "web_port", &site.port.to_string());
+    }
+    (project, web)
 }
 
 /// One site: a test host's name, its port, and the deploy path whose `current/public` it serves.
