@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_yaml_ng::Value;
 
-use crate::support::project::{TestProject, T1};
+use crate::support::project::{TestProject, T1, T2, T3};
 
 /// A project shaped like a Laravel app, with pint and npm's lockfile when asked.
 fn laravel_dir(pint: bool, node: bool) -> TestProject {
@@ -114,6 +114,14 @@ fn uses(job: &Value) -> Vec<String> {
         .collect()
 }
 
+/// What a deploy job of the pipeline runs: staging is deployed, production promoted from it.
+fn deploy_command(stage: &str) -> String {
+    match stage {
+        "staging" => "dep deploy staging --lock-wait 10m".into(),
+        _ => format!("dep promote staging {stage} --lock-wait 10m"),
+    }
+}
+
 /// Every line of a GitLab job's `script:`.
 fn script(job: &Value) -> String {
     job.get("script")
@@ -216,7 +224,7 @@ fn init_github_workflow_runs_the_flow_in_order_and_deploys_the_tested_build() {
             job["concurrency"]["cancel-in-progress"].as_bool(),
             Some(false)
         );
-        assert!(runs(job).contains(&format!("dep deploy {stage}")), "{text}");
+        assert!(runs(job).contains(&deploy_command(stage)), "{text}");
         assert!(
             text.contains("secrets.SSH_PRIVATE_KEY") && text.contains("secrets.SSH_KNOWN_HOSTS"),
             "{text}"
@@ -306,7 +314,7 @@ fn init_gitlab_pipeline_has_the_stages_artifacts_environments_and_deploy_locks()
             needs(deploy).contains(&"build".to_string()),
             "{stage} gets the artifact"
         );
-        assert!(script(deploy).contains(&format!("dep deploy {stage}")));
+        assert!(script(deploy).contains(&deploy_command(stage)), "{text}");
     }
     assert!(script(job("staging")).contains("dep health staging"));
     assert!(script(job("staging")).contains("dep watch staging --duration 1m"));
@@ -371,7 +379,7 @@ fn init_gitlab_pipelines_fit_together_for_every_project_shape() {
         dir.dep(&["init", "--yes", "--ci", "gitlab"]).run();
         let text = dir.read(".gitlab-ci.yml").unwrap();
         assert_gitlab_jobs_fit_together(&text);
-        assert!(text.contains("dep deploy production"), "{shape}:\n{text}");
+        assert!(text.contains(&deploy_command("production")), "{shape}:\n{text}");
     }
     // The recipe asked for where nothing looks like Laravel yet: its jobs still have their PHP.
     let forced = TestProject::empty().no_deployfile();
@@ -385,98 +393,210 @@ fn init_gitlab_pipelines_fit_together_for_every_project_shape() {
     assert_actionlint_passes(&forced.join(".github/workflows/deploy.yml"));
 }
 
-/// The GitHub workflow's build packing and deploy steps, run as written (with a local host in
-/// place of the SSH server): staging gets the build, records the commit, and passes its smoke test.
-#[test]
-fn init_github_workflow_deploy_steps_deploy_the_packed_build_to_staging() {
-    let dir = TestProject::empty()
-        .no_deployfile()
-        .file("index.html", "built in CI\n");
-    let deploy_path = dir.join("hosts/staging");
-    dir.dep(&[
-        "init",
-        "--yes",
-        "--deploy-path",
-        deploy_path.to_str().unwrap(),
-    ])
-    .run();
-    // The staging host, on this machine instead of over SSH.
-    let deployfile = dir.read("Deployfile.toml").unwrap().replacen(
-        "hostname = \"staging.example.com\"",
-        "local = true",
-        1,
-    );
-    // A short watch window: the deploy runs it too.
-    let deployfile = deployfile.replacen("duration = \"2m\"", "duration = \"1s\"", 1);
-    dir.write("Deployfile.toml", &deployfile);
-    let workflow = yaml(&dir.read(".github/workflows/deploy.yml").unwrap());
-    let sha = "0123456789abcdef0123456789abcdef01234567";
+/// What one CI system's pipeline says, read the way its runner would: the build job's packing
+/// commands, the deploy jobs' environment and their `dep` commands.
+struct Pipeline {
+    pack: String,
+    env: Vec<(String, String)>,
+    staging: Vec<String>,
+    production: Vec<String>,
+}
 
-    // The build job's packing step, in the project, as the runner would run it.
-    let pack = steps(&workflow["jobs"]["build"])
-        .into_iter()
-        .find(|s| field(s, "name") == "Pack the release")
-        .expect("the build job packs the release");
-    let runner_temp = tempfile::tempdir().unwrap();
-    let status = Command::new("bash")
-        .args(["-eo", "pipefail", "-c", field(&pack, "run")])
-        .current_dir(dir.path())
-        .env("RUNNER_TEMP", runner_temp.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the packing step failed");
-
-    // The staging job's dep steps, with the workflow's environment.
-    let env: Vec<(String, String)> = workflow["env"]
-        .as_mapping()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            let value = v.as_str().unwrap().replace("${{ github.sha }}", sha);
-            (k.as_str().unwrap().to_string(), value)
-        })
-        .collect();
-    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.push(("DEP_NOW", T1));
-    let dep_steps: Vec<String> = runs(&workflow["jobs"]["staging"])
+/// The `dep …` commands among a job's shell lines (without `dep --version`).
+fn dep_commands(lines: &str) -> Vec<String> {
+    lines
         .lines()
         .filter_map(|line| line.strip_prefix("dep "))
         .filter(|line| !line.starts_with("--version"))
         .map(str::to_string)
-        .collect();
-    assert_eq!(
-        dep_steps,
-        [
-            "deploy staging --lock-wait 10m",
-            "health staging",
-            "watch staging --duration 1m"
-        ]
-    );
-    for step in &dep_steps {
-        let step = step.replace("--duration 1m", "--duration 1s");
-        let args: Vec<&str> = step.split_whitespace().collect();
-        dir.run_env(&args, &env).success();
+        .collect()
+}
+
+/// Variables of a job's environment, `commit` standing in for the CI's commit variable.
+fn variables(mapping: &Value, commit_variable: &str, commit: &str) -> Vec<(String, String)> {
+    mapping
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let value = v.as_str().unwrap().replace(commit_variable, commit);
+            (k.as_str().unwrap().to_string(), value)
+        })
+        .collect()
+}
+
+fn github_pipeline(dir: &TestProject, commit: &str) -> Pipeline {
+    let workflow = yaml(&dir.read(".github/workflows/deploy.yml").unwrap());
+    let jobs = &workflow["jobs"];
+    let pack = steps(&jobs["build"])
+        .into_iter()
+        .find(|s| field(s, "name") == "Pack the release")
+        .expect("the build job packs the release");
+    Pipeline {
+        pack: field(&pack, "run").to_string(),
+        env: variables(&workflow["env"], "${{ github.sha }}", commit),
+        staging: dep_commands(&runs(&jobs["staging"])),
+        production: dep_commands(&runs(&jobs["production"])),
     }
-    let current = deploy_path.join("current");
-    assert_eq!(
-        std::fs::read_to_string(current.join("index.html")).unwrap(),
-        "built in CI\n"
-    );
-    assert!(
-        !current.join("build").exists(),
-        "the artifact does not ship itself"
-    );
+}
+
+fn gitlab_pipeline(dir: &TestProject, commit: &str) -> Pipeline {
+    let pipeline = yaml(&dir.read(".gitlab-ci.yml").unwrap());
+    // Nothing to install in a project with neither composer.json nor package.json: the build
+    // job's script is its packing.
+    Pipeline {
+        pack: script(&pipeline["build"]),
+        env: variables(&pipeline[".deploy"]["variables"], "$CI_COMMIT_SHA", commit),
+        staging: dep_commands(&script(&pipeline["staging"])),
+        production: dep_commands(&script(&pipeline["production"])),
+    }
+}
+
+/// One pipeline run of the scaffold's build and deploy jobs, as written: the project's tree
+/// packed, then each job's dep commands (a job's releases named by its `DEP_NOW`). Every command
+/// must succeed but the last, which must exit `status`; returns its output.
+fn run_jobs(
+    dir: &TestProject,
+    pipeline: &Pipeline,
+    jobs: &[(&[String], &str)],
+    status: i32,
+) -> crate::support::project::Output {
+    let runner_temp = tempfile::tempdir().unwrap();
+    let packed = Command::new("bash")
+        .args(["-eo", "pipefail", "-c", &pipeline.pack])
+        .current_dir(dir.path())
+        .env("RUNNER_TEMP", runner_temp.path())
+        .status()
+        .unwrap();
+    assert!(packed.success(), "the packing step failed:\n{}", pipeline.pack);
+    let mut last = None;
+    for (commands, now) in jobs {
+        for (i, command) in commands.iter().enumerate() {
+            // The smoke test's watch, shortened.
+            let command = command.replace("--duration 1m", "--duration 1s");
+            let args: Vec<&str> = command.split_whitespace().collect();
+            let mut env: Vec<(&str, &str)> = pipeline
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            env.push(("DEP_NOW", now));
+            let output = dir.run_env(&args, &env);
+            let expected = if i + 1 == commands.len() { status } else { 0 };
+            assert_eq!(
+                output.status, expected,
+                "`dep {command}`:\n{}{}",
+                output.stdout, output.stderr
+            );
+            last = Some(output);
+        }
+    }
+    last.expect("the jobs run dep")
+}
+
+/// The entry of `release` in a host's releases log.
+fn logged(deploy_path: &Path, release: &str) -> serde_json::Value {
     let log = std::fs::read_to_string(deploy_path.join(".dep/releases.log")).unwrap();
-    let live = log
-        .lines()
+    log.lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|entry| entry["status"] == "live")
-        .unwrap_or_else(|| panic!("no live release:\n{log}"));
-    assert_eq!(live["release"], T1);
-    assert_eq!(
-        live["revision"], sha,
-        "the release records the tested commit"
-    );
+        .filter(|entry| entry["release"] == release)
+        .last()
+        .unwrap_or_else(|| panic!("no release {release}:\n{log}"))
+}
+
+/// The pipelines' build and deploy jobs, run as written for GitHub and for GitLab: staging gets
+/// the packed build, records the tested commit and passes its smoke test; production is promoted
+/// the same bytes; a later build that staging never got is refused for production.
+#[test]
+fn init_pipelines_deploy_the_packed_build_to_staging_then_promote_it_to_production() {
+    for ci in ["github", "gitlab"] {
+        let dir = TestProject::empty()
+            .no_deployfile()
+            .file("index.html", "built in CI\n");
+        dir.dep(&["init", "--yes", "--ci", ci]).run();
+        // The two hosts, on this machine instead of over SSH, with a short watch window.
+        let mut deployfile = dir.read("Deployfile.toml").unwrap();
+        for stage in ["staging", "production"] {
+            deployfile = deployfile.replacen(
+                &format!("hostname = \"{stage}.example.com\""),
+                &format!(
+                    "local = true\nconfig = {{ deploy_path = {:?} }}",
+                    dir.join(&format!("hosts/{stage}")).display().to_string()
+                ),
+                1,
+            );
+        }
+        let deployfile = deployfile.replacen("duration = \"2m\"", "duration = \"1s\"", 1);
+        dir.write("Deployfile.toml", &deployfile);
+        let staging = dir.join("hosts/staging");
+        let production = dir.join("hosts/production");
+        let tested = "0123456789abcdef0123456789abcdef01234567";
+
+        let pipeline = match ci {
+            "github" => github_pipeline(&dir, tested),
+            _ => gitlab_pipeline(&dir, tested),
+        };
+        assert_eq!(
+            pipeline.staging,
+            [
+                "deploy staging --lock-wait 10m",
+                "health staging",
+                "watch staging --duration 1m"
+            ],
+            "{ci}"
+        );
+        assert_eq!(
+            pipeline.production,
+            ["promote staging production --lock-wait 10m"],
+            "{ci}"
+        );
+        run_jobs(
+            &dir,
+            &pipeline,
+            &[(&pipeline.staging, T1), (&pipeline.production, T2)],
+            0,
+        );
+        for (path, release) in [(&staging, T1), (&production, T2)] {
+            let current = path.join("current");
+            assert_eq!(
+                std::fs::read_to_string(current.join("index.html")).unwrap(),
+                "built in CI\n",
+                "{ci}: {}",
+                path.display()
+            );
+            assert!(
+                !current.join("build").exists(),
+                "{ci}: the artifact does not ship itself"
+            );
+            let entry = logged(path, release);
+            assert_eq!(entry["status"], "live", "{ci}: {entry}");
+            assert_eq!(entry["revision"], tested, "{ci}: the tested commit");
+        }
+        let promoted = logged(&production, T2);
+        assert_eq!(
+            promoted["promoted_from"],
+            serde_json::json!({"stage": "staging", "release": T1}),
+            "{ci}: {promoted}"
+        );
+        assert_eq!(promoted["sha256"], logged(&staging, T1)["sha256"], "{ci}");
+
+        // A later pipeline whose build staging never got (another pipeline deployed staging
+        // since, say): its production job refuses, and production keeps what it has.
+        dir.write("index.html", "built later\n");
+        let later = match ci {
+            "github" => github_pipeline(&dir, "fedcba9876543210fedcba9876543210fedcba98"),
+            _ => gitlab_pipeline(&dir, "fedcba9876543210fedcba9876543210fedcba98"),
+        };
+        run_jobs(&dir, &later, &[(&later.production, T3)], 1)
+            .stderr_has("promotion from `staging` refused, nothing was changed")
+            .stderr_has("the artifact strategy would send other bytes");
+        assert_eq!(
+            std::fs::read_link(production.join("current")).unwrap(),
+            Path::new("releases").join(T2),
+            "{ci}"
+        );
+        assert!(!production.join("releases").join(T3).exists(), "{ci}");
+    }
 }
 
 #[test]

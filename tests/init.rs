@@ -48,7 +48,7 @@ fn init_scaffolds_a_laravel_deployfile_and_workflow_that_load() {
         "staging:",
         "production:",
         "dep deploy staging",
-        "dep deploy production",
+        "dep promote staging production",
         "php artisan test",
     ] {
         assert!(workflow.contains(job), "workflow lacks {job}:\n{workflow}");

@@ -63,8 +63,20 @@ fn upload_promotes_the_bytes_live_on_staging_and_records_where_they_came_from() 
     assert_eq!(sha256.len(), 64, "{staged}");
     assert_eq!(project.last_entry("s2", T1).unwrap()["sha256"], sha256);
 
+    // A dry run reads staging and prints what production would run, changing nothing there.
+    let before = production_state(&project);
     project
-        .dep(&["promote", "staging", "production"])
+        .dep(&["promote", "staging", "production", "--dry-run"])
+        .now(T2)
+        .run()
+        .stdout_has("[p1] deploy:update_code")
+        .stdout_has("\"promoted_from\":{\"stage\":\"staging\",\"release\":\"20250101100000\"}")
+        .stdout_has("dry run: release 20250101110000 would be deployed");
+    unchanged(&project, &before);
+    assert!(!project.deploy_path("p1").exists(), "a dry run made the deploy path");
+
+    project
+        .dep(&["promote", "staging", "production", "--no-watch"])
         .now(T2)
         .run();
     for host in PRODUCTION {
@@ -197,6 +209,14 @@ fn refuses_when_staging_fails_its_health_checks_now() {
         .run()
         .stderr_has("release 20250101100000 fails its health checks now")
         .stderr_has("host `s2`");
+    unchanged(&project, &before);
+    // A dry run checks staging the same way.
+    project
+        .dep(&["promote", "staging", "production", "--dry-run"])
+        .now(T2)
+        .status(1)
+        .run()
+        .stderr_has("release 20250101100000 fails its health checks now");
     unchanged(&project, &before);
 }
 

@@ -53,15 +53,7 @@ pub(crate) enum Commands {
     /// Deploy a new release to the selected hosts
     Deploy(Deploy),
     /// Deploy to stage TO exactly what is live on stage FROM (its revision, or its bytes)
-    Promote {
-        /// The stage whose live release is promoted (every host must serve the same one)
-        from: String,
-        /// The stage to deploy it to
-        to: String,
-        /// Wait this long for a held deploy lock on TO instead of exiting 3 (e.g. 30s, 5m)
-        #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
-        lock_wait: Option<Duration>,
-    },
+    Promote(Promote),
     /// Run the health checks now against each host's current release
     Health { selector: Option<String> },
     /// Run the watch window now against the live release (exit 1: a threshold breached)
@@ -165,6 +157,27 @@ pub struct Deploy {
     #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
     pub lock_wait: Option<Duration>,
     /// Print each host's commands in order; run nothing on the hosts
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Skip the watch window after the switch
+    #[arg(long, conflicts_with = "watch")]
+    pub no_watch: bool,
+    /// Watch this long after the switch instead of the Deployfile's `[watch] duration`
+    #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+    pub watch: Option<Duration>,
+}
+
+/// `dep promote`'s own arguments.
+#[derive(Debug, Args)]
+pub struct Promote {
+    /// The stage whose live release is promoted (every host must serve the same one)
+    pub from: String,
+    /// The stage to deploy it to
+    pub to: String,
+    /// Wait this long for a held deploy lock on TO instead of exiting 3 (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
+    pub lock_wait: Option<Duration>,
+    /// Check FROM, then print TO's commands in order; change nothing anywhere
     #[arg(long)]
     pub dry_run: bool,
     /// Skip the watch window after the switch

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::cli::args::{Cli, Commands, Deploy, Global, TaskArgs};
+use crate::cli::args::{Cli, Commands, Deploy, Global, Promote, TaskArgs};
 use crate::cli::init::Answers;
 use crate::error::{Error, Result};
 
@@ -27,11 +27,7 @@ pub struct Config {
 #[derive(Debug)]
 pub enum Subcommand {
     Deploy(Deploy),
-    Promote {
-        from: String,
-        to: String,
-        lock_wait: Option<std::time::Duration>,
-    },
+    Promote(Promote),
     Rollback {
         selector: Option<String>,
         to: Option<String>,
@@ -88,15 +84,7 @@ impl Config {
         let subcommand = match cli.command {
             Commands::Task(args) => task(args, &mut global)?,
             Commands::Deploy(args) => Subcommand::Deploy(args),
-            Commands::Promote {
-                from,
-                to,
-                lock_wait,
-            } => Subcommand::Promote {
-                from,
-                to,
-                lock_wait,
-            },
+            Commands::Promote(args) => Subcommand::Promote(args),
             Commands::Rollback {
                 selector,
                 to,

@@ -3,7 +3,7 @@
 
 use tracing::Instrument as _;
 
-use crate::cli::args::Deploy;
+use crate::cli::args::{Deploy, Promote};
 use crate::cli::Session;
 use crate::error::{Error, Result};
 use crate::fleet::Options;
@@ -39,12 +39,17 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
 
 /// `dep promote FROM TO`: read what is live on FROM (every host agreeing, healthy now), then
 /// deploy TO pinned to it. A refusal happens before TO is touched: no lock, no release, no log.
-pub async fn promote(
-    mut session: Session<'_>,
-    from: String,
-    to: String,
-    lock_wait: Option<std::time::Duration>,
-) -> Result<()> {
+/// With `--dry-run`, FROM is still read and health-checked (neither changes anything) and TO's
+/// deploy is only printed.
+pub async fn promote(mut session: Session<'_>, args: Promote) -> Result<()> {
+    let Promote {
+        from,
+        to,
+        lock_wait,
+        dry_run,
+        no_watch,
+        watch,
+    } = args;
     if from == to {
         return Err(Error::Usage(format!(
             "`dep promote {from} {to}`: promote from one stage to another"
@@ -67,9 +72,15 @@ pub async fn promote(
         .promotable(&from)
         .instrument(tracing::info_span!("promote", task = "promote", stage = %from))
         .await?;
-    session.options.selector = Some(to.clone());
-    session.options.promotion = Some(promotion);
-    session.options.lock_wait = lock_wait;
+    session.options = Options {
+        selector: Some(to.clone()),
+        promotion: Some(promotion),
+        lock_wait,
+        dry_run,
+        no_watch,
+        watch_duration: watch,
+        ..session.options
+    };
     let span = tracing::info_span!("deploy", task = "deploy");
     session.engine(Some(&to))?.deploy().instrument(span).await
 }

@@ -109,11 +109,7 @@ fn run(config: Config, secrets: &mut Vec<String>) -> Result<()> {
 fn dispatch(session: Session<'_>, subcommand: Subcommand, json: bool) -> Result<()> {
     match subcommand {
         Subcommand::Deploy(args) => block_on(deploy::deploy(session, args)),
-        Subcommand::Promote {
-            from,
-            to,
-            lock_wait,
-        } => block_on(deploy::promote(session, from, to, lock_wait)),
+        Subcommand::Promote(args) => block_on(deploy::promote(session, args)),
         Subcommand::Rollback {
             selector,
             to,
