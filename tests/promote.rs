@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::project::{TestProject, T1, T2, T3};
+use crate::support::project::{TestProject, T1, T2, T3, T4};
 
 const STAGING: [&str; 2] = ["s1", "s2"];
 const PRODUCTION: [&str; 2] = ["p1", "p2"];
@@ -358,4 +358,107 @@ fn over_ssh_the_staging_bytes_are_promoted_and_other_bytes_refused() {
         assert!(!dp.join(".dep/deploy.lock").exists(), "host{index}: locked");
         assert!(!dp.join("releases").join(T3).exists(), "host{index}");
     }
+}
+
+/// A blue-green staging (local hosts sb blue, sg green, router slb): what it serves is its live
+/// color's release. `dep health`, `dep watch` and `dep promote` look at the live color only: the
+/// routers serve no release and the standby serves the one before.
+#[test]
+fn a_blue_green_stage_is_checked_watched_and_promoted_by_its_live_color() {
+    let project = TestProject::new();
+    let mut text = String::from(
+        r#"
+[stages.staging]
+strategy = "blue-green"
+
+[stages.staging.watch]
+duration = "0s"
+interval = "100ms"
+
+[[stages.staging.watch.probe]]
+name = "alive"
+critical = true
+command = "test ! -e {{ deploy_path }}/broken"
+
+[[health]]
+name = "serving"
+command = "test -d {{ deploy_path }}/current && test ! -e {{ deploy_path }}/broken"
+
+[tasks."traffic:switch"]
+roles = ["lb"]
+run = "printf '%s\n' {{ target_hosts | join(' ') | quote }} > {{ deploy_path }}/routed"
+"#,
+    );
+    for (host, stage, extra) in [
+        ("sb", "staging", "color = \"blue\""),
+        ("sg", "staging", "color = \"green\""),
+        ("slb", "staging", "roles = [\"lb\"]"),
+        ("p1", "production", ""),
+        ("p2", "production", ""),
+    ] {
+        text.push_str(&format!(
+            "\n[hosts.{host}]\nlocal = true\nstage = \"{stage}\"\n{extra}\nconfig = {{ deploy_path = {:?} }}\n",
+            project.deploy_path(host).display().to_string()
+        ));
+    }
+    let project = project.deployfile(&text);
+    let mark = |host: &str| fs::write(project.deploy_path(host).join("broken"), "").unwrap();
+
+    // Blue goes live first; the router and green serve nothing.
+    project.dep(&["deploy", "staging"]).now(T1).run();
+    assert_eq!(project.current("sb").as_deref(), Some(T1));
+    assert_eq!(project.current("sg"), None);
+    project.dep(&["health", "staging"]).run();
+    project
+        .dep(&["promote", "staging", "production"])
+        .now(T2)
+        .run();
+    assert_eq!(
+        project.last_entry("p1", T2).unwrap()["promoted_from"],
+        serde_json::json!({"stage": "staging", "release": T1})
+    );
+
+    // Green goes live with new bytes; blue keeps T1 as the standby, and breaks.
+    project.write("app/index.html", "version two\n");
+    project.dep(&["deploy", "staging"]).now(T3).run();
+    assert_eq!(project.current("sg").as_deref(), Some(T3));
+    assert_eq!(project.current("sb").as_deref(), Some(T1));
+    mark("sb");
+    project.dep(&["health", "staging"]).run();
+    project
+        .dep(&["watch", "staging", "--duration", "300ms"])
+        .run();
+    project
+        .dep(&["promote", "staging", "production"])
+        .now(T4)
+        .run();
+    for host in PRODUCTION {
+        let entry = project.last_entry(host, T4).unwrap();
+        assert_eq!(
+            entry["promoted_from"],
+            serde_json::json!({"stage": "staging", "release": T3}),
+            "{host}: {entry}"
+        );
+        assert_eq!(entry["sha256"], project.last_entry("sg", T3).unwrap()["sha256"]);
+        let served = fs::read_to_string(project.deploy_path(host).join("current/index.html"));
+        assert_eq!(served.unwrap(), "version two\n", "{host}");
+    }
+
+    // The live color broken: all three say so, naming its host.
+    mark("sg");
+    let output = project.dep(&["health", "staging"]).status(1).run();
+    output.stderr_has("host `sg`");
+    assert!(!output.stderr.contains("host `sb`"), "{}", output.stderr);
+    project
+        .dep(&["watch", "staging", "--duration", "300ms"])
+        .status(1)
+        .run()
+        .stderr_has("alive");
+    let before = production_state(&project);
+    project
+        .dep(&["promote", "staging", "production"])
+        .status(1)
+        .run()
+        .stderr_has("fails its health checks now");
+    unchanged(&project, &before);
 }

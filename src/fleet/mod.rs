@@ -189,7 +189,8 @@ impl<'p> Fleet<'p> {
     /// `dep health`: every health check (both phases) against what `current` serves now.
     pub async fn health(&mut self) -> Result<()> {
         self.read_states().await?;
-        let failures = self.health_now().await;
+        let serving = self.serving()?;
+        let failures = self.health_now(&serving).await;
         if self.hosts.iter().all(|h| h.checks.is_empty()) {
             return Err(Error::Usage(
                 "no health checks are configured (`[[health]]`)".into(),
@@ -201,16 +202,16 @@ impl<'p> Fleet<'p> {
         Err(Error::Unhealthy(failures))
     }
 
-    /// Every health check (both phases) against each host's `current` as last read: the
-    /// failures, one line per host (none when no check is configured).
-    async fn health_now(&mut self) -> Vec<String> {
-        for host in &mut self.hosts {
+    /// Every health check (both phases) against the `current` of each of `members` as last
+    /// read: the failures, one line per host (none when no check is configured).
+    async fn health_now(&mut self, members: &[usize]) -> Vec<String> {
+        for &i in members {
+            let host = &mut self.hosts[i];
             let current = host.state.current.clone().unwrap_or_default();
             host.vars.set("release_name", current);
         }
-        let everyone = self.everyone();
-        let mut failures = self.run_checks(Phase::PreSwitch, &everyone).await;
-        failures.extend(self.run_checks(Phase::PostSwitch, &everyone).await);
+        let mut failures = self.run_checks(Phase::PreSwitch, members).await;
+        failures.extend(self.run_checks(Phase::PostSwitch, members).await);
         failures
             .into_iter()
             .map(|(host, why)| format!("host `{host}`: {why}"))

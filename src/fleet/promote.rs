@@ -29,8 +29,9 @@ struct Live {
 }
 
 impl Fleet<'_> {
-    /// The release live on every host of this fleet (stage `stage`), refused when the hosts
-    /// disagree on it or it fails its health checks now. Changes nothing anywhere.
+    /// The release live on every host of this fleet (stage `stage`; on a blue-green stage, every
+    /// host of its live color), refused when the hosts disagree on it or it fails its health
+    /// checks now. Changes nothing anywhere.
     pub async fn promotable(&mut self, stage: &str) -> Result<Promotion> {
         self.read_states().await?;
         let refused = |why: String| {
@@ -38,9 +39,11 @@ impl Fleet<'_> {
                 "promotion from `{stage}` refused, nothing was changed: {why}"
             ))
         };
+        // On a blue-green stage, the live color's hosts.
+        let serving = self.serving().map_err(|e| refused(e.to_string()))?;
         // Each host's live release and what its log says of it.
         let mut live: BTreeMap<Option<Live>, Vec<&str>> = BTreeMap::new();
-        for host in &self.hosts {
+        for host in serving.iter().map(|&i| &self.hosts[i]) {
             let entry = host.state.current.as_ref().map(|current| {
                 let logged = host
                     .state
@@ -90,14 +93,14 @@ impl Fleet<'_> {
             .flatten()
             .map(|live| live.release)
             .ok_or_else(|| refused("no host selected".into()))?;
-        let failures = self.health_now().await;
+        let failures = self.health_now(&serving).await;
         if !failures.is_empty() {
             return Err(refused(format!(
                 "release {release} fails its health checks now:\n  {}",
                 failures.join("\n  ")
             )));
         }
-        let entry = self.hosts.first().and_then(|h| {
+        let entry = serving.first().map(|&i| &self.hosts[i]).and_then(|h| {
             h.state
                 .statuses()
                 .get(release.as_str())

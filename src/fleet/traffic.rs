@@ -120,6 +120,22 @@ impl Fleet<'_> {
         )))
     }
 
+    /// The hosts that serve the live release, as last read: on a blue-green stage selected with
+    /// its routers, the live color's hosts (the routers serve no release, the standby not the
+    /// live one); otherwise every selected host. Refused when no color is live yet.
+    pub(crate) fn serving(&self) -> Result<Vec<usize>> {
+        if !self.blue_green() || self.routers().is_empty() {
+            return Ok((0..self.hosts.len()).collect());
+        }
+        match self.live_color()? {
+            Some(color) => Ok(self.of_color(color)),
+            None => Err(Error::Refused(
+                "no color of this blue-green stage is live yet (no router records one in                  `.dep/live_color`): deploy it first"
+                    .into(),
+            )),
+        }
+    }
+
     /// Point every router at `to`: `traffic:switch` with `target_color` and `target_hosts`,
     /// then `.dep/live_color` records it.
     pub(crate) async fn point_traffic(&mut self, from: Option<Color>, to: Color) -> Result<()> {

@@ -137,15 +137,14 @@ impl Fleet<'_> {
                 "the watch window is 0s long: give `--duration`".into(),
             ));
         }
-        let everyone = self.everyone();
-        let Some(watched) = self.watch_window(&everyone).await else {
+        let serving = self.serving()?;
+        let Some(watched) = self.watch_window(&serving).await else {
             return Ok(());
         };
         self.report_verdict(&watched, "nothing was changed");
-        let live = self
-            .hosts
+        let live = serving
             .first()
-            .and_then(|h| h.state.current.clone())
+            .and_then(|&i| self.hosts[i].state.current.clone())
             .unwrap_or_default();
         let breaches = worded(watched.verdict.breaches());
         if breaches.is_empty() {
