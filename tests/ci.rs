@@ -379,7 +379,10 @@ fn init_gitlab_pipelines_fit_together_for_every_project_shape() {
         dir.dep(&["init", "--yes", "--ci", "gitlab"]).run();
         let text = dir.read(".gitlab-ci.yml").unwrap();
         assert_gitlab_jobs_fit_together(&text);
-        assert!(text.contains(&deploy_command("production")), "{shape}:\n{text}");
+        assert!(
+            text.contains(&deploy_command("production")),
+            "{shape}:\n{text}"
+        );
     }
     // The recipe asked for where nothing looks like Laravel yet: its jobs still have their PHP.
     let forced = TestProject::empty().no_deployfile();
@@ -468,7 +471,11 @@ fn run_jobs(
         .env("RUNNER_TEMP", runner_temp.path())
         .status()
         .unwrap();
-    assert!(packed.success(), "the packing step failed:\n{}", pipeline.pack);
+    assert!(
+        packed.success(),
+        "the packing step failed:\n{}",
+        pipeline.pack
+    );
     let mut last = None;
     for (commands, now) in jobs {
         for (i, command) in commands.iter().enumerate() {
@@ -498,9 +505,9 @@ fn run_jobs(
 fn logged(deploy_path: &Path, release: &str) -> serde_json::Value {
     let log = std::fs::read_to_string(deploy_path.join(".dep/releases.log")).unwrap();
     log.lines()
+        .rev()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|entry| entry["release"] == release)
-        .last()
+        .find(|entry| entry["release"] == release)
         .unwrap_or_else(|| panic!("no release {release}:\n{log}"))
 }
 

@@ -1,10 +1,12 @@
-//! Ctrl-C during a deploy: nothing switches, every lock is released, the release is marked
-//! failed and removed (it never went live), and the commands that were running are stopped.
+//! Ctrl-C during a deploy: before the switch nothing switches, every lock is released, the
+//! release is marked failed and removed (it never went live), and the commands that were running
+//! are stopped. During a switch (here the traffic switch of a blue-green stage) dep lets the
+//! switch end first, so the fleet is never half switched, then stops.
 
 use std::time::{Duration, Instant};
 
 use crate::support::process::running_with;
-use crate::support::project::{TestProject, T1};
+use crate::support::project::{TestProject, T1, T2};
 
 /// This test's distinctive sleep: no other test runs `sleep 29.7531`.
 const SLEEP: &str = "29.7531";
@@ -64,4 +66,86 @@ fn ctrl_c_before_the_switch_changes_nothing_and_releases_the_locks() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!project.join("finished-h1").exists() && !project.join("finished-h2").exists());
+}
+
+/// Two routers, one slow to switch: Ctrl-C once the quick one switched. Both routers end on the
+/// new color (recorded in `.dep/live_color`), and dep says the release stayed live there.
+#[test]
+fn ctrl_c_during_a_traffic_switch_lets_every_router_finish_it() {
+    let project = TestProject::new();
+    let mut text = String::from(
+        r#"
+[stages.test]
+strategy = "blue-green"
+
+[tasks."traffic:switch"]
+roles = ["lb"]
+run = [
+  "touch {{ (deployfile_dir ~ '/switching-' ~ host)|quote }}",
+  "sleep {{ switch_delay }}",
+  "printf '%s\n' {{ target_color|quote }} > {{ deploy_path|quote }}/routed",
+]
+"#,
+    );
+    for (host, extra) in [
+        ("blue1", "color = \"blue\""),
+        ("green1", "color = \"green\""),
+        ("lb1", "roles = [\"lb\"]"),
+        ("lb2", "roles = [\"lb\"]"),
+    ] {
+        let delay = if host == "lb2" { "1.5" } else { "0" };
+        text.push_str(&format!(
+            "\n[hosts.{host}]\nlocal = true\nstage = \"test\"\n{extra}\n\
+             config = {{ deploy_path = {:?}, switch_delay = {delay:?} }}\n",
+            project.deploy_path(host).display().to_string()
+        ));
+    }
+    let project = project.deployfile(&text);
+    let routed = |host: &str| {
+        std::fs::read_to_string(project.deploy_path(host).join("routed")).unwrap_or_default()
+    };
+    let live_color = |host: &str| {
+        std::fs::read_to_string(project.deploy_path(host).join(".dep/live_color"))
+            .unwrap_or_default()
+    };
+    project.dep(&["deploy", "test"]).now(T1).run();
+    assert_eq!(
+        (routed("lb1"), routed("lb2")),
+        ("blue\n".into(), "blue\n".into())
+    );
+    for host in ["lb1", "lb2"] {
+        std::fs::remove_file(project.join(&format!("switching-{host}"))).unwrap();
+    }
+
+    let running = project.start_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(routed("lb1") == "green\n" && project.join("switching-lb2").exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "the traffic switch never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        routed("lb2"),
+        "blue\n",
+        "lb2 switched too soon for this test"
+    );
+    running.signal(libc::SIGINT);
+    let output = running.wait();
+    for host in ["lb1", "lb2"] {
+        assert_eq!(routed(host), "green\n", "{host} was left on the old color");
+        assert_eq!(live_color(host), "green\n", "{host}: .dep/live_color");
+        assert!(!project.locked(host), "{host} is still locked");
+    }
+    output
+        .expect_status(1)
+        .stdout_has("Ctrl-C: stopping once the switch under way is over")
+        .stderr_has("release 20250101110000 stays live on green1");
+    assert_eq!(project.current("green1").as_deref(), Some(T2));
+    assert_eq!(
+        project.current("blue1").as_deref(),
+        Some(T1),
+        "the standby was touched"
+    );
 }

@@ -73,7 +73,10 @@ fn upload_promotes_the_bytes_live_on_staging_and_records_where_they_came_from() 
         .stdout_has("\"promoted_from\":{\"stage\":\"staging\",\"release\":\"20250101100000\"}")
         .stdout_has("dry run: release 20250101110000 would be deployed");
     unchanged(&project, &before);
-    assert!(!project.deploy_path("p1").exists(), "a dry run made the deploy path");
+    assert!(
+        !project.deploy_path("p1").exists(),
+        "a dry run made the deploy path"
+    );
 
     project
         .dep(&["promote", "staging", "production", "--no-watch"])
@@ -439,7 +442,10 @@ run = "printf '%s\n' {{ target_hosts | join(' ') | quote }} > {{ deploy_path }}/
             serde_json::json!({"stage": "staging", "release": T3}),
             "{host}: {entry}"
         );
-        assert_eq!(entry["sha256"], project.last_entry("sg", T3).unwrap()["sha256"]);
+        assert_eq!(
+            entry["sha256"],
+            project.last_entry("sg", T3).unwrap()["sha256"]
+        );
         let served = fs::read_to_string(project.deploy_path(host).join("current/index.html"));
         assert_eq!(served.unwrap(), "version two\n", "{host}");
     }

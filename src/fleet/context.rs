@@ -18,6 +18,7 @@ use crate::report::Reporter;
 use crate::transport::Payload;
 
 use super::archive::ArchiveError;
+use super::interrupt::Interrupts;
 use super::Options;
 
 /// What kind of run this is: a deploy announces its release and notifies; the others do not.
@@ -69,6 +70,8 @@ pub struct Context<'p> {
     pub sha256: Option<String>,
     /// At most `--parallel` hosts run a segment at once.
     pub parallel: Semaphore,
+    /// Ctrl-C, held off while a switch is under way.
+    pub interrupts: Arc<Interrupts>,
 }
 
 impl<'p> Context<'p> {
@@ -103,6 +106,7 @@ impl<'p> Context<'p> {
             code: Code::default(),
             sha256: None,
             parallel: Semaphore::new(options.parallel.max(1)),
+            interrupts: Arc::default(),
         }
     }
 

@@ -30,11 +30,13 @@ impl Fleet<'_> {
         super::code::resolve(&mut self.ctx, &mut self.hosts).await?;
         let steps: Vec<Arc<Task>> = plan.steps().cloned().collect();
         self.preflight(&steps).await?;
+        let interrupts = Arc::clone(&self.ctx.interrupts);
+        let reporter = self.ctx.reporter;
         let result = {
             let mut deploy = Deploy::new(self, plan, on_post_switch_failure);
             tokio::select! {
                 result = strategy.run(&mut deploy) => result,
-                _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+                () = interrupts.requested(reporter) => Err(Error::Interrupted),
             }
         };
         if result.is_err() {

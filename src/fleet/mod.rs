@@ -20,6 +20,7 @@ mod dynamic;
 mod failure;
 mod git_mirror;
 mod host_run;
+mod interrupt;
 mod lock;
 mod notify;
 mod options;
@@ -132,13 +133,15 @@ impl<'p> Fleet<'p> {
         self.load_webhooks()?;
         let abandoned = self.hosts.first().and_then(|h| h.state.current.clone());
         let everyone = self.everyone();
+        let interrupts = std::sync::Arc::clone(&self.ctx.interrupts);
+        let reporter = self.ctx.reporter;
         let work = async {
             self.lock_all("deploy:lock").await?;
             self.execute(&plan, &everyone).await
         };
         let result = tokio::select! {
             result = work => result,
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            () = interrupts.requested(reporter) => Err(Error::Interrupted),
         };
         self.unlock_remaining().await;
         if result.is_ok() {

@@ -20,6 +20,8 @@ impl Fleet<'_> {
         reasons: &[CheckFailure],
         scope: &[usize],
     ) -> Result<()> {
+        // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
+        let _shield = self.ctx.interrupts.shield();
         if self.traffic.is_some_and(|t| t.from.is_some()) {
             return self.send_traffic_back(reasons, scope).await;
         }

@@ -49,6 +49,8 @@ impl Fleet<'_> {
     /// which the fleet disarms once every host switched: a host the confirmation never reaches
     /// (the controller died half-way) puts its links back by itself.
     pub(crate) async fn switch(&mut self, task: &str, targets: Vec<Target>) -> Result<()> {
+        // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
+        let _shield = self.ctx.interrupts.shield();
         let reporter = self.ctx.reporter;
         let guard = self.switch_guard(task)?;
         for target in &targets {
@@ -211,6 +213,8 @@ impl Fleet<'_> {
         scope: &[usize],
         mark: Option<&LogEntry>,
     ) -> Reverted {
+        // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
+        let _shield = self.ctx.interrupts.shield();
         let reverts = join_all(
             self.hosts
                 .iter()

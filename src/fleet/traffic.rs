@@ -139,6 +139,8 @@ impl Fleet<'_> {
     /// Point every router at `to`: `traffic:switch` with `target_color` and `target_hosts`,
     /// then `.dep/live_color` records it.
     pub(crate) async fn point_traffic(&mut self, from: Option<Color>, to: Color) -> Result<()> {
+        // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
+        let _shield = self.ctx.interrupts.shield();
         let plan = self.ctx.tasks.expand(TASK)?;
         let targets: Vec<String> = self
             .of_color(to)
@@ -226,6 +228,8 @@ impl Fleet<'_> {
     /// The routers back to the color that was live before this deploy's traffic switch (none:
     /// they forget the live color), verified. What went wrong, if anything.
     pub(crate) async fn restore_traffic(&mut self) -> Vec<String> {
+        // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
+        let _shield = self.ctx.interrupts.shield();
         let Some(switched) = self.traffic.take() else {
             return Vec::new();
         };
@@ -275,6 +279,8 @@ impl Fleet<'_> {
         self.ctx.mode = Mode::Rollback;
         self.check_blue_green()?;
         self.load_webhooks()?;
+        let interrupts = std::sync::Arc::clone(&self.ctx.interrupts);
+        let reporter = self.ctx.reporter;
         let work = async {
             self.lock_all("deploy:lock").await?;
             let live = self.live_color()?.ok_or_else(|| {
@@ -317,7 +323,7 @@ impl Fleet<'_> {
         };
         let result = tokio::select! {
             result = work => result,
-            _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+            () = interrupts.requested(reporter) => Err(Error::Interrupted),
         };
         self.unlock_remaining().await;
         let abandoned = result?;

@@ -148,6 +148,7 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         | Event::StillLive { .. }
         | Event::LockWaiting { .. }
         | Event::DryRunFinished { .. }
+        | Event::InterruptDeferred
         | Event::NotificationFailed { .. } => decision(event),
         Event::WatchStarted { .. } | Event::WatchSample { .. } | Event::WatchFinished { .. } => {
             super::watch::json(event)
@@ -199,6 +200,7 @@ fn decision(event: &Event<'_>) -> serde_json::Value {
         Event::DryRunFinished { release } => {
             json!({"event": "dry_run_finished", "release": release})
         }
+        Event::InterruptDeferred => json!({"event": "interrupt_deferred"}),
         Event::NotificationFailed { message } => {
             json!({"event": "notification_failed", "message": message})
         }

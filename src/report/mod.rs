@@ -146,6 +146,8 @@ pub enum Event<'a> {
         waited: Duration,
         left: Duration,
     },
+    /// Ctrl-C came during a switch: the run stops once the switch is over.
+    InterruptDeferred,
     /// A dry run is over: nothing ran on the hosts.
     DryRunFinished {
         release: &'a str,

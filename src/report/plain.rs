@@ -186,6 +186,10 @@ fn decision(event: &Event<'_>) -> Option<String> {
                 human_duration(left)
             )
         }),
+        Event::InterruptDeferred => Some(
+            "Ctrl-C: stopping once the switch under way is over (a fleet is never left half switched)"
+                .to_string(),
+        ),
         Event::DryRunFinished { release } => Some(format!(
             "dry run: release {release} would be deployed; nothing was run on the hosts"
         )),

@@ -1,0 +1,87 @@
+//! Ctrl-C. Before the switch it ends the run like a failure (nothing switches). During a switch
+//! (of the release links, of the traffic, or back after a failure) it waits for that switch to
+//! end, since dropping it half way would leave some hosts or routers switched and others not;
+//! the run then stops, and what switched stays live, as after Ctrl-C once the switch is over.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::report::{Event, Reporter};
+
+/// How many switches are under way (each holds a [`Shield`]), and a wake-up when none is.
+#[derive(Debug, Default)]
+pub struct Interrupts {
+    switching: AtomicUsize,
+    calm: Notify,
+}
+
+/// Ctrl-C waits while this lives.
+#[must_use = "Ctrl-C is held off only while the shield lives"]
+pub struct Shield(Arc<Interrupts>);
+
+impl Interrupts {
+    /// Hold Ctrl-C off until the shield is dropped (shields nest).
+    pub fn shield(self: &Arc<Self>) -> Shield {
+        self.switching.fetch_add(1, Ordering::SeqCst);
+        Shield(Arc::clone(self))
+    }
+
+    /// Resolves after Ctrl-C, once no switch is under way: where the run may be dropped.
+    pub async fn requested(&self, reporter: &Reporter) {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handler (never on a normal system): never interrupt.
+            std::future::pending::<()>().await;
+        }
+        self.calm(|| reporter.emit(Event::InterruptDeferred)).await;
+    }
+
+    /// Resolves once no switch is under way; `waiting` is called first if one is.
+    async fn calm(&self, waiting: impl FnOnce()) {
+        let mut waiting = Some(waiting);
+        loop {
+            // Made before the check, so a shield dropped in between still wakes it.
+            let calm = self.calm.notified();
+            if self.switching.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            if let Some(waiting) = waiting.take() {
+                waiting();
+            }
+            calm.await;
+        }
+    }
+}
+
+impl Drop for Shield {
+    fn drop(&mut self) {
+        if self.0.switching.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.calm.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_last_shield_dropped_wakes_a_waiter() {
+        let interrupts = Arc::new(Interrupts::default());
+        let outer = interrupts.shield();
+        let inner = interrupts.shield();
+        let waiting = {
+            let interrupts = Arc::clone(&interrupts);
+            tokio::spawn(async move { interrupts.calm(|| {}).await })
+        };
+        drop(inner);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "woke with a switch still under way");
+        drop(outer);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiter was never woken")
+            .unwrap();
+    }
+}
