@@ -67,6 +67,26 @@ fn init_scaffolds_a_laravel_deployfile_and_workflow_that_load() {
         )
         .stderr("")
         .run();
+    // `dep config` fits the recipe's many-line shell helpers in its table; -v shows them whole.
+    let config = dir.run(&["config", "staging"]);
+    config.success();
+    let helpers = config
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("db_functions "))
+        .unwrap_or_else(|| panic!("no db_functions:\n{}", config.stdout));
+    assert!(
+        helpers.contains("lines)") && helpers.len() < 160,
+        "{helpers}"
+    );
+    assert!(
+        config.stdout.lines().all(|l| l.chars().count() < 160),
+        "{}",
+        config.stdout
+    );
+    config.stdout_has("`dep config -v` shows them whole");
+    dir.run(&["config", "staging", "-v"])
+        .stdout_has("\ndb_dump() {\n");
     let tree = dir.run(&["tree", "deploy"]).stdout;
     assert!(
         tree.contains("artisan:migrate [once]") && tree.contains("after: assets:build"),

@@ -56,6 +56,7 @@ pub fn config(session: &Session<'_>, selector: Option<String>, only: Option<Stri
         }
     }
     let mut out = String::new();
+    let mut cut = false;
     for host in hosts {
         let mut vars = host_vars(project, host, &session.options)?;
         vars.set_placeholders(true);
@@ -71,10 +72,57 @@ pub fn config(session: &Session<'_>, selector: Option<String>, only: Option<Stri
                     Err(error) => format!("<error: {error}>"),
                 },
             };
+            let value = match in_a_cell(&value) {
+                Some(cell) if !session.reporter.verbose() => {
+                    cut = true;
+                    cell
+                }
+                _ => value,
+            };
             rows.push([name.clone(), value, vars.origin(&name).to_string()]);
         }
         out.push_str(&table::render(&rows, "  "));
     }
+    if cut {
+        out.push_str("(long values are cut to fit: `dep config -v` shows them whole)\n");
+    }
     print!("{}", session.reporter.mask(&out));
     Ok(())
+}
+
+/// The widest value `dep config` shows whole in its table (`-v`: every value whole).
+const CELL: usize = 56;
+
+/// A value as one table cell: its first line, cut to fit, with how many lines it has (the
+/// recipes' shell helpers run to dozens of lines, and would push every row off the screen).
+/// None when the value fits as it is.
+fn in_a_cell(value: &str) -> Option<String> {
+    let lines = value.lines().count();
+    let first = value.lines().next().unwrap_or_default();
+    if lines <= 1 && first.chars().count() <= CELL {
+        return None;
+    }
+    let mut cell: String = first.chars().take(CELL - 1).collect();
+    cell.push('…');
+    if lines > 1 {
+        cell.push_str(&format!(" ({lines} lines)"));
+    }
+    Some(cell)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_value_shows_its_first_line_cut_to_fit() {
+        assert_eq!(in_a_cell("main"), None);
+        assert_eq!(in_a_cell(&"x".repeat(CELL)), None);
+        assert_eq!(
+            in_a_cell("f() {\n  true\n}").as_deref(),
+            Some("f() {… (3 lines)")
+        );
+        let cell = in_a_cell(&"x".repeat(100)).unwrap();
+        assert_eq!(cell, format!("{}…", "x".repeat(CELL - 1)));
+    }
 }

@@ -273,6 +273,11 @@ impl Reporter {
         self
     }
 
+    /// `-v` or more.
+    pub fn verbose(&self) -> bool {
+        self.verbosity > 0
+    }
+
     /// Lay plain output out in `style` (a live view only at the default verbosity).
     pub fn with_style(mut self, style: Style) -> Reporter {
         self.style = if style == Style::Live && (self.verbosity != 0 || self.format == Format::Json)
