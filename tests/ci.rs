@@ -258,7 +258,7 @@ fn init_gitlab_pipeline_has_the_stages_artifacts_environments_and_deploy_locks()
         .stdout(
             "wrote Deployfile.toml\nwrote .gitlab-ci.yml\n\
              next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`\n\
-             CI: set the secrets SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS and the variable DEP_URL (dep's docs/ci.md)\n",
+             CI: set the CI/CD variables SSH_PRIVATE_KEY, SSH_KNOWN_HOSTS and DEP_URL (dep's docs/ci.md)\n",
         )
         .stderr("")
         .run();
@@ -664,4 +664,84 @@ fn version_names_the_commit_it_was_built_from() {
         // Built from a tarball: the version alone.
         None => assert_eq!(version, format!("dep {package}\n")),
     }
+}
+
+/// What `dep init` reads in the project: the PHP version from composer.json (jobs and php-fpm
+/// alike), whether composer.lock is there, and where `origin` is; `--ci-only` rewrites the
+/// pipeline and leaves the Deployfile alone.
+#[test]
+fn init_takes_the_php_version_the_lock_file_and_the_ci_from_the_project() {
+    let dir = TestProject::empty()
+        .no_deployfile()
+        .file(
+            "composer.json",
+            r#"{"require": {"php": "^8.1|^8.3", "laravel/framework": "^11.0"}}"#,
+        )
+        .file("artisan", "<?php\n");
+    let status = Command::new("git")
+        .args(["init", "-q", "-b", "main"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = Command::new("git")
+        .args(["remote", "add", "origin", "git@gitlab.com:acme/shop.git"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // A GitLab remote: the GitLab pipeline, without being asked.
+    dir.dep(&["init", "--yes"])
+        .stdout(
+            "wrote Deployfile.toml\nwrote .gitlab-ci.yml\n\
+             next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`\n\
+             CI: set the CI/CD variables SSH_PRIVATE_KEY, SSH_KNOWN_HOSTS and DEP_URL (dep's docs/ci.md)\n",
+        )
+        .run();
+    assert!(!dir.join(".github").exists());
+    let deployfile = dir.read("Deployfile.toml").unwrap();
+    assert!(
+        deployfile.contains("php_fpm_service = \"php8.3-fpm\"")
+            && deployfile.contains("php_fpm_sudo = \"sudo -n\""),
+        "{deployfile}"
+    );
+    let text = dir.read(".gitlab-ci.yml").unwrap();
+    let pipeline = yaml(&text);
+    assert_eq!(field(&pipeline[".php"], "image"), "php:8.3-cli", "{text}");
+    // No composer.lock: the audit installs first, and reads what it installed.
+    let audit = script(&pipeline["security:composer"]);
+    assert!(
+        audit.contains("composer install") && !audit.contains("--locked"),
+        "{audit}"
+    );
+
+    // --ci-only: the pipeline again (GitHub's now, with the lock file), the Deployfile as edited.
+    dir.write(
+        "Deployfile.toml",
+        &deployfile.replace("staging.example.com", "st.acme.test"),
+    );
+    dir.write("composer.lock", "{}\n");
+    dir.dep(&["init", "--yes", "--ci", "github", "--ci-only"])
+        .stdout(
+            "wrote .github/workflows/deploy.yml\n\
+             CI: set the secrets SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS and the variable DEP_URL (dep's docs/ci.md)\n",
+        )
+        .run();
+    assert!(dir
+        .read("Deployfile.toml")
+        .unwrap()
+        .contains("st.acme.test"));
+    let workflow = dir.read(".github/workflows/deploy.yml").unwrap();
+    assert!(workflow.contains("php-version: \"8.3\""), "{workflow}");
+    assert!(
+        runs(&yaml(&workflow)["jobs"]["security"]).contains("composer audit --locked"),
+        "{workflow}"
+    );
+    assert_actionlint_passes(&dir.join(".github/workflows/deploy.yml"));
+    // Again, without --force: refused, naming the pipeline.
+    dir.dep(&["init", "--yes", "--ci", "github", "--ci-only"])
+        .status(2)
+        .run()
+        .stderr_has("deploy.yml` exists already");
 }

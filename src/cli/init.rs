@@ -11,10 +11,9 @@ const GITHUB_TEMPLATE: &str = include_str!("../../templates/init/deploy.yml.j2")
 const GITLAB_TEMPLATE: &str = include_str!("../../templates/init/gitlab-ci.yml.j2");
 
 /// Which CI pipeline `dep init` writes beside the Deployfile.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Ci {
     /// GitHub Actions: .github/workflows/deploy.yml
-    #[default]
     Github,
     /// GitLab CI: .gitlab-ci.yml
     Gitlab,
@@ -31,6 +30,15 @@ impl Ci {
             Ci::None => None,
         }
     }
+
+    /// Where the project's `origin` remote is, GitLab's pipeline; else GitHub's.
+    fn for_remote(remote: Option<&str>) -> Ci {
+        if remote.is_some_and(|url| url.to_ascii_lowercase().contains("gitlab")) {
+            Ci::Gitlab
+        } else {
+            Ci::Github
+        }
+    }
 }
 
 /// Answers to the questions `dep init` asks; None means "ask, or use the default".
@@ -39,24 +47,33 @@ pub struct Answers {
     /// Recipe to import (default: `laravel` when a Laravel app is detected)
     #[arg(long)]
     pub recipe: Option<String>,
+    /// The application's name, `application` in the Deployfile (default: this directory's name)
     #[arg(long)]
     pub application: Option<String>,
+    /// Its git repository (default: the `origin` remote)
     #[arg(long)]
     pub repository: Option<String>,
+    /// The staging server's address (default: staging.example.com)
     #[arg(long, value_name = "HOST")]
     pub staging_host: Option<String>,
+    /// The production server's address (default: production.example.com)
     #[arg(long, value_name = "HOST")]
     pub production_host: Option<String>,
-    /// SSH user on the servers
+    /// SSH user on the servers (default: deploy)
     #[arg(long)]
     pub user: Option<String>,
+    /// Where releases go on the servers (default: /var/www/{{ application }})
     #[arg(long, value_name = "PATH")]
     pub deploy_path: Option<String>,
+    /// The branch the pipeline deploys on every push (default: the current branch, else main)
     #[arg(long)]
     pub branch: Option<String>,
-    /// The CI pipeline to write
-    #[arg(long, value_enum, default_value_t = Ci::Github)]
-    pub ci: Ci,
+    /// The CI pipeline to write (default: gitlab when `origin` is on GitLab, else github)
+    #[arg(long, value_enum)]
+    pub ci: Option<Ci>,
+    /// Write only the CI pipeline, leaving Deployfile.toml alone (e.g. with --force after adding pint)
+    #[arg(long)]
+    pub ci_only: bool,
     /// Do not ask: take the flags and the defaults
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -76,26 +93,49 @@ pub fn is_laravel(dir: &Path) -> bool {
 pub fn run(answers: &Answers) -> Result<()> {
     let dir = std::env::current_dir()
         .map_err(|e| Error::Local(format!("cannot read the current directory: {e}")))?;
+    let ci = ci(&dir, answers);
     for path in init(&dir, answers)? {
         println!(
             "wrote {}",
             path.strip_prefix(&dir).unwrap_or(&path).display()
         );
     }
-    println!("next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`");
-    if answers.ci != Ci::None {
-        println!(
+    if !answers.ci_only {
+        println!("next: check the hosts in Deployfile.toml, then `dep deploy staging --dry-run`");
+    }
+    match ci {
+        Ci::Github => println!(
             "CI: set the secrets SSH_PRIVATE_KEY and SSH_KNOWN_HOSTS and the variable DEP_URL (dep's docs/ci.md)"
-        );
+        ),
+        Ci::Gitlab => println!(
+            "CI: set the CI/CD variables SSH_PRIVATE_KEY, SSH_KNOWN_HOSTS and DEP_URL (dep's docs/ci.md)"
+        ),
+        Ci::None => {}
     }
     Ok(())
 }
 
+/// The pipeline to write: as asked, else by where the `origin` remote is.
+fn ci(dir: &Path, answers: &Answers) -> Ci {
+    answers
+        .ci
+        .unwrap_or_else(|| Ci::for_remote(git(dir, &["remote", "get-url", "origin"]).as_deref()))
+}
+
 /// Write `Deployfile.toml` and the CI pipeline into `dir`; returns the paths written.
 pub fn init(dir: &Path, answers: &Answers) -> Result<Vec<PathBuf>> {
-    let mut files = vec![(dir.join("Deployfile.toml"), DEPLOYFILE_TEMPLATE)];
-    if let Some((path, template)) = answers.ci.pipeline() {
-        files.push((dir.join(path), template));
+    let mut files = Vec::new();
+    if !answers.ci_only {
+        files.push((dir.join("Deployfile.toml"), DEPLOYFILE_TEMPLATE));
+    }
+    match ci(dir, answers).pipeline() {
+        Some((path, template)) => files.push((dir.join(path), template)),
+        None if answers.ci_only => {
+            return Err(Error::Usage(
+                "`dep init --ci-only --ci none` would write nothing".into(),
+            ))
+        }
+        None => {}
     }
     if !answers.force {
         for (path, _) in &files {
@@ -185,7 +225,8 @@ fn questions(dir: &Path, answers: &Answers) -> Result<minijinja::Value> {
         node => project.node,
         npm_lock => project.npm_lock,
         npm_install => if project.npm_lock { "npm ci" } else { "npm install" },
-        php_version => "8.2",
+        composer_lock => project.composer_lock,
+        php_version => project.php_version.as_deref().unwrap_or(DEFAULT_PHP),
         node_version => "22",
     })
 }
@@ -200,12 +241,25 @@ struct Detected {
     node: bool,
     /// package-lock.json: `npm ci` (else `npm install`, which makes one).
     npm_lock: bool,
+    /// composer.lock: `composer audit --locked` reads it (else the packages are installed first).
+    composer_lock: bool,
+    /// The lowest PHP `require.php` in composer.json allows (`^7.3|^8.0`: 8.0, its newest line).
+    php_version: Option<String>,
 }
+
+/// The PHP version written when composer.json does not say.
+const DEFAULT_PHP: &str = "8.2";
 
 impl Detected {
     fn in_dir(dir: &Path) -> Detected {
         let composer = std::fs::read_to_string(dir.join("composer.json")).ok();
+        let php_version = composer
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .and_then(|json| json["require"]["php"].as_str().and_then(php_version));
         Detected {
+            php_version,
+            composer_lock: dir.join("composer.lock").is_file(),
             pint: composer
                 .as_deref()
                 .is_some_and(|c| c.contains("\"laravel/pint\"")),
@@ -214,6 +268,25 @@ impl Detected {
             npm_lock: dir.join("package-lock.json").is_file(),
         }
     }
+}
+
+/// The PHP version to build and test with, from composer.json's `require.php`: each alternative
+/// (`|`, `||`) starts at its first `major.minor`; the newest of those starts (CI images and
+/// setup-php have every such line).
+fn php_version(constraint: &str) -> Option<String> {
+    constraint
+        .split('|')
+        .filter_map(|alternative| {
+            let start = alternative.find(|c: char| c.is_ascii_digit())?;
+            let mut parts = alternative[start..]
+                .split(|c: char| !c.is_ascii_digit())
+                .map(|n| n.parse::<u32>());
+            let major = parts.next()?.ok()?;
+            let minor = parts.next().and_then(|m| m.ok()).unwrap_or(0);
+            Some((major, minor))
+        })
+        .max()
+        .map(|(major, minor)| format!("{major}.{minor}"))
 }
 
 /// Render `template` with `context` into `path`, making its directory.
@@ -274,4 +347,41 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .ok()?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
     (output.status.success() && !text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_php_version_is_where_the_newest_alternative_of_require_php_starts() {
+        for (constraint, version) in [
+            ("^8.2", Some("8.2")),
+            ("^7.3|^8.0", Some("8.0")),
+            ("^8.1 || ^8.2", Some("8.2")),
+            (">=8.1 <8.4", Some("8.1")),
+            ("~8.3.0", Some("8.3")),
+            ("8.*", Some("8.0")),
+            ("*", None),
+        ] {
+            assert_eq!(php_version(constraint).as_deref(), version, "{constraint}");
+        }
+    }
+
+    #[test]
+    fn a_gitlab_remote_gets_the_gitlab_pipeline() {
+        assert_eq!(
+            Ci::for_remote(Some("git@gitlab.com:acme/shop.git")),
+            Ci::Gitlab
+        );
+        assert_eq!(
+            Ci::for_remote(Some("https://gitlab.acme.test/shop.git")),
+            Ci::Gitlab
+        );
+        assert_eq!(
+            Ci::for_remote(Some("git@github.com:acme/shop.git")),
+            Ci::Github
+        );
+        assert_eq!(Ci::for_remote(None), Ci::Github);
+    }
 }
