@@ -1,4 +1,4 @@
-//! Ctrl-C during a deploy: before the switch nothing switches, every lock is released, the
+//! Ctrl-C (or SIGTERM) during a deploy: before the switch nothing switches, every lock is released, the
 //! release is marked failed and removed (it never went live), and the commands that were running
 //! are stopped. During a switch (here the traffic switch of a blue-green stage) dep lets the
 //! switch end first, so the fleet is never half switched, then stops.
@@ -13,6 +13,16 @@ const SLEEP: &str = "29.7531";
 
 #[test]
 fn ctrl_c_before_the_switch_changes_nothing_and_releases_the_locks() {
+    interrupted_before_the_switch(libc::SIGINT);
+}
+
+/// What a cancelled CI job gets first (GitLab's runner, GitHub after SIGINT).
+#[test]
+fn sigterm_before_the_switch_changes_nothing_and_releases_the_locks() {
+    interrupted_before_the_switch(libc::SIGTERM);
+}
+
+fn interrupted_before_the_switch(signal: libc::c_int) {
     let project = TestProject::new()
         .fleet(2)
         .file("app/index.html", "v1")
@@ -27,7 +37,7 @@ fn ctrl_c_before_the_switch_changes_nothing_and_releases_the_locks() {
         assert!(Instant::now() < deadline, "the slow task never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    running.signal(libc::SIGINT);
+    running.signal(signal);
     let started = Instant::now();
     let output = running.wait();
     assert!(
@@ -140,7 +150,7 @@ run = [
     }
     output
         .expect_status(1)
-        .stdout_has("Ctrl-C: stopping once the switch under way is over")
+        .stdout_has("interrupted: stopping once the switch under way is over")
         .stderr_has("release 20250101110000 stays live on green1");
     assert_eq!(project.current("green1").as_deref(), Some(T2));
     assert_eq!(

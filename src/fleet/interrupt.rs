@@ -1,7 +1,8 @@
-//! Ctrl-C. Before the switch it ends the run like a failure (nothing switches). During a switch
-//! (of the release links, of the traffic, or back after a failure) it waits for that switch to
-//! end, since dropping it half way would leave some hosts or routers switched and others not;
-//! the run then stops, and what switched stays live, as after Ctrl-C once the switch is over.
+//! Ctrl-C, or SIGTERM (what a cancelled CI job gets first). Before the switch it ends the run
+//! like a failure (nothing switches, locks released). During a switch (of the release links, of
+//! the traffic, or back after a failure) it waits for that switch to end, since dropping it half
+//! way would leave some hosts or routers switched and others not; the run then stops, and what
+//! switched stays live, as after an interrupt once the switch is over.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,12 +29,10 @@ impl Interrupts {
         Shield(Arc::clone(self))
     }
 
-    /// Resolves after Ctrl-C, once no switch is under way: where the run may be dropped.
+    /// Resolves after Ctrl-C or SIGTERM, once no switch is under way: where the run may be
+    /// dropped.
     pub async fn requested(&self, reporter: &Reporter) {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handler (never on a normal system): never interrupt.
-            std::future::pending::<()>().await;
-        }
+        signalled().await;
         self.calm(|| reporter.emit(Event::InterruptDeferred)).await;
     }
 
@@ -51,6 +50,24 @@ impl Interrupts {
             }
             calm.await;
         }
+    }
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM. Where a handler cannot be had (never on a normal system), that
+/// signal never comes.
+async fn signalled() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let wait = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = wait(SignalKind::interrupt()) => {}
+        () = wait(SignalKind::terminate()) => {}
     }
 }
 

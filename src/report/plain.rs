@@ -187,7 +187,7 @@ fn decision(event: &Event<'_>) -> Option<String> {
             )
         }),
         Event::InterruptDeferred => Some(
-            "Ctrl-C: stopping once the switch under way is over (a fleet is never left half switched)"
+            "interrupted: stopping once the switch under way is over (a fleet is never left half switched)"
                 .to_string(),
         ),
         Event::DryRunFinished { release } => Some(format!(
