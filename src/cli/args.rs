@@ -159,6 +159,13 @@ pub struct Deploy {
     /// Print each host's commands in order; run nothing on the hosts
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub watching: Watching,
+}
+
+/// The watch window of a deploy (and of a promotion), as asked for.
+#[derive(Debug, Default, Args)]
+pub struct Watching {
     /// Skip the watch window after the switch
     #[arg(long, conflicts_with = "watch")]
     pub no_watch: bool,
@@ -180,12 +187,8 @@ pub struct Promote {
     /// Check FROM, then print TO's commands in order; change nothing anywhere
     #[arg(long)]
     pub dry_run: bool,
-    /// Skip the watch window after the switch
-    #[arg(long, conflicts_with = "watch")]
-    pub no_watch: bool,
-    /// Watch this long after the switch instead of the Deployfile's `[watch] duration`
-    #[arg(long, value_name = "DURATION", value_parser = lock_wait)]
-    pub watch: Option<Duration>,
+    #[command(flatten)]
+    pub watching: Watching,
 }
 
 /// `--lock-wait`, `--watch`: a duration as the Deployfile writes them (`30s`, `5m`, `500ms`, `90`).

@@ -24,8 +24,8 @@ pub async fn deploy(mut session: Session<'_>, args: Deploy) -> Result<()> {
         strategy: args.strategy,
         keep_switched: args.keep_switched,
         lock_wait: args.lock_wait,
-        no_watch: args.no_watch,
-        watch_duration: args.watch,
+        no_watch: args.watching.no_watch,
+        watch_duration: args.watching.watch,
         selector: args.selector.clone(),
         ..session.options
     };
@@ -47,8 +47,7 @@ pub async fn promote(mut session: Session<'_>, args: Promote) -> Result<()> {
         to,
         lock_wait,
         dry_run,
-        no_watch,
-        watch,
+        watching,
     } = args;
     if from == to {
         return Err(Error::Usage(format!(
@@ -77,8 +76,8 @@ pub async fn promote(mut session: Session<'_>, args: Promote) -> Result<()> {
         promotion: Some(promotion),
         lock_wait,
         dry_run,
-        no_watch,
-        watch_duration: watch,
+        no_watch: watching.no_watch,
+        watch_duration: watching.watch,
         ..session.options
     };
     let span = tracing::info_span!("deploy", task = "deploy");
