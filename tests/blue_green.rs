@@ -68,27 +68,28 @@ fn setup() -> Setup {
     let web = WebServer::start(&[("blue1", blue.as_path()), ("green1", green.as_path())]);
     let address = |host: &str| format!("127.0.0.1:{}", web.port(host));
     let lb = LoadBalancer::start(&[address("blue1")]);
-    let mut text = String::from(DEPLOYFILE);
-    for (host, color) in [("blue1", "blue"), ("green1", "green")] {
-        text.push_str(&format!(
-            "\n[hosts.{host}]\nlocal = true\nstage = \"test\"\ncolor = \"{color}\"\n\
-             hostname = \"{address}\"\nconfig = {{ deploy_path = {path:?}, web_port = {port} }}\n",
-            address = address(host),
-            path = project.deploy_path(host).display().to_string(),
-            port = web.port(host),
-        ));
-    }
-    text.push_str(&format!(
-        "\n[hosts.lb1]\nlocal = true\nstage = \"test\"\nroles = [\"lb\"]\n\
-         config = {{ deploy_path = {path:?}, web_port = {port}, upstream = {upstream:?}, \
-         nginx_test = {test:?}, nginx_reload = {reload:?} }}\n",
-        path = project.deploy_path("lb1").display().to_string(),
-        port = lb.port,
-        upstream = lb.upstream_file().display().to_string(),
-        test = lb.test_command(),
-        reload = lb.reload_command(),
-    ));
-    let project = project.config("strict", "\"no\"").deployfile(&text);
+    let hostname = |host: &str| format!("hostname = {:?}", address(host));
+    let project = project
+        .local_host("blue1", "test", &["color = \"blue\"", &hostname("blue1")])
+        .local_host(
+            "green1",
+            "test",
+            &["color = \"green\"", &hostname("green1")],
+        )
+        .host_config("blue1", "web_port", &web.port("blue1").to_string())
+        .host_config("green1", "web_port", &web.port("green1").to_string())
+        .local_host("lb1", "test", &[])
+        .roles("lb1", &["lb"])
+        .host_config("lb1", "web_port", &lb.port.to_string())
+        .host_config(
+            "lb1",
+            "upstream",
+            &format!("{:?}", lb.upstream_file().display().to_string()),
+        )
+        .host_config("lb1", "nginx_test", &format!("{:?}", lb.test_command()))
+        .host_config("lb1", "nginx_reload", &format!("{:?}", lb.reload_command()))
+        .config("strict", "\"no\"")
+        .deployfile(DEPLOYFILE);
     write_app(&project, "v1", false);
     Setup { project, web, lb }
 }

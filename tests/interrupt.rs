@@ -82,9 +82,17 @@ fn interrupted_before_the_switch(signal: libc::c_int) {
 /// new color (recorded in `.dep/live_color`), and dep says the release stayed live there.
 #[test]
 fn ctrl_c_during_a_traffic_switch_lets_every_router_finish_it() {
-    let project = TestProject::new();
-    let mut text = String::from(
-        r#"
+    let project = TestProject::new()
+        .local_host("blue1", "test", &["color = \"blue\""])
+        .local_host("green1", "test", &["color = \"green\""])
+        .local_host("lb1", "test", &[])
+        .local_host("lb2", "test", &[])
+        .roles("lb1", &["lb"])
+        .roles("lb2", &["lb"])
+        .host_config("lb1", "switch_delay", "\"0\"")
+        .host_config("lb2", "switch_delay", "\"1.5\"")
+        .deployfile(
+            r#"
 [stages.test]
 strategy = "blue-green"
 
@@ -96,21 +104,7 @@ run = [
   "printf '%s\n' {{ target_color|quote }} > {{ deploy_path|quote }}/routed",
 ]
 "#,
-    );
-    for (host, extra) in [
-        ("blue1", "color = \"blue\""),
-        ("green1", "color = \"green\""),
-        ("lb1", "roles = [\"lb\"]"),
-        ("lb2", "roles = [\"lb\"]"),
-    ] {
-        let delay = if host == "lb2" { "1.5" } else { "0" };
-        text.push_str(&format!(
-            "\n[hosts.{host}]\nlocal = true\nstage = \"test\"\n{extra}\n\
-             config = {{ deploy_path = {:?}, switch_delay = {delay:?} }}\n",
-            project.deploy_path(host).display().to_string()
-        ));
-    }
-    let project = project.deployfile(&text);
+        );
     let routed = |host: &str| {
         std::fs::read_to_string(project.deploy_path(host).join("routed")).unwrap_or_default()
     };

@@ -17,17 +17,13 @@ const HEALTH: &str =
     "[[health]]\nname = \"alive\"\ncommand = \"test ! -e {{ deploy_path }}/broken\"\n";
 
 /// `project` with the four local hosts and the health check.
-fn two_stages(project: TestProject) -> TestProject {
-    let mut text = String::new();
+fn two_stages(mut project: TestProject) -> TestProject {
     for (stage, hosts) in [("staging", STAGING), ("production", PRODUCTION)] {
         for host in hosts {
-            text.push_str(&format!(
-                "[hosts.{host}]\nlocal = true\nstage = \"{stage}\"\nconfig = {{ deploy_path = {:?} }}\n\n",
-                project.deploy_path(host).display().to_string()
-            ));
+            project = project.local_host(host, stage, &[]);
         }
     }
-    project.top(HEALTH).deployfile(&text)
+    project.top(HEALTH)
 }
 
 /// The log lines of `host`, as text (to compare before and after a refusal).
@@ -368,9 +364,15 @@ fn over_ssh_the_staging_bytes_are_promoted_and_other_bytes_refused() {
 /// routers serve no release and the standby serves the one before.
 #[test]
 fn a_blue_green_stage_is_checked_watched_and_promoted_by_its_live_color() {
-    let project = TestProject::new();
-    let mut text = String::from(
-        r#"
+    let project = TestProject::new()
+        .local_host("sb", "staging", &["color = \"blue\""])
+        .local_host("sg", "staging", &["color = \"green\""])
+        .local_host("slb", "staging", &[])
+        .roles("slb", &["lb"])
+        .local_host("p1", "production", &[])
+        .local_host("p2", "production", &[])
+        .deployfile(
+            r#"
 [stages.staging]
 strategy = "blue-green"
 
@@ -391,20 +393,7 @@ command = "test -d {{ deploy_path }}/current && test ! -e {{ deploy_path }}/brok
 roles = ["lb"]
 run = "printf '%s\n' {{ target_hosts | join(' ') | quote }} > {{ deploy_path }}/routed"
 "#,
-    );
-    for (host, stage, extra) in [
-        ("sb", "staging", "color = \"blue\""),
-        ("sg", "staging", "color = \"green\""),
-        ("slb", "staging", "roles = [\"lb\"]"),
-        ("p1", "production", ""),
-        ("p2", "production", ""),
-    ] {
-        text.push_str(&format!(
-            "\n[hosts.{host}]\nlocal = true\nstage = \"{stage}\"\n{extra}\nconfig = {{ deploy_path = {:?} }}\n",
-            project.deploy_path(host).display().to_string()
-        ));
-    }
-    let project = project.deployfile(&text);
+        );
     let mark = |host: &str| fs::write(project.deploy_path(host).join("broken"), "").unwrap();
 
     // Blue goes live first; the router and green serve nothing.

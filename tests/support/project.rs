@@ -100,11 +100,14 @@ impl Output {
     }
 }
 
-/// A host of the generated fleet.
+/// A host of the generated fleet: local, deploying to `hosts/NAME` in the project.
 #[derive(Debug, Clone)]
 struct HostSpec {
     name: String,
+    stage: String,
     roles: Vec<String>,
+    /// More lines of its table, as TOML (`color = "blue"`).
+    keys: Vec<String>,
     /// Extra `config` entries: name and raw TOML value.
     config: Vec<(String, String)>,
 }
@@ -231,12 +234,21 @@ impl TestProject {
     /// `n` local hosts `h1..hn` in stage `test`, each deploying to `hosts/hN` in the project.
     pub fn fleet(mut self, n: usize) -> TestProject {
         for i in 1..=n {
-            self.hosts.push(HostSpec {
-                name: format!("h{i}"),
-                roles: Vec::new(),
-                config: Vec::new(),
-            });
+            self = self.local_host(&format!("h{i}"), "test", &[]);
         }
+        self
+    }
+
+    /// A local host `name` of stage `stage`, deploying to `hosts/NAME` in the project; `keys`
+    /// are more lines of its table (`color = "blue"`, `hostname = "127.0.0.1:8080"`).
+    pub fn local_host(mut self, name: &str, stage: &str, keys: &[&str]) -> TestProject {
+        self.hosts.push(HostSpec {
+            name: name.to_string(),
+            stage: stage.to_string(),
+            roles: Vec::new(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            config: Vec::new(),
+        });
         self
     }
 
@@ -296,9 +308,11 @@ impl TestProject {
             )];
             config.extend(host.config.iter().map(|(n, v)| format!("{n} = {v}")));
             text.push_str(&format!(
-                "\n[hosts.{name}]\nlocal = true\nstage = \"test\"\nroles = [{roles}]\nconfig = {{ {config} }}\n",
+                "\n[hosts.{name}]\nlocal = true\nstage = {stage:?}\nroles = [{roles}]\n{keys}config = {{ {config} }}\n",
                 name = host.name,
+                stage = host.stage,
                 roles = roles.join(", "),
+                keys = host.keys.iter().map(|k| format!("{k}\n")).collect::<String>(),
                 config = config.join(", "),
             ));
         }
