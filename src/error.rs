@@ -181,12 +181,15 @@ pub enum Error {
     InvalidHost { host: String, message: String },
 
     #[error(
-        "no host matches `{selector}`\n  hosts: {}\n  stages: {}",
+        "no host matches `{selector}`{}\n  hosts: {}\n  stages: {}",
+        hint.as_ref().map(|h| format!("\n  {h}")).unwrap_or_default(),
         list_or_none(hosts),
         list_or_none(stages)
     )]
     NoHostMatches {
         selector: String,
+        /// One more line: a likely typo, the whole selector this part is of, an empty stage.
+        hint: Option<String>,
         hosts: Vec<String>,
         stages: Vec<String>,
     },
@@ -557,6 +560,7 @@ mod tests {
             (
                 Error::NoHostMatches {
                     selector: "prod".into(),
+                    hint: None,
                     hosts: Vec::new(),
                     stages: vec!["production".into()],
                 },

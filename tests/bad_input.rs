@@ -207,6 +207,13 @@ fn a_selector_matching_no_host_lists_hosts_and_stages() {
         &["deploy", "staging"],
         "error: no host matches `staging`\n  hosts: p1, h1, h2\n  stages: production, test\n",
     );
+    // A mistyped part of a list is refused too, and nothing runs: never a deploy to part of it.
+    assert_usage_error(
+        &project,
+        &["deploy", "h1,h3"],
+        "error: no host matches `h3`\n  did you mean `h1`?\n  hosts: p1, h1, h2\n  stages: production, test\n",
+    );
+    assert!(project.releases("h1").is_empty(), "h1 was deployed");
 }
 
 #[test]
@@ -217,6 +224,22 @@ fn a_deploy_without_a_selector_is_refused() {
         &["deploy"],
         "error: name the hosts to work on: a stage (test), a host, or `role=NAME`\n",
     );
+}
+
+#[test]
+fn a_deploy_path_naming_the_root_is_refused() {
+    for path in ["/", "/.", "//./"] {
+        let project = TestProject::new().deployfile(&format!(
+            "[hosts.h1]\nlocal = true\nstage = \"test\"\nconfig = {{ deploy_path = {path:?} }}\n"
+        ));
+        assert_usage_error(
+            &project,
+            &["deploy", "test", "--dry-run"],
+            &format!(
+                "error: host `h1`: `deploy_path` must not be `/` or contain `..` (got `{path}`)\n"
+            ),
+        );
+    }
 }
 
 #[test]

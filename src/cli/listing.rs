@@ -50,6 +50,7 @@ pub fn config(session: &Session<'_>, selector: Option<String>, only: Option<Stri
         if hosts.is_empty() {
             return Err(Error::NoHostMatches {
                 selector: only.clone(),
+                hint: None,
                 hosts: project.hosts.iter().map(|h| h.name.clone()).collect(),
                 stages: project.stages.keys().cloned().collect(),
             });

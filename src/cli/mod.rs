@@ -189,7 +189,10 @@ pub fn select<'a>(
     required: bool,
 ) -> Result<Vec<&'a Host>> {
     match selector {
-        Some(text) => Selector::parse(text)?.select(&project.hosts),
+        Some(text) => {
+            let declared: Vec<&str> = project.stages.keys().map(String::as_str).collect();
+            Selector::parse(text)?.select(&project.hosts, &declared)
+        }
         None if !required => Ok(project.hosts.iter().collect()),
         None => {
             let mut stages: Vec<&str> = project.stages.keys().map(String::as_str).collect();

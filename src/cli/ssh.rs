@@ -19,6 +19,7 @@ pub fn ssh(session: &Session<'_>, name: Option<String>) -> Result<()> {
     let Some(host) = host else {
         return Err(Error::NoHostMatches {
             selector: name.unwrap_or_else(|| "(no host given)".into()),
+            hint: None,
             hosts: project.hosts.iter().map(|h| h.name.clone()).collect(),
             stages: project.stages.keys().cloned().collect(),
         });

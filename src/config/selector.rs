@@ -7,7 +7,14 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selector {
     text: String,
-    alternatives: Vec<Vec<Term>>,
+    alternatives: Vec<Alternative>,
+}
+
+/// One alternative (between commas), as written and as terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Alternative {
+    text: String,
+    terms: Vec<Term>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +48,10 @@ impl Selector {
                     }
                 });
             }
-            alternatives.push(terms);
+            alternatives.push(Alternative {
+                text: alternative.trim().to_string(),
+                terms,
+            });
         }
         Ok(Selector {
             text: text.to_string(),
@@ -50,31 +60,65 @@ impl Selector {
     }
 
     pub fn matches(&self, host: &Host) -> bool {
-        self.alternatives.iter().any(|terms| {
-            terms.iter().all(|term| match term {
-                Term::Name(name) => host.name == *name || host.stage.as_deref() == Some(name),
-                Term::Stage(stage) => host.stage.as_deref() == Some(stage),
-                Term::Role(role) => host.roles.iter().any(|r| r == role),
-                Term::Host(name) => host.name == *name,
-            })
-        })
+        self.alternatives.iter().any(|a| a.matches(host))
     }
 
-    /// The hosts this selector picks, in Deployfile order; none is an error listing what exists.
-    pub fn select<'a>(&self, hosts: &'a [Host]) -> Result<Vec<&'a Host>> {
-        let selected: Vec<&Host> = hosts.iter().filter(|host| self.matches(host)).collect();
-        if selected.is_empty() {
-            let mut stages: Vec<String> = hosts.iter().filter_map(|h| h.stage.clone()).collect();
-            stages.dedup();
-            stages.sort();
-            stages.dedup();
-            return Err(Error::NoHostMatches {
-                selector: self.text.clone(),
-                hosts: hosts.iter().map(|h| h.name.clone()).collect(),
-                stages,
+    /// The hosts this selector picks, in Deployfile order. An alternative that picks none is an
+    /// error (a mistyped name in `web1,web3` would deploy to part of the fleet), listing what
+    /// exists: the hosts, and the stages they have or the Deployfile declares (`declared`).
+    pub fn select<'a>(&self, hosts: &'a [Host], declared: &[&str]) -> Result<Vec<&'a Host>> {
+        let Some(empty) = self
+            .alternatives
+            .iter()
+            .find(|a| !hosts.iter().any(|h| a.matches(h)))
+        else {
+            return Ok(hosts.iter().filter(|host| self.matches(host)).collect());
+        };
+        let mut stages: Vec<String> = hosts
+            .iter()
+            .filter_map(|h| h.stage.clone())
+            .chain(declared.iter().map(|s| s.to_string()))
+            .collect();
+        stages.sort();
+        stages.dedup();
+        let names: Vec<&str> = hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .chain(stages.iter().map(String::as_str))
+            .collect();
+        let hint = empty
+            .terms
+            .iter()
+            .find_map(|term| match term {
+                Term::Name(name) | Term::Stage(name) if declared.contains(&name.as_str()) => {
+                    Some(format!("stage `{name}` has no hosts"))
+                }
+                Term::Name(name) | Term::Stage(name) | Term::Host(name) => {
+                    crate::suggestion::suggest(name, names.iter().copied())
+                        .map(|close| format!("did you mean `{close}`?"))
+                }
+                Term::Role(_) => None,
+            })
+            .or_else(|| {
+                (self.alternatives.len() > 1).then(|| format!("(in the selector `{}`)", self.text))
             });
-        }
-        Ok(selected)
+        Err(Error::NoHostMatches {
+            selector: empty.text.clone(),
+            hint,
+            hosts: hosts.iter().map(|h| h.name.clone()).collect(),
+            stages,
+        })
+    }
+}
+
+impl Alternative {
+    fn matches(&self, host: &Host) -> bool {
+        self.terms.iter().all(|term| match term {
+            Term::Name(name) => host.name == *name || host.stage.as_deref() == Some(name),
+            Term::Stage(stage) => host.stage.as_deref() == Some(stage),
+            Term::Role(role) => host.roles.iter().any(|r| r == role),
+            Term::Host(name) => host.name == *name,
+        })
     }
 }
 
@@ -109,7 +153,7 @@ mod tests {
         for (text, expected) in cases {
             let names: Vec<&str> = Selector::parse(text)
                 .unwrap()
-                .select(&hosts)
+                .select(&hosts, &[])
                 .unwrap()
                 .iter()
                 .map(|h| h.name.as_str())
@@ -121,14 +165,29 @@ mod tests {
     #[test]
     fn no_match_lists_what_exists() {
         let hosts = vec![host("web1", "production", &[]), host("s1", "staging", &[])];
-        let error = Selector::parse("prod")
-            .unwrap()
-            .select(&hosts)
-            .unwrap_err()
-            .to_string();
+        let error = |text: &str, declared: &[&str]| {
+            Selector::parse(text)
+                .unwrap()
+                .select(&hosts, declared)
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
-            error,
+            error("prod", &[]),
             "no host matches `prod`\n  hosts: web1, s1\n  stages: production, staging"
+        );
+        // One part of several matching nothing is refused too: a typo never narrows a deploy.
+        assert_eq!(
+            error("web1,web2", &[]),
+            "no host matches `web2`\n  did you mean `web1`?\n  hosts: web1, s1\n  stages: production, staging"
+        );
+        assert_eq!(
+            error("web1, role=db", &[]),
+            "no host matches `role=db`\n  (in the selector `web1, role=db`)\n  hosts: web1, s1\n  stages: production, staging"
+        );
+        assert_eq!(
+            error("qa", &["qa"]),
+            "no host matches `qa`\n  stage `qa` has no hosts\n  hosts: web1, s1\n  stages: production, qa, staging"
         );
         assert!(Selector::parse("colour=red").is_err());
         assert!(Selector::parse("a,,b").is_err());

@@ -190,18 +190,28 @@ fn deploy_path(host: &Host, vars: &Vars) -> Result<String> {
     let path = vars
         .value_string("deploy_path")
         .map_err(|e| invalid(format!("`deploy_path`: {e}")))?;
-    let trimmed = path.trim_end_matches('/');
+    normal_deploy_path(&path).map_err(invalid)
+}
+
+/// `path` without empty and `.` parts (`/var//www/./shop/` is `/var/www/shop`), refused when
+/// relative, when it names `/` (`/.` too) or when it has a `..` part: a deploy path is where dep
+/// creates, links and deletes.
+fn normal_deploy_path(path: &str) -> std::result::Result<String, String> {
     if !path.starts_with('/') {
-        return Err(invalid(format!(
+        return Err(format!(
             "`deploy_path` must be an absolute path, not `{path}`"
-        )));
+        ));
     }
-    if trimmed.is_empty() || trimmed.split('/').any(|p| p == "..") {
-        return Err(invalid(format!(
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    if parts.is_empty() || parts.contains(&"..") {
+        return Err(format!(
             "`deploy_path` must not be `/` or contain `..` (got `{path}`)"
-        )));
+        ));
     }
-    Ok(trimmed.to_string())
+    Ok(format!("/{}", parts.join("/")))
 }
 
 /// The global health checks, then those of the host's stage.
@@ -244,5 +254,35 @@ pub fn starts(project: &Project, first: Option<&Host>, options: &Options) -> Res
             "`{}` must be a whole number of at least 1, not `{text}`",
             Starts::VAR
         ))),
+    }
+}
+
+#[cfg(test)]
+mod deploy_path_tests {
+    use super::normal_deploy_path;
+
+    #[test]
+    fn a_deploy_path_is_absolute_normal_and_never_the_root() {
+        assert_eq!(
+            normal_deploy_path("/var/www/shop").unwrap(),
+            "/var/www/shop"
+        );
+        assert_eq!(
+            normal_deploy_path("/var//www/./shop/").unwrap(),
+            "/var/www/shop"
+        );
+        for bad in [
+            "/",
+            "//",
+            "/.",
+            "/./",
+            "/tmp/..",
+            "/var/../etc",
+            "var/www",
+            "",
+            "./x",
+        ] {
+            assert!(normal_deploy_path(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }
