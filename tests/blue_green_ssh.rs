@@ -160,8 +160,7 @@ impl Setup {
         self.log(index)
             .lines()
             .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .filter(|entry| entry["release"] == release)
-            .last()
+            .rfind(|entry| entry["release"] == release)
             .map(|entry| entry["status"].as_str().unwrap().to_string())
     }
 
@@ -179,16 +178,21 @@ impl Setup {
             .collect()
     }
 
-    /// Both routers record `color` as live and send the traffic to its hosts.
-    #[track_caller]
-    fn assert_routers_on(&self, color: &str) {
+    /// What a router on `color` records and points at: its name, and its hosts' addresses
+    /// (their `hostname`s, the `target_hosts` of `traffic:switch`).
+    fn on(&self, color: &str) -> (Option<String>, Option<String>) {
         let hosts = if color == "blue" { BLUE } else { GREEN };
         let upstream: String = hosts
             .iter()
             .map(|&i| format!("{}\n", self.fleet.host(i).ip()))
             .collect();
-        let expected = (Some(color.to_string()), Some(upstream));
-        assert_eq!(self.routers(), vec![expected.clone(), expected], "routers");
+        (Some(color.to_string()), Some(upstream))
+    }
+
+    /// Both routers record `color` as live and send the traffic to its hosts.
+    #[track_caller]
+    fn assert_routers_on(&self, color: &str) {
+        assert_eq!(self.routers(), vec![self.on(color), self.on(color)]);
     }
 
     #[track_caller]
@@ -343,34 +347,84 @@ fn a_failed_check_on_the_new_color_sends_every_router_back() {
     setup.assert_unlocked();
 }
 
+/// A release name after T4.
+const T5: &str = "20250101140000";
+
 #[test]
 fn a_router_that_fails_dies_or_stops_during_the_traffic_switch_is_named() {
     let _watchdog = Watchdog::arm("blue-green over ssh: router faults", LIMIT);
     let setup = Setup::new();
+    let lb2 = setup.fleet.host(ROUTERS[1]);
     setup.dep(&["deploy", "test"], T1).success();
     setup.assert_routers_on("blue");
 
     // traffic:switch fails on lb2, which still answers: both routers go back (exit 4).
     setup
         .dep(&["deploy", "test", "-o", "fail=lb2:green"], T2)
-        .expect_status(4);
+        .expect_status(4)
+        .stderr_has("host `lb2`, task `traffic:switch`: command exited with status 1");
     setup.assert_routers_on("blue");
     setup.assert_unlocked();
 
-    // lb2's sshd dies while its traffic:switch runs: lb1 goes back, lb2 is named (exit 5).
-    let output = setup.deploy_with_fault(T3, "lb2", || setup.fleet.host(ROUTERS[1]).kill());
-    eprintln!("{}", output.transcript());
-    output.expect_status(5);
-    setup.fleet.host(ROUTERS[1]).restart();
+    // lb2's sshd dies while its traffic:switch runs (before it wrote anything): lb1 goes back,
+    // and lb2 cannot, so the fleet is inconsistent (exit 5), and says where each router is.
+    setup
+        .deploy_with_fault(T3, "lb2", || lb2.kill())
+        .expect_status(5)
+        .stderr_has("host `lb2`, task `traffic:switch`: the connection to")
+        .stderr_has("host `lb1`: routes traffic to blue\n")
+        .stderr_has(
+            "host `lb2`: routes traffic to an unknown color (its `traffic:switch` failed; \
+             `.dep/live_color` says blue)\n",
+        )
+        .stderr_has("host `blue1`: current -> releases/20250101100000\n");
+    setup.assert_routers_on("blue");
+    for i in BLUE {
+        assert_eq!(setup.current(i).as_deref(), Some(T1));
+    }
+    for i in GREEN {
+        assert_eq!(
+            setup.status(i, T3).as_deref(),
+            Some("failed"),
+            "{}",
+            HOSTS[i].0
+        );
+    }
 
-    // lb2 stops answering (SIGSTOP) while its traffic:switch runs: a timeout naming it.
-    setup.dep(&["unlock", "test"], T4);
+    // Back up, lb2 still holds the dead deploy's lock; once cleared, the next deploy goes on.
+    lb2.restart();
+    setup
+        .dep(&["deploy", "test"], T4)
+        .expect_status(3)
+        .stderr_has("host `lb2`: locked by")
+        .stderr_has("clear it with `dep unlock test`");
+    setup.dep(&["unlock", "test"], T4).success();
+    setup.dep(&["deploy", "test"], T4).success();
+    setup.assert_routers_on("green");
+
+    // lb2 stops answering (SIGSTOP) while its traffic:switch runs: it times out, named, and
+    // going back cannot reach it either; lb1 is back on green.
     let started = Instant::now();
-    let output = setup.deploy_with_fault(T4, "lb2", || setup.fleet.host(ROUTERS[1]).stop());
+    let output = setup.deploy_with_fault(T5, "lb2", || lb2.stop());
     let took = started.elapsed();
-    setup.fleet.host(ROUTERS[1]).cont();
-    eprintln!("took {took:?}\n{}", output.transcript());
-    output.expect_status(5);
+    lb2.cont();
+    output
+        .expect_status(5)
+        .stdout_has("[lb2] ✗ traffic:switch: timed out after 2s")
+        .stderr_has("host `lb2`, task `traffic:switch`:")
+        .stderr_has("stopped answering (no session within 2s)")
+        .stderr_has("host `lb1`: routes traffic to green\n")
+        .stderr_has("host `lb2`: routes traffic to an unknown color");
+    // Not a hang: bounded by the task's and the connection's timeouts, not the keepalives'.
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?}\n{}",
+        output.transcript()
+    );
+    assert_eq!(setup.routers()[0], setup.on("green"), "lb1");
+    for i in GREEN {
+        assert_eq!(setup.current(i).as_deref(), Some(T4));
+    }
 }
 
 #[test]
@@ -396,20 +450,49 @@ fn a_refused_key_on_one_green_host_changes_nothing_anywhere() {
         .collect();
     fs::write(&strangers, others).unwrap();
 
-    for faults in [
-        Faults {
-            identity_file: vec![(GREEN[1], stranger.private.clone())],
-            ..Faults::default()
-        },
-        Faults {
-            known_hosts_file: vec![(GREEN[1], strangers.clone())],
-            ..Faults::default()
-        },
+    let refused_key = format!(
+        "host `green2`, task `deploy:lock`: authentication failed for user `{}`",
+        setup.fleet.user()
+    );
+    let unknown_host_key = format!(
+        "host `green2`, task `deploy:lock`: the host key of [{}]:{} is unknown",
+        setup.fleet.host(GREEN[1]).ip(),
+        setup.fleet.host(GREEN[1]).port()
+    );
+    for (faults, refusal) in [
+        (
+            Faults {
+                identity_file: vec![(GREEN[1], stranger.private.clone())],
+                ..Faults::default()
+            },
+            &refused_key,
+        ),
+        (
+            Faults {
+                known_hosts_file: vec![(GREEN[1], strangers.clone())],
+                ..Faults::default()
+            },
+            &unknown_host_key,
+        ),
     ] {
         setup = setup.with(&faults);
         let output = setup.dep(&["deploy", "test"], T2);
-        eprintln!("{}", output.transcript());
-        output.expect_status(1).stderr_has("host `green2`");
+        output
+            .expect_status(1)
+            .stderr_has("error: failed on 1 host\n")
+            .stderr_has(refusal);
+        assert!(
+            !output.stdout.contains("traffic:switch"),
+            "{}",
+            output.stdout
+        );
+        for i in GREEN {
+            assert!(
+                !setup.path(i, "releases").join(T2).exists(),
+                "{}",
+                HOSTS[i].0
+            );
+        }
         let after: Vec<_> = (0..HOSTS.len())
             .map(|i| (setup.current(i), setup.log(i)))
             .collect();
