@@ -371,7 +371,11 @@ fn a_router_that_fails_dies_or_stops_during_the_traffic_switch_is_named() {
     setup
         .deploy_with_fault(T3, "lb2", || lb2.kill())
         .expect_status(5)
-        .stderr_has("host `lb2`, task `traffic:switch`: the connection to")
+        .stdout_has("host `lb2`: task `traffic:switch`: the connection to")
+        .stderr_has(
+            "host `lb2`: could not be switched back to blue: task `traffic:switch`: \
+             the connection to",
+        )
         .stderr_has("host `lb1`: routes traffic to blue\n")
         .stderr_has(
             "host `lb2`: routes traffic to an unknown color (its `traffic:switch` failed; \
@@ -411,7 +415,7 @@ fn a_router_that_fails_dies_or_stops_during_the_traffic_switch_is_named() {
     output
         .expect_status(5)
         .stdout_has("[lb2] ✗ traffic:switch: timed out after 2s")
-        .stderr_has("host `lb2`, task `traffic:switch`:")
+        .stderr_has("host `lb2`: could not be switched back to green: task `traffic:switch`: ")
         .stderr_has("stopped answering (no session within 2s)")
         .stderr_has("host `lb1`: routes traffic to green\n")
         .stderr_has("host `lb2`: routes traffic to an unknown color");

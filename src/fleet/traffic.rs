@@ -12,6 +12,7 @@ use crate::quote::quote;
 use crate::release::Status;
 use crate::report::Event;
 
+use super::checks::CheckFailure;
 use super::context::Mode;
 use super::{failure, Fleet};
 
@@ -228,7 +229,7 @@ impl Fleet<'_> {
     /// router still sends it while it reloads.
     pub(crate) async fn send_traffic_back(
         &mut self,
-        reasons: &[super::checks::CheckFailure],
+        reasons: &[CheckFailure],
         scope: &[usize],
     ) -> Result<()> {
         let problems = self.restore_traffic().await;
@@ -246,21 +247,18 @@ impl Fleet<'_> {
                 .emit(Event::RollbackVerified { hosts: &standby });
             return Ok(());
         }
-        let after: Vec<super::checks::CheckFailure> = problems
-            .iter()
-            .map(|why| ("traffic".to_string(), why.clone()))
-            .collect();
         self.ctx.reporter.emit(Event::RollbackUnverified {
             release: &self.ctx.release,
             failures: reasons,
-            after: &after,
+            after: &problems,
         });
-        Err(self.inconsistent(problems).await)
+        Err(self.inconsistent(named(&problems)).await)
     }
 
     /// The routers back to the color that was live before this deploy's traffic switch (none:
-    /// they forget the live color), verified. What went wrong, if anything.
-    pub(crate) async fn restore_traffic(&mut self) -> Vec<String> {
+    /// they forget the live color), verified. What went wrong, if anything, host by host: a
+    /// router that could not go back, a standby host that is not healthy.
+    pub(crate) async fn restore_traffic(&mut self) -> Vec<CheckFailure> {
         let Some(switched) = self.traffic.take() else {
             return Vec::new();
         };
@@ -276,14 +274,19 @@ impl Fleet<'_> {
                 Ok(()) => {
                     let standby = self.of_color(from);
                     for (host, why) in self.run_checks(Phase::PostSwitch, &standby).await {
-                        problems.push(format!(
-                            "host `{host}`: traffic is back on {from}, but it is not healthy: {why}"
-                        ));
+                        let why =
+                            format!("traffic is back on {from}, but it is not healthy: {why}");
+                        problems.push((host, why));
                     }
                 }
-                Err(error) => problems.push(format!(
-                    "the routers could not be switched back to {from}: {error}"
-                )),
+                Err(Error::Fleet(failures)) => problems.extend(failures.iter().map(|f| {
+                    let why = format!("could not be switched back to {from}: {}", f.after_host());
+                    (f.host.clone(), why)
+                })),
+                Err(error) => problems.extend(routers.iter().map(|&i| {
+                    let why = format!("could not be switched back to {from}: {error}");
+                    (self.hosts[i].host.name.clone(), why)
+                })),
             },
             // The first deploy: no color served before, and the next deploy goes to blue again.
             None => {
@@ -330,7 +333,7 @@ impl Fleet<'_> {
                 if problems.is_empty() {
                     return Err(error);
                 }
-                return Err(self.inconsistent(problems).await);
+                return Err(self.inconsistent(named(&problems)).await);
             }
             let failures = self
                 .run_checks(Phase::PostSwitch, &self.of_color(standby))
@@ -339,7 +342,7 @@ impl Fleet<'_> {
                 // The standby is not healthy: the traffic goes back where it was, verified.
                 let problems = self.restore_traffic().await;
                 if !problems.is_empty() {
-                    return Err(self.inconsistent(problems).await);
+                    return Err(self.inconsistent(named(&problems)).await);
                 }
                 return Err(Error::HealthFailed {
                     release: target,
@@ -435,6 +438,14 @@ impl Fleet<'_> {
         }))
         .await;
     }
+}
+
+/// Problems as the lines of an inconsistent fleet's report: ``host `lb2`: why``.
+pub(crate) fn named(problems: &[CheckFailure]) -> Vec<String> {
+    problems
+        .iter()
+        .map(|(host, why)| format!("host `{host}`: {why}"))
+        .collect()
 }
 
 /// Record `color` as live in `.dep/live_color` (None: none is), atomically.
