@@ -324,13 +324,28 @@ fn a_failed_check_on_the_new_color_sends_every_router_back() {
 
     // One host of the color going live fails its check.
     fs::write(setup.path(BLUE[1], "unhealthy"), "").unwrap();
-    setup
-        .dep(&["deploy", "test"], T3)
+    let output = setup.dep(&["deploy", "test"], T3);
+    output
         .expect_status(4)
         .stdout_has("traffic switched to blue (blue1, blue2; green was live)")
         .stdout_has("traffic switched to green (green1, green2; blue was live)")
         .stderr_has("release 20250101120000 failed its health checks")
         .stderr_has("host `blue2`: health check `app` failed");
+    // The summary does not call blue live: it keeps the failed release, without traffic.
+    for host in ["blue1", "blue2"] {
+        let row = output.stdout.lines().find(|l| l.starts_with(host)).unwrap();
+        let cells: Vec<&str> = row
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(
+            cells[1..3],
+            ["switched, takes no traffic", T3],
+            "{}",
+            output.stdout
+        );
+    }
     setup.assert_routers_on("green");
     for i in BLUE {
         assert_eq!(
