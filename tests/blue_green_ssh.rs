@@ -366,12 +366,29 @@ fn a_failed_check_on_the_new_color_sends_every_router_back() {
 const T5: &str = "20250101140000";
 
 #[test]
-fn a_router_that_fails_dies_or_stops_during_the_traffic_switch_is_named() {
+fn a_router_that_fails_dies_or_stops_is_named_and_the_others_go_back() {
     let _watchdog = Watchdog::arm("blue-green over ssh: router faults", LIMIT);
     let setup = Setup::new();
     let lb2 = setup.fleet.host(ROUTERS[1]);
     setup.dep(&["deploy", "test"], T1).success();
     setup.assert_routers_on("blue");
+    let untouched: Vec<_> = (0..HOSTS.len()).map(|i| setup.log(i)).collect();
+
+    // lb2 stopped before the deploy: the lock times out naming it, and nothing changes.
+    lb2.stop();
+    let output = setup.dep(&["deploy", "test"], "20250101103000");
+    lb2.cont();
+    output
+        .expect_status(1)
+        .stderr_has("host `lb2`, task `deploy:lock`: ")
+        .stderr_has("timed out after 2s");
+    setup.assert_routers_on("blue");
+    for i in GREEN {
+        assert_eq!(setup.current(i), None, "{}", HOSTS[i].0);
+    }
+    let logs: Vec<_> = (0..HOSTS.len()).map(|i| setup.log(i)).collect();
+    assert_eq!(logs, untouched, "a releases log changed");
+    setup.assert_unlocked();
 
     // traffic:switch fails on lb2, which still answers: both routers go back (exit 4).
     setup
