@@ -232,7 +232,8 @@ pub enum Error {
     Inconsistent {
         /// What went wrong, one line per host ("host `web2`: could not be switched back").
         problems: Vec<String>,
-        /// Where each host's `current` points now.
+        /// Where each host's `current` points now (`current -> releases/…`), or where a
+        /// blue-green router sends the traffic (`routes traffic to blue`).
         current: Vec<(String, String)>,
     },
 
@@ -401,7 +402,7 @@ fn inconsistent_message(problems: &[String], current: &[(String, String)]) -> St
     }
     message.push_str("\nwhere each host's `current` points now:");
     for (host, points) in current {
-        message.push_str(&format!("\n  host `{host}`: current -> {points}"));
+        message.push_str(&format!("\n  host `{host}`: {points}"));
     }
     message
 }

@@ -17,6 +17,7 @@ mod support;
 mod bad_input;
 mod batches;
 mod blue_green;
+mod blue_green_ssh;
 mod ci;
 mod code_and_env;
 mod deploy;

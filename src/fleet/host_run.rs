@@ -39,6 +39,9 @@ pub struct HostRun {
     pub checks: Vec<Arc<HealthCheck>>,
     /// Locked by the run, but no release goes here (a blue-green deploy's routers and standby).
     pub bystander: bool,
+    /// A blue-green router whose last `traffic:switch` of this run failed: where it sends the
+    /// traffic is unknown (`state.live_color` is what it last recorded).
+    pub routing_unknown: bool,
 }
 
 impl HostRun {
@@ -92,6 +95,7 @@ impl HostRun {
             switch_sent: false,
             checks: health_checks(project, host)?,
             bystander: false,
+            routing_unknown: false,
         })
     }
 
@@ -117,6 +121,7 @@ impl HostRun {
             switch_sent: first.switch_sent,
             checks: Vec::new(),
             bystander: false,
+            routing_unknown: false,
         }
     }
 

@@ -67,15 +67,12 @@ impl Fleet<'_> {
                 .emit(Event::RollbackVerified { hosts: &hosts });
             return Ok(());
         }
-        unhealthy.extend(
-            traffic_problems
-                .iter()
-                .map(|why| ("traffic".to_string(), why.clone())),
-        );
+        let mut after = unhealthy.clone();
+        after.extend(traffic_problems.iter().cloned());
         self.ctx.reporter.emit(Event::RollbackUnverified {
             release: &self.ctx.release,
             failures: reasons,
-            after: &unhealthy,
+            after: &after,
         });
         let mut problems: Vec<String> = stuck
             .iter()
@@ -83,8 +80,8 @@ impl Fleet<'_> {
                 format!("host `{host}`: could not be switched back to its previous release")
             })
             .collect();
-        problems.extend(traffic_problems);
-        problems.extend(unhealthy.iter().filter(|(host, _)| host != "traffic").map(|(host, why)| {
+        problems.extend(super::traffic::named(&traffic_problems));
+        problems.extend(unhealthy.iter().map(|(host, why)| {
             format!("host `{host}`: switched back, but the previous release is not healthy either: {why}")
         }));
         Err(self.inconsistent(problems).await)

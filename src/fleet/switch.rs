@@ -252,9 +252,13 @@ impl Fleet<'_> {
         reverted
     }
 
-    /// Exit 5: say exactly where each host's `current` points.
+    /// Exit 5: say exactly where each host's `current` points (and where each blue-green
+    /// router sends the traffic).
     pub(crate) async fn inconsistent(&self, problems: Vec<String>) -> Error {
-        let current = join_all(self.hosts.iter().map(|h| async move {
+        let current = join_all(self.hosts.iter().enumerate().map(|(i, h)| async move {
+            if let Some(routing) = self.routing(i) {
+                return (h.host.name.clone(), routing);
+            }
             let output = h
                 .backend
                 .capture(&format!(
@@ -267,7 +271,7 @@ impl Fleet<'_> {
             } else {
                 "unknown (unreachable)".into()
             };
-            (h.host.name.clone(), points)
+            (h.host.name.clone(), format!("current -> {points}"))
         }))
         .await;
         Error::Inconsistent { problems, current }

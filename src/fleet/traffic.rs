@@ -12,6 +12,7 @@ use crate::quote::quote;
 use crate::release::Status;
 use crate::report::Event;
 
+use super::checks::CheckFailure;
 use super::context::Mode;
 use super::{failure, Fleet};
 
@@ -137,7 +138,9 @@ impl Fleet<'_> {
     }
 
     /// Point every router at `to`: `traffic:switch` with `target_color` and `target_hosts`,
-    /// then `.dep/live_color` records it.
+    /// then `.dep/live_color` records it on each router where it succeeded, even when it failed
+    /// on another: a router's record never names a color it does not send the traffic to, and
+    /// one left behind makes the routers disagree (the next run stops) instead of hiding.
     pub(crate) async fn point_traffic(&mut self, from: Option<Color>, to: Color) -> Result<()> {
         // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
         let _shield = self.ctx.interrupts.shield();
@@ -153,9 +156,21 @@ impl Fleet<'_> {
             vars.set("target_color", to.name());
             vars.set("target_hosts", targets.clone());
         }
-        self.execute(&plan, &routers).await?;
+        let executed = self.execute(&plan, &routers).await;
+        let switched: Vec<usize> = routers
+            .iter()
+            .copied()
+            .filter(|&i| self.hosts[i].ok())
+            .collect();
+        for &i in &routers {
+            let h = &mut self.hosts[i];
+            h.routing_unknown = !switched.contains(&i);
+            if !h.routing_unknown && !self.ctx.dry_run() {
+                h.state.live_color = Some(to);
+            }
+        }
         let reporter = self.ctx.reporter;
-        let records = join_all(routers.iter().map(|&i| {
+        let records = join_all(switched.iter().map(|&i| {
             let h = &self.hosts[i];
             let command = record_command(&h.deploy_path, Some(to));
             async move {
@@ -164,6 +179,7 @@ impl Fleet<'_> {
             }
         }))
         .await;
+        executed?;
         let failures: Vec<_> = records
             .into_iter()
             .filter_map(|(host, command, output)| {
@@ -188,6 +204,26 @@ impl Fleet<'_> {
         Ok(())
     }
 
+    /// Where a blue-green router sends the traffic, as this run knows it, for the report of an
+    /// inconsistent fleet (None: not a router, its `current` tells).
+    pub(crate) fn routing(&self, i: usize) -> Option<String> {
+        let h = &self.hosts[i];
+        if h.host.color.is_some() || !self.blue_green() {
+            return None;
+        }
+        let recorded = h.state.live_color.map_or("none", Color::name);
+        Some(if h.routing_unknown {
+            format!(
+                "routes traffic to an unknown color (its `{TASK}` failed; `.dep/live_color` says {recorded})"
+            )
+        } else {
+            match h.state.live_color {
+                Some(color) => format!("routes traffic to {color}"),
+                None => "routes traffic to no color (none is live)".to_string(),
+            }
+        })
+    }
+
     /// After a failure once a deploy moved the traffic: the traffic back to the color that was
     /// live (the standby, never touched), verified with its post-switch checks; exit 5 when it
     /// could not be. The idle color keeps the failed release in `current` (marked failed): it
@@ -195,7 +231,7 @@ impl Fleet<'_> {
     /// router still sends it while it reloads.
     pub(crate) async fn send_traffic_back(
         &mut self,
-        reasons: &[super::checks::CheckFailure],
+        reasons: &[CheckFailure],
         scope: &[usize],
     ) -> Result<()> {
         let problems = self.restore_traffic().await;
@@ -213,21 +249,18 @@ impl Fleet<'_> {
                 .emit(Event::RollbackVerified { hosts: &standby });
             return Ok(());
         }
-        let after: Vec<super::checks::CheckFailure> = problems
-            .iter()
-            .map(|why| ("traffic".to_string(), why.clone()))
-            .collect();
         self.ctx.reporter.emit(Event::RollbackUnverified {
             release: &self.ctx.release,
             failures: reasons,
-            after: &after,
+            after: &problems,
         });
-        Err(self.inconsistent(problems).await)
+        Err(self.inconsistent(named(&problems)).await)
     }
 
     /// The routers back to the color that was live before this deploy's traffic switch (none:
-    /// they forget the live color), verified. What went wrong, if anything.
-    pub(crate) async fn restore_traffic(&mut self) -> Vec<String> {
+    /// they forget the live color), verified. What went wrong, if anything, host by host: a
+    /// router that could not go back, a standby host that is not healthy.
+    pub(crate) async fn restore_traffic(&mut self) -> Vec<CheckFailure> {
         // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
         let _shield = self.ctx.interrupts.shield();
         let Some(switched) = self.traffic.take() else {
@@ -245,14 +278,19 @@ impl Fleet<'_> {
                 Ok(()) => {
                     let standby = self.of_color(from);
                     for (host, why) in self.run_checks(Phase::PostSwitch, &standby).await {
-                        problems.push(format!(
-                            "host `{host}`: traffic is back on {from}, but it is not healthy: {why}"
-                        ));
+                        let why =
+                            format!("traffic is back on {from}, but it is not healthy: {why}");
+                        problems.push((host, why));
                     }
                 }
-                Err(error) => problems.push(format!(
-                    "the routers could not be switched back to {from}: {error}"
-                )),
+                Err(Error::Fleet(failures)) => problems.extend(failures.iter().map(|f| {
+                    let why = format!("could not be switched back to {from}: {}", f.after_host());
+                    (f.host.clone(), why)
+                })),
+                Err(error) => problems.extend(routers.iter().map(|&i| {
+                    let why = format!("could not be switched back to {from}: {error}");
+                    (self.hosts[i].host.name.clone(), why)
+                })),
             },
             // The first deploy: no color served before, and the next deploy goes to blue again.
             None => {
@@ -262,6 +300,9 @@ impl Fleet<'_> {
                     async move { h.backend.capture(&command).await }
                 }))
                 .await;
+                for &i in &routers {
+                    self.hosts[i].state.live_color = None;
+                }
             }
         }
         for (i, failure) in earlier {
@@ -298,7 +339,7 @@ impl Fleet<'_> {
                 if problems.is_empty() {
                     return Err(error);
                 }
-                return Err(self.inconsistent(problems).await);
+                return Err(self.inconsistent(named(&problems)).await);
             }
             let failures = self
                 .run_checks(Phase::PostSwitch, &self.of_color(standby))
@@ -307,7 +348,7 @@ impl Fleet<'_> {
                 // The standby is not healthy: the traffic goes back where it was, verified.
                 let problems = self.restore_traffic().await;
                 if !problems.is_empty() {
-                    return Err(self.inconsistent(problems).await);
+                    return Err(self.inconsistent(named(&problems)).await);
                 }
                 return Err(Error::HealthFailed {
                     release: target,
@@ -405,6 +446,14 @@ impl Fleet<'_> {
     }
 }
 
+/// Problems as the lines of an inconsistent fleet's report: ``host `lb2`: why``.
+pub(crate) fn named(problems: &[CheckFailure]) -> Vec<String> {
+    problems
+        .iter()
+        .map(|(host, why)| format!("host `{host}`: {why}"))
+        .collect()
+}
+
 /// Record `color` as live in `.dep/live_color` (None: none is), atomically.
 fn record_command(deploy_path: &str, color: Option<Color>) -> String {
     let dir = quote(&format!("{deploy_path}/.dep"));
@@ -413,5 +462,75 @@ fn record_command(deploy_path: &str, color: Option<Color>) -> String {
             "mkdir -p {dir} && printf '%s\\n' {color} > {dir}/live_color.tmp && mv -f {dir}/live_color.tmp {dir}/live_color"
         ),
         None => format!("rm -f {dir}/live_color"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Error;
+    use crate::fleet::testing::setup;
+    use crate::fleet::{Fleet, Options};
+
+    /// Blue is live; going to green fails on r2, going back to blue fails on r1.
+    const STAGE: &str = r#"
+[stages.test]
+strategy = "blue-green"
+
+[tasks."traffic:switch"]
+roles = ["lb"]
+run = "[ {{ (host ~ ':' ~ target_color)|quote }} != r2:green ] && [ {{ (host ~ ':' ~ target_color)|quote }} != r1:blue ]"
+"#;
+
+    #[tokio::test]
+    async fn each_router_records_the_color_it_was_pointed_at_and_an_unknown_one_is_said() {
+        let mut extra = String::from(STAGE);
+        for (host, line) in [
+            ("b1", "color = \"blue\""),
+            ("g1", "color = \"green\""),
+            ("r1", "roles = [\"lb\"]"),
+            ("r2", "roles = [\"lb\"]"),
+        ] {
+            extra.push_str(&format!(
+                "\n[hosts.{host}]\nlocal = true\nstage = \"test\"\n{line}\n\
+                 config = {{ deploy_path = \"{{{{ deployfile_dir }}}}/hosts/{host}\" }}\n"
+            ));
+        }
+        let s = setup(0, &extra);
+        for router in ["r1", "r2"] {
+            std::fs::create_dir_all(s.path(&format!("hosts/{router}/.dep"))).unwrap();
+            std::fs::write(s.path(&format!("hosts/{router}/.dep/live_color")), "blue\n").unwrap();
+        }
+        let options = Options {
+            parallel: 4,
+            ..Default::default()
+        };
+        let hosts: Vec<_> = s.project.hosts.iter().collect();
+        let mut fleet = Fleet::new(&s.project, &s.tasks, &s.reporter, &options, hosts).unwrap();
+        let error = fleet.deploy().await.err().unwrap();
+        let Error::Inconsistent { current, .. } = &error else {
+            panic!("not inconsistent: {error}");
+        };
+        let routing = |host: &str| {
+            current
+                .iter()
+                .find(|(name, _)| name == host)
+                .map(|(_, points)| points.as_str())
+        };
+        // r1 went to green, then could not go back; r2 never left blue.
+        assert_eq!(
+            routing("r1"),
+            Some(
+                "routes traffic to an unknown color (its `traffic:switch` failed; \
+                 `.dep/live_color` says green)"
+            ),
+            "{error}"
+        );
+        assert_eq!(routing("r2"), Some("routes traffic to blue"), "{error}");
+        let recorded = |router: &str| {
+            std::fs::read_to_string(s.path(&format!("hosts/{router}/.dep/live_color"))).unwrap()
+        };
+        // The routers' records disagree, so the next run stops before changing anything.
+        assert_eq!(recorded("r1"), "green\n");
+        assert_eq!(recorded("r2"), "blue\n");
     }
 }

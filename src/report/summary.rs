@@ -21,6 +21,9 @@ struct HostTally {
     failed_after_switch: bool,
     switched: bool,
     rolled_back: bool,
+    /// Blue-green: the host switched, then the routers sent the traffic to the other color
+    /// (back, after a failure): its `current` serves no one.
+    without_traffic: bool,
     /// The release `current` points at after this run, when the run changed it.
     release: Option<String>,
 }
@@ -78,6 +81,17 @@ impl Summary {
                 let tally = hosts.entry(host.to_string()).or_default();
                 tally.switched = true;
                 tally.release = Some(release.to_string());
+            }
+            Event::TrafficSwitched {
+                hosts: to,
+                dry_run: false,
+                ..
+            } => {
+                for (host, tally) in hosts.iter_mut() {
+                    if tally.switched && !tally.rolled_back {
+                        tally.without_traffic = !to.contains(host);
+                    }
+                }
             }
             Event::RolledBack { host, to, .. } => {
                 let tally = hosts.entry(host.to_string()).or_default();
@@ -150,6 +164,7 @@ impl<'a> Row<'a> {
             }
             (Some(task), _, _, _) => format!("failed: {task}"),
             (None, true, _, _) => "rolled back".to_string(),
+            (None, false, true, _) if tally.without_traffic => "switched, takes no traffic".into(),
             (None, false, true, _) => "live".to_string(),
             (None, false, false, true) => "ok".to_string(),
             // The deploy failed elsewhere before this host switched: it is as it was.
@@ -270,6 +285,40 @@ mod tests {
                 "post-back|rolled back: reload failed|1",
             ]
         );
+    }
+
+    /// Blue-green: the color that switched keeps its `current` when the traffic goes back to
+    /// the other color after a failure, but it is not live.
+    #[test]
+    fn a_color_the_traffic_left_is_not_live() {
+        let summary = Summary::default();
+        for host in ["green1", "green2"] {
+            summary.record(&Event::Switched { host, release: "2" });
+        }
+        let traffic = |to, hosts: [&str; 2]| {
+            summary.record(&Event::TrafficSwitched {
+                from: None,
+                to,
+                hosts: &hosts.map(String::from),
+                dry_run: false,
+            })
+        };
+        let row = |ok: bool| -> String {
+            let table = summary.table(ok, false).unwrap();
+            let line = table.lines().nth(1).unwrap_or_default().to_string();
+            line.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("|")
+        };
+        traffic("green", ["green1", "green2"]);
+        traffic("blue", ["blue1", "blue2"]);
+        assert_eq!(row(false), "green1|switched, takes no traffic|2");
+        // Once the traffic is on it, a color is live.
+        traffic("green", ["green1", "green2"]);
+        assert_eq!(row(true), "green1|live|2");
     }
 
     /// Beyond three hosts with the same result, one row says how many and which was slowest; a
