@@ -495,3 +495,20 @@ fn an_unknown_on_post_switch_failure_is_refused_before_anything_runs() {
         ),
     );
 }
+
+/// `--branch`, `--tag` and `--revision` pick a commit only for the git strategy: with an upload,
+/// they are refused rather than ignored (the deploy would ship other code than asked for).
+#[test]
+fn a_commit_flag_without_the_git_strategy_is_refused() {
+    let project = TestProject::new().fleet(1);
+    for flag in ["--branch", "--tag", "--revision"] {
+        assert_usage_error(
+            &project,
+            &["deploy", "test", flag, "main"],
+            &format!(
+                "error: `{flag}` picks a commit for the `git` strategy; this deploy uses `upload`, \
+                 which ships `upload_from` as it is\n"
+            ),
+        );
+    }
+}

@@ -31,6 +31,27 @@ pub async fn resolve(ctx: &mut Context<'_>, hosts: &mut [HostRun]) -> Result<()>
     };
     let var_error = |error: VarError| config_error(error.to_string());
     let strategy = vars.value_string("strategy").map_err(var_error)?;
+    // Only git picks a commit: elsewhere the flag would be ignored, and the deploy ship other
+    // code than asked for.
+    let options = ctx.options;
+    let pinned = [
+        ("--branch", options.branch.is_some()),
+        ("--tag", options.tag.is_some()),
+        ("--revision", options.revision.is_some()),
+    ];
+    if let Some((flag, _)) = pinned.iter().find(|(_, given)| *given) {
+        if strategy != "git" {
+            return Err(Error::Usage(format!(
+                "`{flag}` picks a commit for the `git` strategy; this deploy uses `{strategy}`, \
+                 which ships {} as it is",
+                if strategy == "artifact" {
+                    "`artifact_path`"
+                } else {
+                    "`upload_from`"
+                }
+            )));
+        }
+    }
     ctx.branch = vars.value_string("branch").unwrap_or_default();
     let mut archive_on = None;
     match strategy.as_str() {
