@@ -512,3 +512,20 @@ fn a_commit_flag_without_the_git_strategy_is_refused() {
         );
     }
 }
+
+/// Two hosts deploying to one directory of one machine would lock it twice (and then report a
+/// lock held by dep itself): refused before anything runs, naming both.
+#[test]
+fn two_hosts_with_one_deploy_path_are_refused() {
+    let project = TestProject::new().fleet(2);
+    let shared = project.deploy_path("h1").display().to_string();
+    let project = project.host_config("h2", "deploy_path", &format!("{shared:?}"));
+    assert_usage_error(
+        &project,
+        &["deploy", "test"],
+        &format!(
+            "error: hosts `h1` and `h2` both deploy to `{shared}` on this machine: give each its \
+             own `deploy_path`, or select one of them\n"
+        ),
+    );
+}

@@ -37,7 +37,7 @@ mod switch;
 mod traffic;
 mod watch;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use futures::future::join_all;
@@ -80,6 +80,29 @@ pub struct Fleet<'p> {
     traffic: Option<traffic::TrafficSwitched>,
 }
 
+/// Two selected hosts deploying to one directory of one machine would take one lock twice (the
+/// second run of it finds the first holding it) and switch one `current` twice: refused.
+fn one_place_each(hosts: &[HostRun]) -> Result<()> {
+    let mut seen: HashMap<(Option<(&str, u16)>, &str), &str> = HashMap::new();
+    for h in hosts {
+        let machine =
+            (!h.host.local).then(|| (h.host.hostname.as_str(), h.host.port.unwrap_or(22)));
+        if let Some(first) = seen.insert((machine, h.deploy_path.as_str()), h.name()) {
+            return Err(Error::Usage(format!(
+                "hosts `{first}` and `{}` both deploy to `{}` on {}: give each its own `deploy_path`, \
+                 or select one of them",
+                h.name(),
+                h.deploy_path,
+                match machine {
+                    Some((address, port)) => format!("{address}:{port}"),
+                    None => "this machine".to_string(),
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl<'p> Fleet<'p> {
     pub fn new(
         project: &'p Project,
@@ -93,7 +116,8 @@ impl<'p> Fleet<'p> {
         let hosts = hosts
             .into_iter()
             .map(|host| HostRun::new(project, host, options, &starts))
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?;
+        one_place_each(&hosts)?;
         Ok(Fleet {
             ctx: Context::new(project, tasks, reporter, options),
             hosts,

@@ -302,10 +302,16 @@ impl TestProject {
         text.push_str(&self.text);
         for host in &self.hosts {
             let roles: Vec<String> = host.roles.iter().map(|r| format!("{r:?}")).collect();
-            let mut config = vec![format!(
-                "deploy_path = {:?}",
-                self.deploy_path(&host.name).display().to_string()
-            )];
+            // `hosts/NAME`, unless the host's own config says otherwise.
+            let mut config: Vec<String> = (!host.config.iter().any(|(n, _)| n == "deploy_path"))
+                .then(|| {
+                    format!(
+                        "deploy_path = {:?}",
+                        self.deploy_path(&host.name).display().to_string()
+                    )
+                })
+                .into_iter()
+                .collect();
             config.extend(host.config.iter().map(|(n, v)| format!("{n} = {v}")));
             text.push_str(&format!(
                 "\n[hosts.{name}]\nlocal = true\nstage = {stage:?}\nroles = [{roles}]\n{keys}config = {{ {config} }}\n",
