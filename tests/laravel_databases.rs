@@ -245,8 +245,9 @@ fn backups_and_restores(engine: Engine) {
     let failed = app.dep(&["-vv", "deploy", "test"], T2);
     failed
         .expect_status(1)
-        .stderr_has("host `h1`")
-        .stderr_has("artisan:migrate")
+        .stderr_has("host `h1`, task `artisan:migrate`: command exited with status 1")
+        .stdout_has("deploy failed after ")
+        .stdout_has(&format!("release {T2} is not live"))
         .stdout_has(&format!("Migrated:  {CREATE_LABELS}"))
         .stdout_has(&format!(
             "artisan:migrate: the migrations failed (exit status 1): restoring {}",
