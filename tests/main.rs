@@ -29,6 +29,7 @@ mod health_timeout;
 mod init;
 mod interrupt;
 mod laravel;
+mod laravel_databases;
 mod laravel_migrations;
 mod live_view;
 mod lock;

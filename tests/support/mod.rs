@@ -9,7 +9,9 @@
 //! - `net`: free and closed ports, an HTTP GET client, a webhook receiver.
 //! - `sshd`: a fleet of real OpenSSH servers on loopback (also used by `bench/fleet.rs`).
 //! - `web`: nginx and php-fpm serving test hosts, and a polling client.
+//! - `database`: MariaDB and PostgreSQL servers on loopback, for the recipe's backups.
 
+pub mod database;
 pub mod events;
 pub mod net;
 pub mod process;

@@ -57,14 +57,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// A poller stops by itself after this long, even if nobody stops it.
 const POLL_LIMIT: Duration = Duration::from_secs(45);
 
-/// A server process in its own process group; the group is killed on drop.
-struct Server {
+/// A server process in its own process group; the group is killed on drop (also used by
+/// `database`).
+pub struct Server {
     child: Child,
     pgid: u32,
 }
 
 impl Server {
-    fn spawn(command: &mut Command, what: &str) -> Server {
+    pub fn spawn(command: &mut Command, what: &str) -> Server {
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -78,7 +79,7 @@ impl Server {
     }
 
     /// Whether the process has exited (and so can never answer).
-    fn exited(&mut self) -> bool {
+    pub fn exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
     }
 }
