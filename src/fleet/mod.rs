@@ -83,7 +83,9 @@ pub struct Fleet<'p> {
 /// Two selected hosts deploying to one directory of one machine would take one lock twice (the
 /// second run of it finds the first holding it) and switch one `current` twice: refused.
 fn one_place_each(hosts: &[HostRun]) -> Result<()> {
-    let mut seen: HashMap<(Option<(&str, u16)>, &str), &str> = HashMap::new();
+    /// A machine (None: this one, for local hosts) and a directory on it.
+    type Place<'a> = (Option<(&'a str, u16)>, &'a str);
+    let mut seen: HashMap<Place<'_>, &str> = HashMap::new();
     for h in hosts {
         let machine =
             (!h.host.local).then(|| (h.host.hostname.as_str(), h.host.port.unwrap_or(22)));
