@@ -529,3 +529,15 @@ fn two_hosts_with_one_deploy_path_are_refused() {
         ),
     );
 }
+
+/// `switch_confirm_timeout` is used at the switch, but a bad one is refused before any host is
+/// touched, not after every host prepared the release.
+#[test]
+fn a_bad_switch_confirm_timeout_is_refused_before_anything_runs() {
+    let project = TestProject::new().fleet(2);
+    assert_usage_error(
+        &project,
+        &["deploy", "test", "-o", "switch_confirm_timeout=abc"],
+        "error: host `h1`: `switch_confirm_timeout`: `abc` is not a duration (e.g. \"30s\", \"5m\")\n",
+    );
+}

@@ -27,6 +27,7 @@ impl Fleet<'_> {
         self.load_webhooks()?;
         let on_post_switch_failure = self.on_post_switch_failure()?;
         let strategy = Strategy::choose(self)?;
+        self.check_switch_guard()?;
         super::code::resolve(&mut self.ctx, &mut self.hosts).await?;
         let steps: Vec<Arc<Task>> = plan.steps().cloned().collect();
         self.preflight(&steps).await?;

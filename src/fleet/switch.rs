@@ -2,8 +2,11 @@
 //! entries appended in the same command; if any host fails, the hosts that switched go back, so
 //! the fleet is never left half-switched.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 
+use crate::config::vars::Vars;
 use crate::error::{Error, Result};
 use crate::release::switch::{arm_command, disarm_command, revert_command, switch_command};
 use crate::release::{LogEntry, Status};
@@ -130,31 +133,33 @@ impl Fleet<'_> {
     /// The id and the delay of this switch's dead man's switch (`switch_confirm_timeout`, from
     /// the first host's variables; "0" turns it off, and a dry run arms nothing).
     fn switch_guard(&self, task: &str) -> Result<Option<(String, u64)>> {
-        const VAR: &str = "switch_confirm_timeout";
         let Some(first) = self.hosts.first() else {
             return Ok(None);
         };
-        if first.backend.is_dry_run() || first.vars.get(VAR).is_none() {
+        if first.backend.is_dry_run() {
             return Ok(None);
         }
-        let bad = |reason: String| {
-            Error::Fleet(vec![failure::before_running(
-                first.name(),
-                task,
-                format!("`{VAR}`: {reason}"),
-            )])
+        let delay = confirm_delay(&first.vars).map_err(|reason| {
+            Error::Fleet(vec![failure::before_running(first.name(), task, reason)])
+        })?;
+        Ok(delay.map(|delay| {
+            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+            (crate::transport::script::token(), seconds)
+        }))
+    }
+
+    /// `switch_confirm_timeout` is read at the switch: a bad value is refused before anything
+    /// runs, not after every host prepared.
+    pub(crate) fn check_switch_guard(&self) -> Result<()> {
+        let Some(first) = self.hosts.first() else {
+            return Ok(());
         };
-        let text = first
-            .vars
-            .value_string(VAR)
-            .map_err(|e| bad(e.to_string()))?;
-        let delay =
-            crate::config::deployfile::parse_duration(&text).map_err(|e| bad(e.to_string()))?;
-        if delay.is_zero() {
-            return Ok(None);
-        }
-        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-        Ok(Some((crate::transport::script::token(), seconds)))
+        confirm_delay(&first.vars)
+            .map(|_| ())
+            .map_err(|message| Error::InvalidHost {
+                host: first.name().to_string(),
+                message,
+            })
     }
 
     /// Tell every switched host that the whole fleet switched: its guard stands down. False
@@ -276,4 +281,16 @@ impl Fleet<'_> {
         .await;
         Error::Inconsistent { problems, current }
     }
+}
+
+/// The dead man's switch delay `switch_confirm_timeout` asks for (None: off, or not set).
+fn confirm_delay(vars: &Vars) -> std::result::Result<Option<Duration>, String> {
+    const VAR: &str = "switch_confirm_timeout";
+    if vars.get(VAR).is_none() {
+        return Ok(None);
+    }
+    let bad = |reason: String| format!("`{VAR}`: {reason}");
+    let text = vars.value_string(VAR).map_err(|e| bad(e.to_string()))?;
+    let delay = crate::config::deployfile::parse_duration(&text).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(delay).filter(|d| !d.is_zero()))
 }
