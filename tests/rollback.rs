@@ -100,6 +100,21 @@ fn rollback_to_a_named_release() {
     assert_status(&project, T1, "live");
 }
 
+/// Back to T3 (rolled back before) with `--to`: it is live again, in the log too, so the next
+/// plain rollback goes back from it as from any live release.
+#[test]
+fn rollback_to_a_rolled_back_release_makes_it_live_again() {
+    let project = deployed_three_times();
+    project.run(&["rollback", "test"]).success();
+    assert_status(&project, T3, "rolled_back");
+    project.run(&["rollback", "test", "--to", T3]).success();
+    assert_links(&project, T3, T2);
+    assert_status(&project, T3, "live");
+    assert_status(&project, T2, "rolled_back");
+    project.run(&["rollback", "test"]).success();
+    assert_links(&project, T1, T3);
+}
+
 #[test]
 fn rollback_to_a_release_missing_on_one_host_changes_nothing() {
     let project = deployed_three_times();

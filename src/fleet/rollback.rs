@@ -117,7 +117,9 @@ impl Fleet<'_> {
             .map(|(i, h)| Target {
                 host: i,
                 release: target.clone(),
-                log: vec![self.abandoned_entry(h)],
+                log: std::iter::once(self.abandoned_entry(h))
+                    .chain(restored_entry(h, &target))
+                    .collect(),
             })
             .collect();
         self.switch(&task.name, targets).await?;
@@ -202,4 +204,18 @@ impl Fleet<'_> {
         entry.finished_at = Some(release::now_rfc3339());
         entry
     }
+}
+
+/// A release `dep rollback --to` brings back whose last line is not `live` (it was rolled back
+/// or failed before) goes live again: its log says so, or the next rollback would not count it.
+fn restored_entry(host: &super::host_run::HostRun, target: &str) -> Option<LogEntry> {
+    let statuses = host.state.statuses();
+    let last = statuses.get(target)?;
+    if last.status == Status::Live {
+        return None;
+    }
+    let mut entry = (*last).clone();
+    entry.status = Status::Live;
+    entry.finished_at = Some(release::now_rfc3339());
+    Some(entry)
 }
