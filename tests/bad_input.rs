@@ -541,3 +541,28 @@ fn a_bad_switch_confirm_timeout_is_refused_before_anything_runs() {
         "error: host `h1`: `switch_confirm_timeout`: `abc` is not a duration (e.g. \"30s\", \"5m\")\n",
     );
 }
+
+/// An upload whose source does not exist, with no `local` task before it that could build it,
+/// is refused before the lock, like a missing `upload_from`.
+#[test]
+fn an_upload_task_with_no_source_is_refused_before_anything_runs() {
+    let project = TestProject::new().fleet(1).deployfile(
+        "[tasks.extra]\nupload = { from = \"nope\", to = \"{{ release_path }}/extra\" }\nafter = \"deploy:update_code\"\n",
+    );
+    let output = project.dep(&["deploy", "test"]).status(2).run();
+    output.stderr_has(&format!(
+        "task `extra`: host `h1`: the upload source `nope` does not exist (looked for `{}`)",
+        project.join("nope").display()
+    ));
+    assert!(!project.join("hosts").exists(), "a host was touched");
+    // A `local` task before it may build it: then it is looked for when the upload runs.
+    let project = TestProject::new().fleet(1).deployfile(
+        "[tasks.build]\nlocal = true\nrun = \"mkdir -p built && echo hi > built/x\"\nafter = \"deploy:update_code\"\n\
+         [tasks.extra]\nupload = { from = \"built\", to = \"{{ release_path }}/extra\" }\nafter = \"build\"\n",
+    );
+    project.dep(&["deploy", "test"]).now(T1).run();
+    assert_eq!(
+        std::fs::read_to_string(project.deploy_path("h1").join("current/extra/x")).unwrap(),
+        "hi\n"
+    );
+}

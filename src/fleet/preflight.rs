@@ -22,13 +22,24 @@ impl Fleet<'_> {
             host.vars.set("release_name", release);
             // Dynamic variables are not evaluated yet: they render as placeholders here.
             host.vars.set_placeholders(true);
+            // A `local` task may build what a later upload sends.
+            let mut built_here = false;
             for task in plan.iter().filter(|t| t.applies_to(&host.host.roles)) {
                 let rendered = match &task.action {
-                    // Packed when first used: a `local` task before it may build what it sends.
+                    // Packed when first used; a missing source with no `local` task before it
+                    // can only fail, so it fails now, before the lock.
                     Action::Upload { from, to } => [from, to]
                         .into_iter()
                         .try_for_each(|text| host.vars.render(&task.name, text).map(drop))
-                        .map_err(RenderError::from),
+                        .map_err(RenderError::from)
+                        .and_then(|()| {
+                            let source = host.vars.render(&task.name, from)?;
+                            let path = ctx.project.root.join(&source);
+                            if built_here || path.exists() {
+                                return Ok(());
+                            }
+                            Err(RenderError::UploadSource { from: source, path })
+                        }),
                     Action::Builtin(Builtin::Lock | Builtin::Symlink | Builtin::Rollback) => Ok(()),
                     _ => match render::fetch(ctx, task, host, Packing::Skip).await {
                         Ok(fetched) => render::commands_for(ctx, task, host, &fetched).map(drop),
@@ -36,6 +47,7 @@ impl Fleet<'_> {
                     },
                 };
                 rendered.map_err(|e| template_error(task, host.name(), e))?;
+                built_here |= task.local;
             }
             // Health checks render too: a typo must not surface only after the switch.
             for check in &host.checks {

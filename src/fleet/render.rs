@@ -50,6 +50,8 @@ pub enum RenderError {
         "`DEP_ENV_{0}`: `{0}` is not a name Laravel's dotenv accepts (letters, digits, `_`, `.`)"
     )]
     DotenvName(String),
+    #[error("the upload source `{from}` does not exist (looked for `{}`)", path.display())]
+    UploadSource { from: String, path: PathBuf },
 }
 
 impl RenderError {
