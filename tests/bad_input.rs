@@ -566,3 +566,27 @@ fn an_upload_task_with_no_source_is_refused_before_anything_runs() {
         "hi\n"
     );
 }
+
+/// `dep config -v | head -1`: a printing command whose reader stops early ends quietly (no
+/// panic, no backtrace), as any Unix tool does.
+#[test]
+fn a_reader_that_stops_early_ends_a_printing_command_quietly() {
+    use std::io::Read;
+    // More than a pipe holds, so that dep is still writing when the reader goes.
+    let project = TestProject::new()
+        .fleet(1)
+        .config("big", &format!("{:?}", "x".repeat(300_000)));
+    let args = ["config", "-v", "test"];
+    let mut child = project
+        .command(&args, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe is closed here, long before the output ends.
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

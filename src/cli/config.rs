@@ -76,6 +76,22 @@ pub enum Subcommand {
     },
 }
 
+impl Subcommand {
+    /// Commands that print what they read and change nothing anywhere.
+    pub fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Subcommand::Releases { .. }
+                | Subcommand::List
+                | Subcommand::Tree { .. }
+                | Subcommand::Hosts { .. }
+                | Subcommand::Config { .. }
+                | Subcommand::Completions(_)
+                | Subcommand::Man
+        )
+    }
+}
+
 impl Config {
     /// Resolve the parsed command line. A task's own arguments are parsed here, so a mistake in
     /// them is a usage error before any file is read.

@@ -63,19 +63,44 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     }
 }
 
+/// `dep config | head`: a command that only prints ends, like any Unix tool, when its reader
+/// stops reading, rather than panicking on the closed pipe. (Rust ignores SIGPIPE; commands
+/// that change hosts keep ignoring it, so that a closed pipe never stops a deploy half way.)
+fn end_quietly_when_the_reader_goes() {
+    // SAFETY: setting a signal's disposition to its default has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Print generated text; a reader that stops early (`| head`) is no error.
+fn print_whole(bytes: &[u8], what: &str) -> Result<()> {
+    match std::io::stdout().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Local(format!("cannot write {what}: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Run one resolved command line. `secrets` receives the values to mask, once they are known.
 fn run(config: Config, secrets: &mut Vec<String>) -> Result<()> {
+    if config.subcommand.only_reads() {
+        end_quietly_when_the_reader_goes();
+    }
     match &config.subcommand {
         Subcommand::Completions(shell) => {
             let mut command = Cli::command();
-            clap_complete::generate(*shell, &mut command, "dep", &mut std::io::stdout());
-            return Ok(());
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "dep", &mut script);
+            return print_whole(&script, "the completion script");
         }
         Subcommand::Man => {
+            let mut page = Vec::new();
             clap_mangen::Man::new(Cli::command())
-                .render(&mut std::io::stdout())
+                .render(&mut page)
                 .map_err(|e| Error::Local(format!("cannot write the manual page: {e}")))?;
-            return Ok(());
+            return print_whole(&page, "the manual page");
         }
         Subcommand::Init(answers) => return init::run(answers),
         _ => {}
