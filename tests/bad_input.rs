@@ -590,3 +590,21 @@ fn a_reader_that_stops_early_ends_a_printing_command_quietly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// `dep run` where nothing was deployed yet: refused (exit 1), naming the host, running nothing.
+#[test]
+fn dep_run_before_any_deploy_says_nothing_is_live() {
+    let project = TestProject::new().fleet(2);
+    project.dep(&["deploy", "h1"]).now(T1).run();
+    let output = project
+        .dep(&["run", "test", "--", "touch", "ran-here"])
+        .status(1)
+        .run();
+    output.stderr_has(&format!(
+        "`dep run` needs a live release on every host, nothing was run:\n  host `h2`: no release is live in `{}`",
+        project.deploy_path("h2").display()
+    ));
+    assert!(!project.deploy_path("h1").join("current/ran-here").exists());
+    project.dep(&["run", "h1", "--", "touch", "ran-here"]).run();
+    assert!(project.deploy_path("h1").join("current/ran-here").exists());
+}

@@ -16,7 +16,27 @@ pub async fn run(
     command: Vec<String>,
 ) -> Result<()> {
     let reporter = session.reporter;
-    let engine = session.engine(selector.as_deref())?;
+    let mut engine = session.engine(selector.as_deref())?;
+    // A host with nothing deployed has no `current` to run in: say so, and run nowhere.
+    engine.read_states().await?;
+    let bare: Vec<String> = engine
+        .hosts()
+        .iter()
+        .filter(|h| h.state.current.is_none())
+        .map(|h| {
+            format!(
+                "host `{}`: no release is live in `{}`",
+                h.name(),
+                h.deploy_path
+            )
+        })
+        .collect();
+    if !bare.is_empty() {
+        return Err(Error::Refused(format!(
+            "`dep run` needs a live release on every host, nothing was run:\n  {}",
+            bare.join("\n  ")
+        )));
+    }
     let script = command.join(" ");
     let quiet = Reporter::new(Format::Plain, -1, Vec::new());
     let results = join_all(engine.hosts().iter().map(|h| {
