@@ -364,14 +364,19 @@ fn a_shared_dir_outside_the_release_is_refused_before_anything_runs() {
 
 #[test]
 fn a_bad_keep_releases_is_refused_before_anything_runs() {
-    let project = TestProject::new()
-        .fleet(2)
-        .config("keep_releases", "\"many\"");
-    let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
-    output
-        .expect_status(2)
-        .stderr_has("`keep_releases` must be a number");
-    assert!(!project.join("hosts").exists(), "{}", output.transcript());
+    for value in ["many", "-1"] {
+        let project = TestProject::new()
+            .fleet(2)
+            .config("keep_releases", &format!("{value:?}"));
+        let output = project.run_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
+        let deployfile = project.join("Deployfile.toml").canonicalize().unwrap();
+        output.expect_status(2).stderr_has(&format!(
+            "host `h1`: `keep_releases` must be a whole number (how many releases to keep), \
+             not `{value}` (set by {})",
+            deployfile.display()
+        ));
+        assert!(!project.join("hosts").exists(), "{}", output.transcript());
+    }
 }
 
 /// Where `needle` first appears in the generated Deployfile: line, column and the pointed

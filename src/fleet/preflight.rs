@@ -22,6 +22,14 @@ impl Fleet<'_> {
             host.vars.set("release_name", release);
             // Dynamic variables are not evaluated yet: they render as placeholders here.
             host.vars.set_placeholders(true);
+            // Used only by the cleanup at the end: a bad value is said now, not after the switch.
+            if let Err(error @ RenderError::KeepReleases { .. }) = render::keep_releases(&host.vars)
+            {
+                return Err(Error::InvalidHost {
+                    host: host.name().to_string(),
+                    message: error.to_string(),
+                });
+            }
             // A `local` task may build what a later upload sends.
             let mut built_here = false;
             for task in plan.iter().filter(|t| t.applies_to(&host.host.roles)) {

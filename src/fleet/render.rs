@@ -37,8 +37,8 @@ pub enum RenderError {
     },
     #[error(transparent)]
     Pack(#[from] ArchiveError),
-    #[error("`keep_releases` must be a number")]
-    KeepReleases,
+    #[error("`keep_releases` must be a whole number (how many releases to keep), not `{value}` (set by {origin})")]
+    KeepReleases { value: String, origin: String },
     #[error("`{0:?}` runs only as a fleet barrier")]
     BarrierOnly(Builtin),
     #[error("{}:{}: {source}", path.display(), source.line)]
@@ -317,13 +317,18 @@ fn unpack(
     BuiltinWork::Command(command)
 }
 
+/// How many releases `deploy:cleanup` keeps.
+pub fn keep_releases(vars: &crate::config::vars::Vars) -> Result<usize, RenderError> {
+    let value = vars.value_string("keep_releases")?;
+    value.trim().parse().map_err(|_| RenderError::KeepReleases {
+        origin: vars.origin("keep_releases").to_string(),
+        value,
+    })
+}
+
 /// Remove the releases beyond `keep_releases`, as the host will be once this run is done.
 fn cleanup_script(host: &HostRun, release: &str) -> Result<String, RenderError> {
-    let keep: usize = host
-        .vars
-        .value_string("keep_releases")?
-        .parse()
-        .map_err(|_| RenderError::KeepReleases)?;
+    let keep = keep_releases(&host.vars)?;
     let mut state = host.state.clone();
     if !release.is_empty() && !state.releases.iter().any(|r| r == release) {
         state.releases.push(release.to_string());
