@@ -613,3 +613,25 @@ fn dep_run_before_any_deploy_says_nothing_is_live() {
     project.dep(&["run", "h1", "--", "touch", "ran-here"]).run();
     assert!(project.deploy_path("h1").join("current/ran-here").exists());
 }
+
+/// `-o` with a mistyped name, or a variable dep sets itself: a warning that says so (the run
+/// goes on; a name close to nothing is a variable of the user's own, and says nothing).
+#[test]
+fn a_mistyped_override_is_warned_about() {
+    let project = TestProject::new().fleet(1);
+    project
+        .dep(&[
+            "hosts",
+            "-o",
+            "keep_relases=1",
+            "-o",
+            "release_name=x",
+            "-o",
+            "greeting=hi",
+        ])
+        .stderr(
+            "warning: `-o keep_relases=…`: no recipe or Deployfile defines `keep_relases`; did you mean `keep_releases`?\n\
+             warning: `-o release_name=…` changes nothing: dep sets `release_name` itself for each host\n",
+        )
+        .run();
+}

@@ -116,6 +116,9 @@ fn run(config: Config, secrets: &mut Vec<String>) -> Result<()> {
         .filter(|v| !v.is_empty())
         .collect();
     let reporter = reporter(&config, secrets.clone());
+    for warning in crate::fleet::override_warnings(&project, &config.overrides) {
+        eprintln!("{}", reporter.mask(&format!("warning: {warning}")));
+    }
     let tasks = TaskSet::compile(&project)?;
     let session = Session {
         project: &project,

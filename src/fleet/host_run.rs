@@ -170,6 +170,7 @@ pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Va
         path: project.deployfile.clone(),
         message: error.to_string(),
     })?;
+    // Set by dep itself (SET_BY_DEP), above every layer.
     vars.set("host", host.name.clone());
     vars.set("hostname", host.hostname.clone());
     vars.set("user", host.login_user());
@@ -184,6 +185,55 @@ pub fn host_vars(project: &Project, host: &Host, options: &Options) -> Result<Va
         vars.set("branch", branch.clone());
     }
     Ok(vars)
+}
+
+/// The variables dep sets for each host after layering (and `target_color`, `target_hosts` for
+/// `traffic:switch`): no layer, `-o` included, changes them.
+const SET_BY_DEP: &[&str] = &[
+    "host",
+    "hostname",
+    "user",
+    "stage",
+    "roles",
+    "local_user",
+    "deployfile_dir",
+    "release_name",
+    "previous_release",
+    "revision",
+    "target_color",
+    "target_hosts",
+];
+
+/// What is likely wrong with the `-o` overrides (a warning each; the run goes on): a variable
+/// dep sets itself, or a name nothing defines that is close to one something does.
+pub fn override_warnings(project: &Project, overrides: &[String]) -> Vec<String> {
+    let Ok(layer) = crate::config::vars::override_layer(overrides) else {
+        return Vec::new();
+    };
+    let defined: std::collections::BTreeSet<&str> = project
+        .file_layers
+        .iter()
+        .flat_map(|l| l.values.keys())
+        .chain(project.stages.values().flat_map(|s| s.config.keys()))
+        .chain(project.hosts.iter().flat_map(|h| h.config.keys()))
+        .map(String::as_str)
+        .collect();
+    let mut warnings = Vec::new();
+    for name in layer.values.keys() {
+        if SET_BY_DEP.contains(&name.as_str()) {
+            warnings.push(format!(
+                "`-o {name}=…` changes nothing: dep sets `{name}` itself for each host"
+            ));
+        } else if !defined.contains(name.as_str()) {
+            let known = defined.iter().copied().chain(SET_BY_DEP.iter().copied());
+            if let Some(close) = crate::suggestion::suggest(name, known) {
+                warnings.push(format!(
+                    "`-o {name}=…`: no recipe or Deployfile defines `{name}`; did you mean `{close}`?"
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// Render and check `deploy_path`: absolute, not `/`, no `..`.

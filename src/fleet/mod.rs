@@ -60,7 +60,7 @@ pub fn check_clock() -> Result<()> {
         .map(|_| ())
         .map_err(|e| crate::error::Error::Usage(e.to_string()))
 }
-pub use host_run::{host_vars, HostRun};
+pub use host_run::{host_vars, override_warnings, HostRun};
 pub use options::Options;
 
 use context::Context;
