@@ -635,3 +635,24 @@ fn a_mistyped_override_is_warned_about() {
         )
         .run();
 }
+
+/// A missing or dynamic `deploy_path` says what to do about it.
+#[test]
+fn a_missing_or_dynamic_deploy_path_says_what_to_do() {
+    let project = TestProject::new().deployfile("[hosts.h1]\nlocal = true\nstage = \"test\"\n");
+    assert_usage_error(
+        &project,
+        &["deploy", "test"],
+        "error: host `h1`: `deploy_path` is not set: give it in `[config]` (e.g. `deploy_path = \
+         \"/var/www/{{ application }}\"`) or in the host's `config`\n",
+    );
+    let project = TestProject::new().deployfile(
+        "[hosts.h1]\nlocal = true\nstage = \"test\"\nconfig = { deploy_path = { run = \"echo /tmp\" } }\n",
+    );
+    assert_usage_error(
+        &project,
+        &["deploy", "test"],
+        "error: host `h1`: `deploy_path` cannot be dynamic (`{ run = … }`): dep needs it before it \
+         runs anything on the host\n",
+    );
+}

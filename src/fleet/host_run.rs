@@ -242,6 +242,22 @@ fn deploy_path(host: &Host, vars: &Vars) -> Result<String> {
         host: host.name.clone(),
         message,
     };
+    match vars.get("deploy_path") {
+        None => {
+            return Err(invalid(
+                "`deploy_path` is not set: give it in `[config]` (e.g. `deploy_path = \"/var/www/{{ application }}\"`) \
+                 or in the host's `config`"
+                    .into(),
+            ))
+        }
+        Some(crate::config::vars::Var::Dynamic(_)) => {
+            return Err(invalid(
+                "`deploy_path` cannot be dynamic (`{ run = … }`): dep needs it before it runs anything on the host"
+                    .into(),
+            ))
+        }
+        Some(_) => {}
+    }
     let path = vars
         .value_string("deploy_path")
         .map_err(|e| invalid(format!("`deploy_path`: {e}")))?;
