@@ -656,3 +656,24 @@ fn a_missing_or_dynamic_deploy_path_says_what_to_do() {
          runs anything on the host\n",
     );
 }
+
+/// A `template` task's file that does not render names the file and the line in it.
+#[test]
+fn a_template_that_does_not_render_names_its_file_and_line() {
+    for (text, message) in [
+        ("line one\nname={{ nope }}\n", "undefined variable `nope`"),
+        ("line one\nname={{ host \n", "template syntax error"),
+    ] {
+        let project = TestProject::new()
+            .fleet(1)
+            .file("templates/app.conf", text)
+            .deployfile(
+                "[tasks.\"app:config\"]\ntemplate = { src = \"app.conf\", dest = \"{{ release_path }}/app.conf\" }\nafter = \"deploy:update_code\"\n",
+            );
+        let output = project.dep(&["deploy", "test"]).status(2).run();
+        output.stderr_has(&format!(
+            "task `app:config`: host `h1`: templates/app.conf:2: {message}"
+        ));
+        assert!(!project.join("hosts").exists(), "a host was touched");
+    }
+}

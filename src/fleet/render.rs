@@ -4,7 +4,7 @@
 //! first, off the runtime's threads (`fetch`), so rendering itself never blocks.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::dotenv::{self, Value};
 use crate::config::vars::{VarError, Vars};
@@ -50,6 +50,13 @@ pub enum RenderError {
         "`DEP_ENV_{0}`: `{0}` is not a name Laravel's dotenv accepts (letters, digits, `_`, `.`)"
     )]
     DotenvName(String),
+    /// A `template` task's file that does not render: where in it.
+    #[error("{}{}: {source}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    InTemplate {
+        path: PathBuf,
+        line: Option<usize>,
+        source: VarError,
+    },
     #[error("the upload source `{from}` does not exist (looked for `{}`)", path.display())]
     UploadSource { from: String, path: PathBuf },
 }
@@ -166,6 +173,40 @@ pub fn dynamic_needed(task: &Task, vars: &Vars) -> Result<Vec<String>, RenderErr
     Ok(needed)
 }
 
+/// A template file's render error, placed: minijinja's line, or for an undefined variable the
+/// first line that uses it. The path is shown relative to the project.
+fn in_template(ctx: &Context<'_>, path: &Path, text: &str, error: VarError) -> RenderError {
+    // The line goes in front, `file:line:` as compilers write it.
+    let (error, line) = match error {
+        VarError::Template(mut template) => {
+            let line = template.line.take();
+            (VarError::Template(template), line)
+        }
+        other => (other, None),
+    };
+    let line = line.or_else(|| {
+        let name = error.undefined_variable()?;
+        text.lines()
+            .position(|line| {
+                line.match_indices(name).any(|(at, _)| {
+                    let before = line[..at].chars().next_back();
+                    let after = line[at + name.len()..].chars().next();
+                    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                    !word(before) && !word(after)
+                })
+            })
+            .map(|i| i + 1)
+    });
+    RenderError::InTemplate {
+        path: path
+            .strip_prefix(&ctx.project.root)
+            .unwrap_or(path)
+            .to_path_buf(),
+        line,
+        source: error,
+    }
+}
+
 /// The commands `task` runs on `host`, rendered.
 pub fn commands_for(
     ctx: &Context<'_>,
@@ -205,7 +246,9 @@ pub fn commands_for(
                 .cloned()
                 .flatten()
                 .unwrap_or_default();
-            let content = vars.render(&path.display().to_string(), &text)?;
+            let content = vars
+                .render(&path.display().to_string(), &text)
+                .map_err(|error| in_template(ctx, &path, &text, error))?;
             write_file_command(&render(dest)?, &content, mode.as_deref().unwrap_or("0644"))
         }
         Action::Steps(_) => return Ok(Vec::new()),
