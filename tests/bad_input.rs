@@ -677,3 +677,30 @@ fn a_template_that_does_not_render_names_its_file_and_line() {
         assert!(!project.join("hosts").exists(), "a host was touched");
     }
 }
+
+/// `-f DIR` takes the Deployfile in DIR; a directory without one says so.
+#[test]
+fn dash_f_takes_a_directory_holding_the_deployfile() {
+    let project = TestProject::new().fleet(1);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dep"))
+        .arg("-f")
+        .arg(project.path())
+        .arg("hosts")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("h1"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dep"))
+        .arg("-f")
+        .arg(elsewhere.path())
+        .arg("hosts")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("a directory without a Deployfile.toml"),
+        "{output:?}"
+    );
+}

@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Default, Args)]
 pub(crate) struct Global {
-    /// The Deployfile (default: Deployfile.toml here or in a parent directory)
+    /// The Deployfile or its directory (default: found here or in a parent)
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
     pub(crate) file: Option<PathBuf>,
     /// Set a variable, above every other layer (repeatable)

@@ -640,11 +640,14 @@ pub fn pointed_snippet(text: &str, span: std::ops::Range<usize>) -> (usize, usiz
     (line, column, snippet)
 }
 
+/// The Deployfile's name, looked for in a directory.
+pub const FILE_NAME: &str = "Deployfile.toml";
+
 /// Find `Deployfile.toml` in `start` or its parents.
 pub fn find(start: &Path) -> Result<PathBuf> {
     let mut dir = Some(start);
     while let Some(current) = dir {
-        let candidate = current.join("Deployfile.toml");
+        let candidate = current.join(FILE_NAME);
         if candidate.is_file() {
             return Ok(candidate);
         }

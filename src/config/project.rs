@@ -154,11 +154,25 @@ impl Project {
     /// Locate and load the Deployfile: `-f FILE`, else the current directory or its parents.
     pub fn discover(file: Option<&Path>) -> Result<Project> {
         let path = match file {
+            // `-f DIR`: the Deployfile.toml in it.
+            Some(dir)
+                if dir.is_dir() && dir.join(crate::config::deployfile::FILE_NAME).is_file() =>
+            {
+                dir.join(crate::config::deployfile::FILE_NAME)
+            }
             Some(file) => {
                 if !file.is_file() {
+                    let why = if file.is_dir() {
+                        format!(
+                            "a directory without a {}",
+                            crate::config::deployfile::FILE_NAME
+                        )
+                    } else {
+                        "no such file".to_string()
+                    };
                     return Err(Error::Read {
                         path: file.to_path_buf(),
-                        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                        source: std::io::Error::new(std::io::ErrorKind::NotFound, why),
                     });
                 }
                 file.to_path_buf()
