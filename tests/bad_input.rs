@@ -683,10 +683,9 @@ fn a_template_that_does_not_render_names_its_file_and_line() {
 fn dash_f_takes_a_directory_holding_the_deployfile() {
     let project = TestProject::new().fleet(1);
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dep"))
-        .arg("-f")
-        .arg(project.path())
-        .arg("hosts")
+    let dir = project.path().display().to_string();
+    let output = project
+        .command(&["-f", &dir, "hosts"], &[])
         .current_dir(elsewhere.path())
         .output()
         .unwrap();
