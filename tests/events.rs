@@ -150,10 +150,21 @@ fn a_dry_run_ends_with_its_release_and_a_dry_rollback_says_where_hosts_would_go(
     );
     assert_eq!(events(&output.stdout, "rolled_back"), Vec::<Value>::new());
     assert_eq!(
+        events(&output.stdout, "rollback_finished"),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
         project.current("h1").as_deref(),
         Some(T2),
         "a dry run changes nothing"
     );
+    // The real one ends with `rollback_finished`.
+    let output = project.run(&["rollback", "test", "--json"]);
+    output.success();
+    let last = events::parse(&output.stdout).pop().unwrap();
+    assert_eq!(last["event"], "rollback_finished", "{last}");
+    assert_eq!((&last["release"], &last["hosts"]), (&json!(T1), &json!(2)));
+    assert!(last["duration_ms"].is_u64(), "{last}");
 }
 
 /// Every event says when it happened, in UTC to the millisecond, and how long after the run

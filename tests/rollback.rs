@@ -42,6 +42,12 @@ fn rollback_goes_to_the_release_before_and_marks_the_abandoned_one() {
     for host in HOSTS {
         output.stdout_has(&format!("[{host}] ⇐ current -> releases/{T2} (was {T3})"));
     }
+    // One line per host says where it went, and one line the whole of it.
+    assert!(!output.stdout.contains('⇒'), "{}", output.stdout);
+    output.stdout_has(&format!(
+        "rolled back to release {T2} on {} hosts (",
+        HOSTS.len()
+    ));
     assert_links(&project, T2, T3);
     assert_status(&project, T3, "rolled_back");
     assert_status(&project, T2, "live");

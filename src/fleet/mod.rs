@@ -157,6 +157,7 @@ impl<'p> Fleet<'p> {
         }
         self.preflight(&plan).await?;
         self.load_webhooks()?;
+        let started = Instant::now();
         let abandoned = self.hosts.first().and_then(|h| h.state.current.clone());
         let everyone = self.everyone();
         let interrupts = std::sync::Arc::clone(&self.ctx.interrupts);
@@ -170,6 +171,15 @@ impl<'p> Fleet<'p> {
             () = interrupts.requested(reporter) => Err(Error::Interrupted),
         };
         self.unlock_remaining().await;
+        if result.is_ok() && !self.ctx.dry_run() {
+            self.ctx
+                .reporter
+                .emit(crate::report::Event::RollbackFinished {
+                    release: &self.ctx.release,
+                    hosts: self.hosts.len(),
+                    duration: started.elapsed(),
+                });
+        }
         if result.is_ok() {
             // Tell who rolled back from what to what: the notice names the abandoned release.
             let from = self

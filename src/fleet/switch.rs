@@ -55,6 +55,7 @@ impl Fleet<'_> {
         // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
         let _shield = self.ctx.interrupts.shield();
         let reporter = self.ctx.reporter;
+        let rolling_back = self.ctx.mode == super::context::Mode::Rollback;
         let guard = self.switch_guard(task)?;
         for target in &targets {
             self.hosts[target.host].switch_sent = true;
@@ -111,6 +112,7 @@ impl Fleet<'_> {
                     reporter.emit(Event::Switched {
                         host: host.name(),
                         release: &target.release,
+                        rollback: rolling_back,
                     });
                 }
             }

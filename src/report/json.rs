@@ -114,7 +114,7 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
                 .collect();
             json!({"event": "migrations", "host": host, "task": task, "migrations": migrations})
         }
-        Event::Switched { host, release } => {
+        Event::Switched { host, release, .. } => {
             json!({"event": "switched", "host": host, "release": release})
         }
         Event::RolledBack { host, from, to } => {
@@ -138,6 +138,14 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
             duration,
         } => json!({
             "event": "deploy_finished", "release": release, "ok": ok, "live": live,
+            "duration_ms": duration.as_millis() as u64
+        }),
+        Event::RollbackFinished {
+            release,
+            hosts,
+            duration,
+        } => json!({
+            "event": "rollback_finished", "release": release, "hosts": hosts,
             "duration_ms": duration.as_millis() as u64
         }),
         Event::WouldRollBack { .. }

@@ -75,6 +75,8 @@ pub enum Event<'a> {
     Switched {
         host: &'a str,
         release: &'a str,
+        /// `dep rollback`'s switch (a `rolled_back` event follows, saying more).
+        rollback: bool,
     },
     /// A host's `current` went back from `from` to `to` (None: removed, there was no release
     /// before).
@@ -105,6 +107,12 @@ pub enum Event<'a> {
         live: bool,
         duration: Duration,
     },
+    /// `dep rollback` is done: every one of `hosts` serves `release` again.
+    RollbackFinished {
+        release: &'a str,
+        hosts: usize,
+        duration: Duration,
+    },
     /// A blue-green stage's routers now send the traffic to `to` (`from`: the color live before;
     /// `dry_run`: they would).
     TrafficSwitched {
@@ -121,9 +129,7 @@ pub enum Event<'a> {
     },
     /// The hosts rolled back after a failed check or batch passed their checks again (none: the
     /// release was the first, and `current` was removed again).
-    RollbackVerified {
-        hosts: &'a [String],
-    },
+    RollbackVerified { hosts: &'a [String] },
     /// The automatic rollback did not restore a healthy fleet: why the release failed, and what
     /// is still wrong after the rollback (host, reason).
     RollbackUnverified {
@@ -149,13 +155,9 @@ pub enum Event<'a> {
     /// Ctrl-C came during a switch: the run stops once the switch is over.
     InterruptDeferred,
     /// A dry run is over: nothing ran on the hosts.
-    DryRunFinished {
-        release: &'a str,
-    },
+    DryRunFinished { release: &'a str },
     /// A webhook could not be told (a warning: it never fails the deploy).
-    NotificationFailed {
-        message: &'a str,
-    },
+    NotificationFailed { message: &'a str },
     /// The watch window starts: `samples` per probe and host, one every `interval`.
     WatchStarted {
         hosts: &'a [String],

@@ -66,9 +66,11 @@ impl Plain {
                 task,
                 message,
             } if v >= 0 => Some(format!("[{host}] ✗ {task}: {message}")),
-            Event::Switched { host, release } if v >= 0 => {
-                Some(format!("[{host}] ⇒ current -> releases/{release}"))
-            }
+            Event::Switched {
+                host,
+                release,
+                rollback: false,
+            } if v >= 0 => Some(format!("[{host}] ⇒ current -> releases/{release}")),
             Event::RolledBack {
                 host,
                 from,
@@ -96,6 +98,15 @@ impl Plain {
             } if v >= 0 => Some(format!(
                 "[{host}] ✗ health check {check}: {detail}{}",
                 tries(event)
+            )),
+            Event::RollbackFinished {
+                release,
+                hosts,
+                duration,
+            } if v >= 0 => Some(format!(
+                "rolled back to release {release} on {hosts} host{} ({})",
+                if hosts == 1 { "" } else { "s" },
+                human_duration(duration)
             )),
             Event::DeployFinished {
                 release,

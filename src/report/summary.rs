@@ -77,7 +77,7 @@ impl Summary {
             Event::HostFailed { host, task, .. } => {
                 hosts.entry(host.to_string()).or_default().fail(task);
             }
-            Event::Switched { host, release } => {
+            Event::Switched { host, release, .. } => {
                 let tally = hosts.entry(host.to_string()).or_default();
                 tally.switched = true;
                 tally.release = Some(release.to_string());
@@ -248,7 +248,11 @@ mod tests {
         task("unchanged", "build", false);
         for host in ["live", "post", "back", "post-back"] {
             task(host, "build", false);
-            summary.record(&Event::Switched { host, release: "2" });
+            summary.record(&Event::Switched {
+                host,
+                release: "2",
+                rollback: false,
+            });
         }
         task("post", "reload", true);
         task("post-back", "reload", true);
@@ -293,7 +297,11 @@ mod tests {
     fn a_color_the_traffic_left_is_not_live() {
         let summary = Summary::default();
         for host in ["green1", "green2"] {
-            summary.record(&Event::Switched { host, release: "2" });
+            summary.record(&Event::Switched {
+                host,
+                release: "2",
+                rollback: false,
+            });
         }
         let traffic = |to, hosts: [&str; 2]| {
             summary.record(&Event::TrafficSwitched {
