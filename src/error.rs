@@ -261,6 +261,11 @@ pub enum Error {
     #[error("deploy interrupted before the switch: nothing was switched")]
     Interrupted,
 
+    /// Interrupted once the switch reached hosts, none of which stays switched (a rollback
+    /// after a failed check was under way, say).
+    #[error("deploy interrupted after release {release} was switched and switched back; `dep releases` shows where each host points")]
+    InterruptedSwitchedBack { release: String },
+
     /// Ctrl-C after the switch (during the health checks or the watch window): the release
     /// stays where it went live.
     #[error("deploy interrupted after the switch; release {release} stays live on {} (`dep rollback` puts the previous release back)", if *everywhere { "every host".to_string() } else { hosts.join(", ") })]
@@ -300,6 +305,7 @@ impl Error {
             | Error::Unhealthy(_)
             | Error::WatchBreached { .. }
             | Error::Interrupted
+            | Error::InterruptedSwitchedBack { .. }
             | Error::InterruptedLive { .. }
             | Error::Local(_) => exit::TASK_FAILED,
             Error::HealthFailed { .. }

@@ -596,22 +596,28 @@ fn a_reader_that_stops_early_ends_a_printing_command_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// `dep run` where nothing was deployed yet: refused (exit 1), naming the host, running nothing.
+/// `dep run` runs where a release is live and says where it did not run (a new host, a
+/// blue-green router); with no live release anywhere, it is refused and runs nothing.
 #[test]
-fn dep_run_before_any_deploy_says_nothing_is_live() {
+fn dep_run_runs_where_a_release_is_live_and_says_where_not() {
     let project = TestProject::new().fleet(2);
-    project.dep(&["deploy", "h1"]).now(T1).run();
     let output = project
         .dep(&["run", "test", "--", "touch", "ran-here"])
         .status(1)
         .run();
-    output.stderr_has(&format!(
-        "`dep run` needs a live release on every host, nothing was run:\n  host `h2`: no release is live in `{}`",
+    output.stderr_has(
+        "`dep run` needs a live release, and no selected host has one; nothing was run",
+    );
+    project.dep(&["deploy", "h1"]).now(T1).run();
+    let output = project
+        .dep(&["run", "test", "--", "touch", "ran-here"])
+        .run();
+    output.stdout_has(&format!(
+        "not run: host `h2`: no release is live in `{}`",
         project.deploy_path("h2").display()
     ));
-    assert!(!project.deploy_path("h1").join("current/ran-here").exists());
-    project.dep(&["run", "h1", "--", "touch", "ran-here"]).run();
     assert!(project.deploy_path("h1").join("current/ran-here").exists());
+    assert!(!project.deploy_path("h2").exists(), "h2 was touched");
 }
 
 /// `-o` with a mistyped name, or a variable dep sets itself: a warning that says so (the run

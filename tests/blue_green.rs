@@ -380,8 +380,8 @@ fn a_blue_green_stage_needs_both_colors_and_a_router() {
         .run(&["deploy", "role=app"])
         .expect_status(2)
         .stderr_has(
-            "a blue-green stage is deployed alone: the selection has hosts of the stages bg, other",
-        );
+        "a blue-green stage is worked on alone: the selection has hosts of the stages bg, other",
+    );
     for host in ["plain", "blue1", "green1", "lb1"] {
         assert!(
             !project.deploy_path(host).join("current").exists(),

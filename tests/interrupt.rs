@@ -153,3 +153,55 @@ run = [
         "the standby was touched"
     );
 }
+
+/// This test's own sleep, for `running_with`.
+const VERIFY_SLEEP: &str = "29.8642";
+
+/// A health check fails and the rollback's verification hangs: the first Ctrl-C waits for the
+/// rollback (it holds the switch back), the second stops dep at once and says the switch may be
+/// half done. The links went back before the verification, so every host is on T1.
+#[test]
+fn a_second_ctrl_c_stops_a_rollback_that_hangs() {
+    let project = TestProject::new().fleet(2).deployfile(&format!(
+        "[[health]]\nname = \"app\"\ncommand = '''[ \"{{{{ release_name }}}}\" != {T2} ] || exit 1; \
+         if [ -e {{{{ deployfile_dir|quote }}}}/slow ]; then touch {{{{ (deployfile_dir ~ '/verifying-' ~ host)|quote }}}}; \
+         sleep {VERIFY_SLEEP}; fi'''\n"
+    ));
+    project.dep(&["deploy", "test"]).now(T1).run();
+    project.write("slow", "");
+    let running = project.start_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(project.join("verifying-h1").exists() && project.join("verifying-h2").exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "the rollback's verification never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(500));
+    running.signal(libc::SIGINT);
+    let started = Instant::now();
+    let output = running.wait();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "dep took {:?} to stop",
+        started.elapsed()
+    );
+    output
+        .expect_status(1)
+        .stdout_has("interrupted: stopping once the switch under way is over")
+        .stdout_has("interrupted again: stopping now")
+        .stderr_has(&format!(
+            "deploy interrupted after release {T2} was switched and switched back"
+        ));
+    for host in ["h1", "h2"] {
+        assert_eq!(project.current(host).as_deref(), Some(T1), "{host}");
+        assert!(!project.locked(host), "{host} is still locked");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running_with(VERIFY_SLEEP) > 0 {
+        assert!(Instant::now() < deadline, "the hanging check survived dep");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -439,6 +439,18 @@ run = "printf '%s\n' {{ target_hosts | join(' ') | quote }} > {{ deploy_path }}/
         assert_eq!(served.unwrap(), "version two\n", "{host}");
     }
 
+    // Another stage in the same selection, or only the routers: refused, not misread.
+    project
+        .dep(&["health", "staging,production"])
+        .status(2)
+        .run()
+        .stderr_has("a blue-green stage is worked on alone");
+    project
+        .dep(&["health", "slb"])
+        .status(2)
+        .run()
+        .stderr_has("the selection has none of the live color's hosts (green)");
+
     // The live color broken: all three say so, naming its host.
     mark("sg");
     let output = project.dep(&["health", "staging"]).status(1).run();

@@ -31,9 +31,18 @@ impl Ci {
         }
     }
 
-    /// Where the project's `origin` remote is, GitLab's pipeline; else GitHub's.
+    /// Where the project's `origin` remote is on a GitLab host, GitLab's pipeline; else GitHub's.
     fn for_remote(remote: Option<&str>) -> Ci {
-        if remote.is_some_and(|url| url.to_ascii_lowercase().contains("gitlab")) {
+        // The host of `git@host:path`, `ssh://user@host:port/path` or `https://host/path`.
+        let host = |url: &str| {
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            let rest = rest.split_once('@').map_or(rest, |(_, rest)| rest);
+            rest.split([':', '/'])
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        };
+        if remote.is_some_and(|url| host(url).contains("gitlab")) {
             Ci::Gitlab
         } else {
             Ci::Github
@@ -380,6 +389,14 @@ mod tests {
         );
         assert_eq!(
             Ci::for_remote(Some("git@github.com:acme/shop.git")),
+            Ci::Github
+        );
+        assert_eq!(
+            Ci::for_remote(Some("ssh://git@gitlab.acme.test:2222/shop.git")),
+            Ci::Gitlab
+        );
+        assert_eq!(
+            Ci::for_remote(Some("https://github.com/acme/gitlab-sync.git")),
             Ci::Github
         );
         assert_eq!(Ci::for_remote(None), Ci::Github);

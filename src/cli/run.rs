@@ -17,12 +17,15 @@ pub async fn run(
 ) -> Result<()> {
     let reporter = session.reporter;
     let mut engine = session.engine(selector.as_deref())?;
-    // A host with nothing deployed has no `current` to run in: say so, and run nowhere.
+    // A host with nothing deployed (a blue-green router, a new host) has no `current` to run
+    // in: the command runs on the others, and dep says where it did not; with none, nowhere.
     engine.read_states().await?;
-    let bare: Vec<String> = engine
+    let (live, bare): (Vec<&crate::fleet::HostRun>, Vec<_>) = engine
         .hosts()
         .iter()
-        .filter(|h| h.state.current.is_none())
+        .partition(|h| h.state.current.is_some());
+    let bare: Vec<String> = bare
+        .iter()
         .map(|h| {
             format!(
                 "host `{}`: no release is live in `{}`",
@@ -31,15 +34,15 @@ pub async fn run(
             )
         })
         .collect();
-    if !bare.is_empty() {
+    if live.is_empty() {
         return Err(Error::Refused(format!(
-            "`dep run` needs a live release on every host, nothing was run:\n  {}",
+            "`dep run` needs a live release, and no selected host has one; nothing was run:\n  {}",
             bare.join("\n  ")
         )));
     }
     let script = command.join(" ");
     let quiet = Reporter::new(Format::Plain, -1, Vec::new());
-    let results = join_all(engine.hosts().iter().map(|h| {
+    let results = join_all(live.iter().map(|h| {
         let mut cmd = Command::new("run", script.clone());
         cmd.cwd = h.vars.value_string("current_path").ok();
         let quiet = &quiet;
@@ -80,6 +83,9 @@ pub async fn run(
                 disk_full: None,
             });
         }
+    }
+    for line in &bare {
+        out.push_str(&format!("not run: {line}\n"));
     }
     print!("{}", reporter.mask(&out));
     if failures.is_empty() {

@@ -90,8 +90,17 @@ impl Selector {
             .terms
             .iter()
             .find_map(|term| match term {
-                Term::Name(name) | Term::Stage(name) if declared.contains(&name.as_str()) => {
+                Term::Name(name) | Term::Stage(name)
+                    if declared.contains(&name.as_str())
+                        && !hosts.iter().any(|h| h.stage.as_deref() == Some(name)) =>
+                {
                     Some(format!("stage `{name}` has no hosts"))
+                }
+                // A stage that has hosts, narrowed to none by another term: that term says why.
+                Term::Name(name) | Term::Stage(name)
+                    if hosts.iter().any(|h| h.stage.as_deref() == Some(name)) =>
+                {
+                    None
                 }
                 Term::Name(name) | Term::Stage(name) | Term::Host(name) => {
                     crate::suggestion::suggest(name, names.iter().copied())
@@ -184,6 +193,11 @@ mod tests {
         assert_eq!(
             error("web1, role=db", &[]),
             "no host matches `role=db`\n  (in the selector `web1, role=db`)\n  hosts: web1, s1\n  stages: production, staging"
+        );
+        // Its hosts narrowed to none by the role: no word about the stage.
+        assert_eq!(
+            error("production&role=db", &["production"]),
+            "no host matches `production&role=db`\n  hosts: web1, s1\n  stages: production, staging"
         );
         assert_eq!(
             error("qa", &["qa"]),

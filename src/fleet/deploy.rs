@@ -20,6 +20,7 @@ use super::Fleet;
 impl Fleet<'_> {
     /// `dep deploy`: resolve the code, check every step renders, then deploy as the strategy says.
     pub async fn deploy(&mut self) -> Result<()> {
+        super::one_place_each(&self.hosts)?;
         let plan = DeployPlan::compile(self.ctx.tasks)?;
         self.ctx.mode = Mode::Deploy;
         let started = Instant::now();
@@ -83,6 +84,11 @@ impl Fleet<'_> {
                 everywhere: live.len() == self.hosts.len(),
                 hosts: live,
             }),
+            Err(Error::Interrupted) if self.hosts.iter().any(|h| h.switch_sent) => {
+                Err(Error::InterruptedSwitchedBack {
+                    release: self.ctx.release.clone(),
+                })
+            }
             other => other,
         }
     }

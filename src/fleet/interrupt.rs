@@ -2,11 +2,14 @@
 //! like a failure (nothing switches, locks released). During a switch (of the release links, of
 //! the traffic, or back after a failure) it waits for that switch to end, since dropping it half
 //! way would leave some hosts or routers switched and others not; the run then stops, and what
-//! switched stays live, as after an interrupt once the switch is over.
+//! switched stays live, as after an interrupt once the switch is over. A switch not yet begun
+//! does not begin (see [`Interrupts::check`]). A second interrupt stops at once, for a switch
+//! that hangs (a rollback's checks, say): then the switch may be left half done, and dep says so.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Notify;
 
 use crate::report::{Event, Reporter};
@@ -16,6 +19,8 @@ use crate::report::{Event, Reporter};
 pub struct Interrupts {
     switching: AtomicUsize,
     calm: Notify,
+    /// An interrupt came: no new switch starts.
+    requested: AtomicBool,
 }
 
 /// Ctrl-C waits while this lives.
@@ -29,11 +34,25 @@ impl Interrupts {
         Shield(Arc::clone(self))
     }
 
-    /// Resolves after Ctrl-C or SIGTERM, once no switch is under way: where the run may be
-    /// dropped.
+    /// Resolves after Ctrl-C or SIGTERM, once no switch is under way (or at a second
+    /// interrupt): where the run may be dropped.
     pub async fn requested(&self, reporter: &Reporter) {
-        signalled().await;
-        self.calm(|| reporter.emit(Event::InterruptDeferred)).await;
+        let mut signals = Signals::new();
+        signals.next().await;
+        self.requested.store(true, Ordering::SeqCst);
+        tokio::select! {
+            () = self.calm(|| reporter.emit(Event::InterruptDeferred)) => {}
+            () = signals.next() => reporter.emit(Event::InterruptForced),
+        }
+    }
+
+    /// Before a switch that moves forward (never one that goes back): refused once an interrupt
+    /// came, so that a switch that had not begun does not begin.
+    pub fn check(&self) -> crate::error::Result<()> {
+        if self.requested.load(Ordering::SeqCst) {
+            return Err(crate::error::Error::Interrupted);
+        }
+        Ok(())
     }
 
     /// Resolves once no switch is under way; `waiting` is called first if one is.
@@ -53,21 +72,35 @@ impl Interrupts {
     }
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM. Where a handler cannot be had (never on a normal system), that
-/// signal never comes.
-async fn signalled() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let wait = |kind: SignalKind| async move {
-        match signal(kind) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C (SIGINT) and SIGTERM, listened to from creation on: a second one is not missed.
+struct Signals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
-    };
-    tokio::select! {
-        () = wait(SignalKind::interrupt()) => {}
-        () = wait(SignalKind::terminate()) => {}
+    }
+
+    /// The next of either. Where a handler cannot be had (never on a normal system), that
+    /// signal never comes.
+    async fn next(&mut self) {
+        async fn one(stream: &mut Option<Signal>) {
+            match stream {
+                Some(stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = one(&mut self.interrupt) => {}
+            () = one(&mut self.terminate) => {}
+        }
     }
 }
 
@@ -82,6 +115,17 @@ impl Drop for Shield {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn once_interrupted_no_switch_begins() {
+        let interrupts = Interrupts::default();
+        assert!(interrupts.check().is_ok());
+        interrupts.requested.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            interrupts.check(),
+            Err(crate::error::Error::Interrupted)
+        ));
+    }
 
     #[tokio::test]
     async fn the_last_shield_dropped_wakes_a_waiter() {

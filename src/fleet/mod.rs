@@ -81,8 +81,9 @@ pub struct Fleet<'p> {
 }
 
 /// Two selected hosts deploying to one directory of one machine would take one lock twice (the
-/// second run of it finds the first holding it) and switch one `current` twice: refused.
-fn one_place_each(hosts: &[HostRun]) -> Result<()> {
+/// second run of it finds the first holding it) and switch one `current` twice: a deploy or a
+/// rollback refuses them (reading, `dep run` and `dep unlock` do not).
+pub(crate) fn one_place_each(hosts: &[HostRun]) -> Result<()> {
     /// A machine (None: this one, for local hosts) and a directory on it.
     type Place<'a> = (Option<(&'a str, u16)>, &'a str);
     let mut seen: HashMap<Place<'_>, &str> = HashMap::new();
@@ -119,7 +120,6 @@ impl<'p> Fleet<'p> {
             .into_iter()
             .map(|host| HostRun::new(project, host, options, &starts))
             .collect::<Result<Vec<_>>>()?;
-        one_place_each(&hosts)?;
         Ok(Fleet {
             ctx: Context::new(project, tasks, reporter, options),
             hosts,
@@ -142,6 +142,7 @@ impl<'p> Fleet<'p> {
 
     /// `dep rollback`: under the lock, every host back to the same older live release.
     pub async fn rollback(&mut self) -> Result<()> {
+        one_place_each(&self.hosts)?;
         if self.blue_green() {
             return self.roll_back_traffic().await;
         }

@@ -41,6 +41,10 @@ impl Fleet<'_> {
                         .try_for_each(|text| host.vars.render(&task.name, text).map(drop))
                         .map_err(RenderError::from)
                         .and_then(|()| {
+                            // A dynamic variable in it renders as a placeholder here.
+                            if !host.vars.dynamic_needed(from)?.is_empty() {
+                                return Ok(());
+                            }
                             let source = host.vars.render(&task.name, from)?;
                             let path = ctx.project.root.join(&source);
                             if built_here || path.exists() {

@@ -114,12 +114,27 @@ impl Fleet<'_> {
             .hosts
             .iter()
             .enumerate()
-            .map(|(i, h)| Target {
-                host: i,
-                release: target.clone(),
-                log: std::iter::once(self.abandoned_entry(h))
-                    .chain(restored_entry(h, &target))
-                    .collect(),
+            .map(|(i, h)| {
+                let abandoned = self.abandoned_entry(h);
+                let restored = restored_entry(h, &target);
+                // Should the guard fire, the abandoned release is live again, and the target
+                // has the status it had.
+                let mut undo = vec![LogEntry {
+                    status: Status::Live,
+                    ..abandoned.clone()
+                }];
+                undo.extend(restored.as_ref().and_then(|_| {
+                    h.state
+                        .statuses()
+                        .get(target.as_str())
+                        .map(|e| (*e).clone())
+                }));
+                Target {
+                    host: i,
+                    release: target.clone(),
+                    log: std::iter::once(abandoned).chain(restored).collect(),
+                    undo,
+                }
             })
             .collect();
         self.switch(&task.name, targets).await?;

@@ -26,11 +26,13 @@ pub(crate) struct Reverted {
     pub stuck: Vec<usize>,
 }
 
-/// Where one host goes: the release, and the log entries that record it.
+/// Where one host goes: the release, the log entries that record it, and those that undo them
+/// (written by the host's dead man's switch if it fires).
 pub(crate) struct Target {
     pub host: usize,
     pub release: String,
     pub log: Vec<LogEntry>,
+    pub undo: Vec<LogEntry>,
 }
 
 impl Fleet<'_> {
@@ -38,10 +40,16 @@ impl Fleet<'_> {
     pub(crate) async fn switch_release(&mut self, task: &str, members: &[usize]) -> Result<()> {
         let targets = members
             .iter()
-            .map(|&host| Target {
-                host,
-                release: self.ctx.release.clone(),
-                log: vec![self.ctx.log_entry(Status::Live, true)],
+            .map(|&host| {
+                // Should the guard fire, the release it switched to is recorded as rolled back.
+                let mut undone = self.ctx.log_entry(Status::RolledBack, false);
+                undone.finished_at = None;
+                Target {
+                    host,
+                    release: self.ctx.release.clone(),
+                    log: vec![self.ctx.log_entry(Status::Live, true)],
+                    undo: vec![undone],
+                }
             })
             .collect();
         self.switch(task, targets).await
@@ -54,6 +62,8 @@ impl Fleet<'_> {
     pub(crate) async fn switch(&mut self, task: &str, targets: Vec<Target>) -> Result<()> {
         // Ctrl-C waits for this to end: dropped half way, it would leave the fleet half switched.
         let _shield = self.ctx.interrupts.shield();
+        // An interrupt that came before this switch began: it does not begin.
+        self.ctx.interrupts.check()?;
         let reporter = self.ctx.reporter;
         let rolling_back = self.ctx.mode == super::context::Mode::Rollback;
         let guard = self.switch_guard(task)?;
@@ -71,13 +81,16 @@ impl Fleet<'_> {
                     h.state.current.as_deref(),
                     h.state.previous.as_deref(),
                 );
-                // The release it switched to is recorded as rolled back when the guard fires.
-                let log = target.log.first().map_or("true".to_string(), |entry| {
-                    let mut undone = entry.clone();
-                    undone.status = Status::RolledBack;
-                    undone.finished_at = None;
-                    undone.append_command(&h.deploy_path)
-                });
+                let log = if target.undo.is_empty() {
+                    "true".to_string()
+                } else {
+                    target
+                        .undo
+                        .iter()
+                        .map(|entry| entry.append_command(&h.deploy_path))
+                        .collect::<Vec<_>>()
+                        .join(" && ")
+                };
                 script = arm_command(&h.deploy_path, id, *seconds, &target.release, &revert, &log);
                 script.push_str(" && ");
             }

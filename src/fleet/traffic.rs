@@ -53,8 +53,8 @@ impl Fleet<'_> {
             .collect()
     }
 
-    /// A blue-green run needs the whole stage: both colors, the routers, and `traffic:switch`.
-    pub(crate) fn check_blue_green(&self) -> Result<()> {
+    /// A blue-green stage is worked on alone: a selection with hosts of other stages is refused.
+    fn one_stage(&self) -> Result<()> {
         let mut stages: Vec<&str> = self
             .hosts
             .iter()
@@ -64,10 +64,16 @@ impl Fleet<'_> {
         stages.dedup();
         if stages.len() > 1 {
             return Err(Error::Usage(format!(
-                "a blue-green stage is deployed alone: the selection has hosts of the stages {}; select one stage",
+                "a blue-green stage is worked on alone: the selection has hosts of the stages {}; select one stage",
                 stages.join(", ")
             )));
         }
+        Ok(())
+    }
+
+    /// A blue-green run needs the whole stage: both colors, the routers, and `traffic:switch`.
+    pub(crate) fn check_blue_green(&self) -> Result<()> {
+        self.one_stage()?;
         let mut missing: Vec<&str> = Vec::new();
         if self.of_color(Color::Blue).is_empty() {
             missing.push("blue hosts");
@@ -125,16 +131,29 @@ impl Fleet<'_> {
     /// its routers, the live color's hosts (the routers serve no release, the standby not the
     /// live one); otherwise every selected host. Refused when no color is live yet.
     pub(crate) fn serving(&self) -> Result<Vec<usize>> {
-        if !self.blue_green() || self.routers().is_empty() {
+        if !self.blue_green() {
             return Ok((0..self.hosts.len()).collect());
         }
-        match self.live_color()? {
-            Some(color) => Ok(self.of_color(color)),
-            None => Err(Error::Refused(
-                "no color of this blue-green stage is live yet (no router records one in                  `.dep/live_color`): deploy it first"
-                    .into(),
-            )),
+        // Colors and routers are a stage's own: one stage at a time.
+        self.one_stage()?;
+        if self.routers().is_empty() {
+            return Ok((0..self.hosts.len()).collect());
         }
+        let color = self.live_color()?.ok_or_else(|| {
+            Error::Refused(
+                "no color of this blue-green stage is live yet (no router records one in \
+                 `.dep/live_color`): deploy it first"
+                    .into(),
+            )
+        })?;
+        let serving = self.of_color(color);
+        if serving.is_empty() {
+            return Err(Error::Usage(format!(
+                "the selection has none of the live color's hosts ({}): select the stage, or its hosts",
+                color.name()
+            )));
+        }
+        Ok(serving)
     }
 
     /// Point every router at `to`: `traffic:switch` with `target_color` and `target_hosts`,
@@ -329,6 +348,7 @@ impl Fleet<'_> {
             })?;
             let standby = live.other();
             let (abandoned, target) = self.standby_release(live, standby)?;
+            self.ctx.interrupts.check()?;
             self.traffic = Some(TrafficSwitched {
                 from: Some(live),
                 to: standby,

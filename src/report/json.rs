@@ -157,6 +157,7 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         | Event::LockWaiting { .. }
         | Event::DryRunFinished { .. }
         | Event::InterruptDeferred
+        | Event::InterruptForced
         | Event::NotificationFailed { .. } => decision(event),
         Event::WatchStarted { .. } | Event::WatchSample { .. } | Event::WatchFinished { .. } => {
             super::watch::json(event)
@@ -209,6 +210,7 @@ fn decision(event: &Event<'_>) -> serde_json::Value {
             json!({"event": "dry_run_finished", "release": release})
         }
         Event::InterruptDeferred => json!({"event": "interrupt_deferred"}),
+        Event::InterruptForced => json!({"event": "interrupt_forced"}),
         Event::NotificationFailed { message } => {
             json!({"event": "notification_failed", "message": message})
         }

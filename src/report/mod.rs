@@ -154,6 +154,8 @@ pub enum Event<'a> {
     },
     /// Ctrl-C came during a switch: the run stops once the switch is over.
     InterruptDeferred,
+    /// A second Ctrl-C during a switch: the run stops now, the switch perhaps half done.
+    InterruptForced,
     /// A dry run is over: nothing ran on the hosts.
     DryRunFinished { release: &'a str },
     /// A webhook could not be told (a warning: it never fails the deploy).

@@ -197,6 +197,10 @@ fn decision(event: &Event<'_>) -> Option<String> {
                 human_duration(left)
             )
         }),
+        Event::InterruptForced => Some(
+            "interrupted again: stopping now, the switch under way perhaps half done (`dep releases` shows where each host points)"
+                .to_string(),
+        ),
         Event::InterruptDeferred => Some(
             "interrupted: stopping once the switch under way is over (a fleet is never left half switched)"
                 .to_string(),

@@ -28,6 +28,9 @@ impl BlueGreen {
         }
         deploy.prepare(&members).await?;
         deploy.switch(&members, true).await?;
+        // An interrupt during that switch: the traffic does not move (the idle color stays
+        // switched, taking none).
+        deploy.fleet.ctx.interrupts.check()?;
         deploy.fleet.traffic = Some(TrafficSwitched {
             from: live,
             to: idle,
