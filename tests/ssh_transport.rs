@@ -677,6 +677,88 @@ fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_r
     }
 }
 
+/// The dead man's switch of `dep rollback`: the controller killed after host0 went back to T1
+/// but before the fleet confirmed. host0 puts T2 back by itself, and its log says T2 is live
+/// again (not rolled back): the log agrees with `current`, and a later rollback works.
+#[test]
+fn a_controller_killed_during_a_rollback_leaves_the_log_agreeing_with_current() {
+    let fleet = Fleet::start(2);
+    let marker = fleet.dir().join("host1-switching");
+    let slow_mv = fleet.host(1).bin_dir().join("mv");
+    fs::write(
+        &slow_mv,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *current.dep-tmp*) touch {}; sleep 2 ;; esac\nexec /bin/mv \"$@\"\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&slow_mv, fs::Permissions::from_mode(0o755)).unwrap();
+    let project =
+        project_for(&fleet, &all_hosts(&fleet), "").config("switch_confirm_timeout", "\"3s\"");
+    for now in [T1, T2] {
+        project
+            .run_env(&["deploy", "test"], &env(&fleet, &[("DEP_NOW", now)]))
+            .success();
+    }
+    fs::remove_file(&marker).unwrap();
+    let running = project.start_env(&["rollback", "test"], &env(&fleet, &[]));
+    wait_for_file(&marker, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while current(&fleet, 0).as_deref() != Some(T1) {
+        assert!(Instant::now() < deadline, "host0 never switched back");
+        thread::sleep(Duration::from_millis(10));
+    }
+    running.signal(libc::SIGKILL);
+    running.reap_killed();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..2).any(|i| {
+        current(&fleet, i).as_deref() != Some(T2)
+            || fleet
+                .host(i)
+                .deploy_path()
+                .join(".dep/switch.pending")
+                .exists()
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "host0 on {:?}, host1 on {:?}",
+            current(&fleet, 0),
+            current(&fleet, 1)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let last_status = |index: usize, release: &str| -> String {
+        fs::read_to_string(fleet.host(index).deploy_path().join(".dep/releases.log"))
+            .unwrap()
+            .lines()
+            .rev()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|e| e["release"] == release)
+            .map(|e| e["status"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    for index in 0..2 {
+        assert_eq!(
+            last_status(index, T2),
+            "live",
+            "host{index}: T2 is current again"
+        );
+        assert_eq!(last_status(index, T1), "live", "host{index}: T1");
+    }
+    // The stale lock of the killed run cleared, a rollback goes through.
+    project
+        .run_env(&["unlock", "test"], &env(&fleet, &[]))
+        .success();
+    project
+        .run_env(&["rollback", "test"], &env(&fleet, &[]))
+        .success();
+    for index in 0..2 {
+        assert_eq!(current(&fleet, index).as_deref(), Some(T1), "host{index}");
+    }
+}
+
 #[test]
 fn a_stopped_host_times_out_instead_of_hanging_the_deploy() {
     let fleet = Fleet::start(3);
