@@ -206,3 +206,37 @@ fn every_event_has_its_time_and_the_milliseconds_since_the_run_started() {
         "`time` and `elapsed_ms` disagree by more than the clocks' rounding"
     );
 }
+
+/// With `--json`, how the run ended is an event too, whatever ended it (a configuration error
+/// before anything ran, a failed task): `failed`, with the message and the exit code, last.
+#[test]
+fn a_run_that_fails_ends_with_a_failed_event() {
+    let project = TestProject::new().fleet(1);
+    let output = project.run(&["deploy", "nope", "--json"]);
+    assert_eq!(output.status, 2);
+    let last = events::parse(&output.stdout).pop().expect("an event");
+    assert_eq!(last["event"], "failed", "{last}");
+    assert_eq!(last["exit_code"], 2);
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("no host matches `nope`"),
+        "{last}"
+    );
+    let project = TestProject::new()
+        .fleet(1)
+        .deployfile("[tasks.boom]\nrun = \"exit 3\"\nafter = \"deploy:update_code\"\n");
+    let output = project.run(&["deploy", "test", "--json"]);
+    assert_eq!(output.status, 1);
+    let last = events::parse(&output.stdout).pop().expect("an event");
+    assert_eq!(last["event"], "failed", "{last}");
+    assert_eq!(last["exit_code"], 1);
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("host `h1`, task `boom`"),
+        "{last}"
+    );
+}

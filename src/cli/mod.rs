@@ -29,7 +29,7 @@ use crate::config::selector::Selector;
 use crate::error::{exit, Error, Result};
 use crate::fleet::{Fleet, Options};
 use crate::plan::TaskSet;
-use crate::report::{Format, Reporter, Style};
+use crate::report::{Event, Format, Reporter, Style};
 
 pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     let cli = match Cli::try_parse_from(args) {
@@ -43,8 +43,10 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             };
         }
     };
+    crate::report::run_started();
     init_tracing();
     raise_open_file_limit();
+    let json = cli.global.json;
     let mut secrets = Vec::new();
     let result = crate::fleet::check_clock()
         .and_then(|()| Config::from_args(cli))
@@ -52,12 +54,16 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     match result {
         Ok(()) => exit::OK,
         Err(error) => {
+            let message = error.to_string();
+            if json {
+                // A pipeline reading the events learns how the run ended, whatever ended it.
+                Reporter::new(Format::Json, 0, secrets.clone()).emit(Event::Failed {
+                    message: &message,
+                    exit_code: error.exit_code(),
+                });
+            }
             let reporter = Reporter::new(Format::Plain, 0, secrets);
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: {}",
-                reporter.mask(&error.to_string())
-            );
+            let _ = writeln!(std::io::stderr(), "error: {}", reporter.mask(&message));
             error.exit_code()
         }
     }

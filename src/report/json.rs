@@ -158,7 +158,8 @@ pub fn value(event: &Event<'_>) -> serde_json::Value {
         | Event::DryRunFinished { .. }
         | Event::InterruptDeferred
         | Event::InterruptForced
-        | Event::NotificationFailed { .. } => decision(event),
+        | Event::NotificationFailed { .. }
+        | Event::Failed { .. } => decision(event),
         Event::WatchStarted { .. } | Event::WatchSample { .. } | Event::WatchFinished { .. } => {
             super::watch::json(event)
         }
@@ -211,6 +212,9 @@ fn decision(event: &Event<'_>) -> serde_json::Value {
         }
         Event::InterruptDeferred => json!({"event": "interrupt_deferred"}),
         Event::InterruptForced => json!({"event": "interrupt_forced"}),
+        Event::Failed { message, exit_code } => {
+            json!({"event": "failed", "message": message, "exit_code": exit_code})
+        }
         Event::NotificationFailed { message } => {
             json!({"event": "notification_failed", "message": message})
         }

@@ -160,6 +160,9 @@ pub enum Event<'a> {
     DryRunFinished { release: &'a str },
     /// A webhook could not be told (a warning: it never fails the deploy).
     NotificationFailed { message: &'a str },
+    /// The run ends with this error and exit code (`--json` only: plain output prints
+    /// `error: …` on standard error).
+    Failed { message: &'a str, exit_code: i32 },
     /// The watch window starts: `samples` per probe and host, one every `interval`.
     WatchStarted {
         hosts: &'a [String],
@@ -222,6 +225,13 @@ impl Style {
     }
 }
 
+/// When this process started its run (the first time anyone asked): every reporter of the run,
+/// the one that reports its final error too, counts `elapsed_ms` from it.
+pub fn run_started() -> Instant {
+    static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(Instant::now)
+}
+
 /// A way of showing events.
 pub trait Sink: Send + Sync {
     /// The text `event` shows as, if any (not yet masked).
@@ -261,7 +271,7 @@ impl Reporter {
                 verbosity,
                 show_output: false,
             }),
-            started: Instant::now(),
+            started: run_started(),
         };
         reporter.sink = reporter.sink();
         reporter
