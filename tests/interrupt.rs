@@ -6,7 +6,30 @@
 use std::time::{Duration, Instant};
 
 use crate::support::process::running_with;
-use crate::support::project::{TestProject, T1, T2};
+use crate::support::project::{Output, Running, TestProject, T1, T2};
+
+/// Wait until every one of `files` (in the project) exists: a marker the hosts' tasks touch.
+#[track_caller]
+fn wait_for(project: &TestProject, files: &[&str], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !files.iter().all(|f| project.join(f).exists()) {
+        assert!(Instant::now() < deadline, "{what} never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The interrupted dep's output, once it ended, which it must do promptly.
+#[track_caller]
+fn ended(running: Running) -> Output {
+    let started = Instant::now();
+    let output = running.wait();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "dep took {:?} to stop",
+        started.elapsed()
+    );
+    output
+}
 
 /// This test's distinctive sleep: no other test runs `sleep 29.7531`.
 const SLEEP: &str = "29.7531";
@@ -32,20 +55,9 @@ fn interrupted_before_the_switch(signal: libc::c_int) {
              after = \"deploy:update_code\"\n"
         ));
     let running = project.start_env(&["deploy", "test"], &[("DEP_NOW", T1)]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(project.join("started-h1").exists() && project.join("started-h2").exists()) {
-        assert!(Instant::now() < deadline, "the slow task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&project, &["started-h1", "started-h2"], "the slow task");
     running.signal(signal);
-    let started = Instant::now();
-    let output = running.wait();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "dep took {:?} to stop",
-        started.elapsed()
-    );
-    output
+    ended(running)
         .expect_status(1)
         .stderr_has("interrupted before the switch: nothing was switched");
     for host in ["h1", "h2"] {
@@ -170,24 +182,15 @@ fn a_second_ctrl_c_stops_a_rollback_that_hangs() {
     project.dep(&["deploy", "test"]).now(T1).run();
     project.write("slow", "");
     let running = project.start_env(&["deploy", "test"], &[("DEP_NOW", T2)]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(project.join("verifying-h1").exists() && project.join("verifying-h2").exists()) {
-        assert!(
-            Instant::now() < deadline,
-            "the rollback's verification never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        &project,
+        &["verifying-h1", "verifying-h2"],
+        "the rollback's verification",
+    );
     running.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_millis(500));
     running.signal(libc::SIGINT);
-    let started = Instant::now();
-    let output = running.wait();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "dep took {:?} to stop",
-        started.elapsed()
-    );
+    let output = ended(running);
     output
         .expect_status(1)
         .stdout_has("interrupted: stopping once the switch under way is over")

@@ -587,16 +587,12 @@ fn a_daemon_started_by_a_task_outlives_a_normal_run() {
 /// The daemon's `sleep` argument: no other process on the machine has it.
 const DAEMON_SLEEP: &str = "41.4711";
 
-/// The dead man's switch: a controller killed between two hosts' switches leaves no host on the
-/// new release. host1's switch is held up (a slow `mv` on its PATH); host0 has switched when the
-/// controller dies. host0 never hears the fleet's confirmation, so it puts its previous release
-/// back by itself within `switch_confirm_timeout`, and records the new one as rolled back; host1
-/// either never moved (its shell was killed mid-switch) or did the same.
-#[test]
-fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_release() {
-    let fleet = Fleet::start(2);
-    let marker = fleet.dir().join("host1-switching");
-    let slow_mv = fleet.host(1).bin_dir().join("mv");
+/// Make host `index`'s switch take two seconds (an `mv` on its PATH that waits when it moves
+/// the `current` link); the returned file appears when a switch there begins.
+fn slow_switch_on(fleet: &Fleet, index: usize) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let marker = fleet.dir().join(format!("host{index}-switching"));
+    let slow_mv = fleet.host(index).bin_dir().join("mv");
     fs::write(
         &slow_mv,
         format!(
@@ -605,8 +601,19 @@ fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_r
         ),
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&slow_mv, fs::Permissions::from_mode(0o755)).unwrap();
+    marker
+}
+
+/// The dead man's switch: a controller killed between two hosts' switches leaves no host on the
+/// new release. host1's switch is held up (a slow `mv` on its PATH); host0 has switched when the
+/// controller dies. host0 never hears the fleet's confirmation, so it puts its previous release
+/// back by itself within `switch_confirm_timeout`, and records the new one as rolled back; host1
+/// either never moved (its shell was killed mid-switch) or did the same.
+#[test]
+fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_release() {
+    let fleet = Fleet::start(2);
+    let marker = slow_switch_on(&fleet, 1);
     let project =
         project_for(&fleet, &all_hosts(&fleet), "").config("switch_confirm_timeout", "\"3s\"");
     // The first deploy goes through: its confirmation keeps it, with host1's slow switch too.
@@ -683,18 +690,7 @@ fn a_controller_killed_between_two_hosts_switches_leaves_every_host_on_the_old_r
 #[test]
 fn a_controller_killed_during_a_rollback_leaves_the_log_agreeing_with_current() {
     let fleet = Fleet::start(2);
-    let marker = fleet.dir().join("host1-switching");
-    let slow_mv = fleet.host(1).bin_dir().join("mv");
-    fs::write(
-        &slow_mv,
-        format!(
-            "#!/bin/sh\ncase \"$*\" in *current.dep-tmp*) touch {}; sleep 2 ;; esac\nexec /bin/mv \"$@\"\n",
-            marker.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&slow_mv, fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = slow_switch_on(&fleet, 1);
     let project =
         project_for(&fleet, &all_hosts(&fleet), "").config("switch_confirm_timeout", "\"3s\"");
     for now in [T1, T2] {
