@@ -709,3 +709,22 @@ fn dash_f_takes_a_directory_holding_the_deployfile() {
         "{output:?}"
     );
 }
+
+/// A Deployfile that does not parse still masks its secrets' values in the error's snippet.
+#[test]
+fn a_deployfile_that_does_not_parse_masks_its_secrets() {
+    let project = TestProject::empty().raw_deployfile(
+        "secrets = [\"DEP_TEST_SECRET\"]\n[config]\npassword = \"s3cr3t-value-q7\n",
+    );
+    let output = project
+        .dep(&["hosts"])
+        .env("DEP_TEST_SECRET", "s3cr3t-value-q7")
+        .status(2)
+        .run();
+    output.stderr_has("invalid basic string").stderr_has("****");
+    assert!(
+        !output.stderr.contains("s3cr3t-value-q7"),
+        "{}",
+        output.stderr
+    );
+}

@@ -79,6 +79,19 @@ fn end_quietly_when_the_reader_goes() {
     }
 }
 
+/// The `secrets` a Deployfile that did not load names, read from its text as it is.
+fn unparsed_secret_names(file: Option<&std::path::Path>) -> Vec<String> {
+    use crate::config::deployfile::{find, secret_names_in, FILE_NAME};
+    let path = match file {
+        Some(path) if path.is_dir() => Some(path.join(FILE_NAME)),
+        Some(path) => Some(path.to_path_buf()),
+        None => std::env::current_dir().ok().and_then(|dir| find(&dir).ok()),
+    };
+    path.and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|text| secret_names_in(&text))
+        .unwrap_or_default()
+}
+
 /// Print generated text; a reader that stops early (`| head`) is no error.
 fn print_whole(bytes: &[u8], what: &str) -> Result<()> {
     match std::io::stdout().write_all(bytes) {
@@ -111,16 +124,25 @@ fn run(config: Config, secrets: &mut Vec<String>) -> Result<()> {
         Subcommand::Init(answers) => return init::run(answers),
         _ => {}
     }
-    let project = Project::discover(config.file.as_deref())?;
-    // The names in `secrets`, and the SSH key passphrase, are masked in every output.
-    *secrets = project
-        .secrets
-        .iter()
-        .map(String::as_str)
-        .chain([crate::transport::ssh::auth::PASSPHRASE_ENV])
-        .filter_map(|name| std::env::var(name).ok())
-        .filter(|v| !v.is_empty())
-        .collect();
+    // The names in `secrets`, and the SSH key passphrase, are masked in every output: in the
+    // error of a Deployfile that does not parse too, as well as its text allows.
+    let values = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .map(String::as_str)
+            .chain([crate::transport::ssh::auth::PASSPHRASE_ENV])
+            .filter_map(|name| std::env::var(name).ok())
+            .filter(|v| !v.is_empty())
+            .collect()
+    };
+    let project = match Project::discover(config.file.as_deref()) {
+        Ok(project) => project,
+        Err(error) => {
+            *secrets = values(&unparsed_secret_names(config.file.as_deref()));
+            return Err(error);
+        }
+    };
+    *secrets = values(&project.secrets);
     let reporter = reporter(&config, secrets.clone());
     for warning in crate::fleet::override_warnings(&project, &config.overrides) {
         eprintln!("{}", reporter.mask(&format!("warning: {warning}")));

@@ -640,6 +640,32 @@ pub fn pointed_snippet(text: &str, span: std::ops::Range<usize>) -> (usize, usiz
     (line, column, snippet)
 }
 
+/// The names in a top-level `secrets = ["A", "B"]` of a Deployfile that may not parse: its
+/// error must not show their values either (the snippet under it quotes the file).
+pub fn secret_names_in(text: &str) -> Vec<String> {
+    let Some(start) = text.lines().position(|l| {
+        let l = l.trim_start();
+        l.strip_prefix("secrets")
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    }) else {
+        return Vec::new();
+    };
+    let mut list = String::new();
+    for line in text.lines().skip(start) {
+        list.push_str(line);
+        list.push('\n');
+        if line.contains(']') {
+            break;
+        }
+    }
+    list.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The Deployfile's name, looked for in a directory.
 pub const FILE_NAME: &str = "Deployfile.toml";
 
@@ -658,6 +684,22 @@ pub fn find(start: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secret_names_are_read_from_a_file_that_does_not_parse() {
+        use super::secret_names_in;
+        assert_eq!(
+            secret_names_in("secrets = [\"DB_PASSWORD\", \"MAIL_PASSWORD\"]\n[config\n"),
+            ["DB_PASSWORD", "MAIL_PASSWORD"]
+        );
+        assert_eq!(
+            secret_names_in(
+                "import = [\"laravel\"]\nsecrets = [\n  \"A\",\n  \"B\",\n]\nx = \"C\"\n"
+            ),
+            ["A", "B"]
+        );
+        assert!(secret_names_in("[config]\nsecretsauce = 1\n").is_empty());
+    }
+
     use super::*;
 
     #[test]
