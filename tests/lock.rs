@@ -274,12 +274,19 @@ fn lock_wait_gives_up_with_exit_3_when_the_lock_stays_held() {
         .now(T2)
         .status(3)
         .run();
+    let events = crate::support::events::parse(&output.stdout);
     assert_eq!(
-        crate::support::events::parse(&output.stdout),
-        [serde_json::json!({
+        events[0],
+        serde_json::json!({
             "event": "lock_waiting", "host": "h2", "waited_ms": 0, "left_ms": 500,
             "holder": "locked by alice@laptop (pid 4242, release 20241231235959) since 2024-12-31T23:59:59Z"
-        })]
+        })
+    );
+    // Then how it ended: still locked, exit 3.
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(
+        (&events[1]["event"], &events[1]["exit_code"]),
+        (&serde_json::json!("failed"), &serde_json::json!(3))
     );
     // A rollback waits the same way.
     let output = project
