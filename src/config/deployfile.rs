@@ -643,25 +643,37 @@ pub fn pointed_snippet(text: &str, span: std::ops::Range<usize>) -> (usize, usiz
 /// The names in a top-level `secrets = ["A", "B"]` of a Deployfile that may not parse: its
 /// error must not show their values either (the snippet under it quotes the file).
 pub fn secret_names_in(text: &str) -> Vec<String> {
-    let Some(start) = text.lines().position(|l| {
-        let l = l.trim_start();
-        l.strip_prefix("secrets")
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    }) else {
-        return Vec::new();
-    };
+    // Top level only: before the first table header.
+    let top = text
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with('['));
     let mut list = String::new();
-    for line in text.lines().skip(start) {
-        list.push_str(line);
+    let mut inside = false;
+    for line in top {
+        if !inside {
+            let Some(rest) = line.trim_start().strip_prefix("secrets") else {
+                continue;
+            };
+            let Some(value) = rest.trim_start().strip_prefix('=') else {
+                continue;
+            };
+            let Some(items) = value.trim_start().strip_prefix('[') else {
+                return Vec::new();
+            };
+            inside = true;
+            list.push_str(items);
+        } else {
+            list.push_str(line);
+        }
         list.push('\n');
-        if line.contains(']') {
+        if list.contains(']') {
             break;
         }
     }
-    list.split('"')
-        .skip(1)
-        .step_by(2)
-        .filter(|name| !name.is_empty())
+    let list = list.split(']').next().unwrap_or_default();
+    list.split(',')
+        .map(|item| item.trim().trim_matches(|c| c == '"' || c == '\''))
+        .filter(|name| !name.is_empty() && !name.starts_with('#'))
         .map(str::to_string)
         .collect()
 }
@@ -698,6 +710,10 @@ mod tests {
             ["A", "B"]
         );
         assert!(secret_names_in("[config]\nsecretsauce = 1\n").is_empty());
+        assert_eq!(secret_names_in("secrets = ['A', \"B\"]\n"), ["A", "B"]);
+        // Only the top level's: not a table's key, not a value that is no list.
+        assert!(secret_names_in("[config]\nsecrets = [\"X\"]\n").is_empty());
+        assert!(secret_names_in("secrets = \"A\"\n[hosts.x]\n").is_empty());
     }
 
     use super::*;

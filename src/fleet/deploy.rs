@@ -41,10 +41,17 @@ impl Fleet<'_> {
                 () = interrupts.requested(reporter) => Err(Error::Interrupted),
             }
         };
+        if matches!(result, Err(Error::Interrupted)) {
+            super::interrupt::Interrupts::exit_on_next_signal();
+        }
         if result.is_err() {
             self.abandon().await;
         }
-        let result = self.still_live(result);
+        let result = if self.ctx.interrupts.forced() {
+            Err(self.stopped_mid_switch().await)
+        } else {
+            self.still_live(result)
+        };
         self.unlock_remaining().await;
         self.tell(&result).await;
         let release = self.ctx.release.clone();
@@ -63,6 +70,17 @@ impl Fleet<'_> {
         result
     }
 
+    /// A second interrupt stopped the run during a switch: only the hosts' links say where they
+    /// are (exit 5, each host's `current` named).
+    pub(crate) async fn stopped_mid_switch(&self) -> Error {
+        self.inconsistent(vec![
+            "the run was stopped during a switch (a second interrupt): each host is where the switch left it; \
+             one that switched without the fleet's confirmation goes back by itself within `switch_confirm_timeout`"
+                .to_string(),
+        ])
+        .await
+    }
+
     /// Failures after some hosts switched (a post-switch task, Ctrl-C during the checks or the
     /// watch window) leave the release live there: the error says where.
     fn still_live(&self, result: Result<()>) -> Result<()> {
@@ -73,6 +91,17 @@ impl Fleet<'_> {
             .map(|h| h.host.name.clone())
             .collect();
         match result {
+            // Blue-green, stopped before the traffic moved: the switched color takes none.
+            Err(Error::Interrupted)
+                if !live.is_empty() && self.blue_green() && self.traffic.is_none() =>
+            {
+                Err(Error::Local(format!(
+                    "deploy interrupted before the traffic switch: the traffic goes where it went; \
+                     {} hold release {} and take none (the next deploy goes to them again)",
+                    live.join(", "),
+                    self.ctx.release
+                )))
+            }
             Err(Error::Fleet(failures)) if !live.is_empty() => Err(Error::StillLive {
                 release: self.ctx.release.clone(),
                 everywhere: live.len() == self.hosts.len(),
@@ -84,7 +113,9 @@ impl Fleet<'_> {
                 everywhere: live.len() == self.hosts.len(),
                 hosts: live,
             }),
-            Err(Error::Interrupted) if self.hosts.iter().any(|h| h.switch_sent) => {
+            Err(Error::Interrupted)
+                if !self.ctx.dry_run() && self.hosts.iter().any(|h| h.switch_sent) =>
+            {
                 Err(Error::InterruptedSwitchedBack {
                     release: self.ctx.release.clone(),
                 })
@@ -102,6 +133,9 @@ impl Fleet<'_> {
         futures::future::join_all(
             self.hosts
                 .iter()
+                // Stopped mid-switch: a host the switch reached may be on the release, whatever
+                // the run recorded; it is left as it is.
+                .filter(|h| !(self.ctx.interrupts.forced() && h.switch_sent))
                 .filter(|h| h.locked && h.switched_from.is_none() && !h.bystander)
                 .map(|h| {
                     let command = if h.switch_sent {

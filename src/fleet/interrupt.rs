@@ -21,6 +21,9 @@ pub struct Interrupts {
     calm: Notify,
     /// An interrupt came: no new switch starts.
     requested: AtomicBool,
+    /// A second one stopped the run during a switch: what the run recorded of the hosts may
+    /// be wrong, only their links tell.
+    forced: AtomicBool,
 }
 
 /// Ctrl-C waits while this lives.
@@ -41,9 +44,29 @@ impl Interrupts {
         signals.next().await;
         self.requested.store(true, Ordering::SeqCst);
         tokio::select! {
+            // With no switch under way, stop now, whatever else is queued.
+            biased;
             () = self.calm(|| reporter.emit(Event::InterruptDeferred)) => {}
-            () = signals.next() => reporter.emit(Event::InterruptForced),
+            () = signals.next() => {
+                self.forced.store(true, Ordering::SeqCst);
+                reporter.emit(Event::InterruptForced);
+            }
         }
+    }
+
+    /// The run was stopped in the middle of a switch (a second interrupt).
+    pub fn forced(&self) -> bool {
+        self.forced.load(Ordering::SeqCst)
+    }
+
+    /// Once the run was interrupted, its clean-up (unlock, the releases log, webhooks) takes a
+    /// moment: a further interrupt during it ends dep at once (exit 130), as one expects.
+    pub fn exit_on_next_signal() {
+        tokio::spawn(async {
+            Signals::new().next().await;
+            eprintln!("interrupted again: exiting without cleaning up (`dep unlock` clears a lock left behind)");
+            std::process::exit(130);
+        });
     }
 
     /// Before a switch that moves forward (never one that goes back): refused once an interrupt

@@ -171,6 +171,13 @@ impl<'p> Fleet<'p> {
             result = work => result,
             () = interrupts.requested(reporter) => Err(Error::Interrupted),
         };
+        let result = match result {
+            Err(Error::Interrupted) => {
+                interrupt::Interrupts::exit_on_next_signal();
+                Err(self.interrupted_rollback().await)
+            }
+            other => other,
+        };
         self.unlock_remaining().await;
         if result.is_ok() && !self.ctx.dry_run() {
             self.ctx
@@ -240,6 +247,30 @@ impl<'p> Fleet<'p> {
             return Ok(());
         }
         Err(Error::Unhealthy(failures))
+    }
+
+    /// What an interrupted `dep rollback` did: nothing, the switch (and perhaps not its
+    /// post-switch tasks), or, stopped mid-switch, what the hosts' links say.
+    async fn interrupted_rollback(&self) -> Error {
+        if self.ctx.interrupts.forced() {
+            return self.stopped_mid_switch().await;
+        }
+        let switched: Vec<&str> = self
+            .hosts
+            .iter()
+            .filter(|h| h.switched_from.is_some())
+            .map(|h| h.name())
+            .collect();
+        if switched.is_empty() {
+            return Error::Local(
+                "rollback interrupted before the switch: nothing was changed".into(),
+            );
+        }
+        Error::Local(format!(
+            "rollback interrupted after the switch: {} went back; their post-switch tasks may not all have run \
+             (`dep releases` shows where each host points)",
+            switched.join(", ")
+        ))
     }
 
     /// Every health check (both phases) against the `current` of each of `members` as last

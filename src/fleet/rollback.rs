@@ -110,33 +110,38 @@ impl Fleet<'_> {
     /// The rollback barrier: all hosts to one older live release (or `--to`), or nothing changes.
     pub(crate) async fn rollback_all(&mut self, task: &Task) -> Result<()> {
         let target = self.rollback_target()?;
-        let targets: Vec<Target> = self
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let abandoned = self.abandoned_entry(h);
-                let restored = restored_entry(h, &target);
-                // Should the guard fire, the abandoned release is live again, and the target
-                // has the status it had.
-                let mut undo = vec![LogEntry {
-                    status: Status::Live,
-                    ..abandoned.clone()
-                }];
-                undo.extend(restored.as_ref().and_then(|_| {
-                    h.state
-                        .statuses()
-                        .get(target.as_str())
-                        .map(|e| (*e).clone())
-                }));
-                Target {
-                    host: i,
-                    release: target.clone(),
-                    log: std::iter::once(abandoned).chain(restored).collect(),
-                    undo,
-                }
-            })
-            .collect();
+        let targets: Vec<Target> =
+            self.hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let abandoned = self.abandoned_entry(h);
+                    let restored = restored_entry(h, &target);
+                    // Should the guard fire, the abandoned release is live again, and the target
+                    // has the status it had.
+                    // (its line as it was, times included)
+                    let was =
+                        h.state.current.as_deref().and_then(|current| {
+                            h.state.statuses().get(current).map(|e| (*e).clone())
+                        });
+                    let mut undo = vec![LogEntry {
+                        status: Status::Live,
+                        ..was.unwrap_or_else(|| abandoned.clone())
+                    }];
+                    undo.extend(restored.as_ref().and_then(|_| {
+                        h.state
+                            .statuses()
+                            .get(target.as_str())
+                            .map(|e| (*e).clone())
+                    }));
+                    Target {
+                        host: i,
+                        release: target.clone(),
+                        log: std::iter::once(abandoned).chain(restored).collect(),
+                        undo,
+                    }
+                })
+                .collect();
         self.switch(&task.name, targets).await?;
         for h in &mut self.hosts {
             let from = h.state.current.clone().unwrap_or_default();

@@ -386,6 +386,26 @@ impl Fleet<'_> {
             result = work => result,
             () = interrupts.requested(reporter) => Err(Error::Interrupted),
         };
+        let result = match result {
+            Err(Error::Interrupted) => {
+                super::interrupt::Interrupts::exit_on_next_signal();
+                Err(if self.ctx.interrupts.forced() {
+                    self.stopped_mid_switch().await
+                } else if let Some(switched) = self.traffic {
+                    Error::Local(format!(
+                        "rollback interrupted after the traffic switch: the routers send the traffic to {}; \
+                         its checks may not all have run",
+                        switched.to.name()
+                    ))
+                } else {
+                    Error::Local(
+                        "rollback interrupted before the traffic switch: nothing was changed"
+                            .into(),
+                    )
+                })
+            }
+            other => other,
+        };
         self.unlock_remaining().await;
         let abandoned = result?;
         let message = format!(
