@@ -209,3 +209,34 @@ fn a_second_ctrl_c_stops_a_rollback_that_hangs() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Ctrl-C inside a rolling deploy's batch, after `deploy:batch_start` took it out of rotation:
+/// its hosts still run `deploy:batch_end`, back into rotation, and nothing switched.
+#[test]
+fn ctrl_c_inside_a_batch_puts_the_batch_back_into_rotation() {
+    let project = TestProject::new().fleet(2).deployfile(&format!(
+        "[tasks.\"deploy:batch_start\"]\nrun = \"touch {{{{ (deployfile_dir ~ '/out-' ~ host)|quote }}}}\"\n\
+         [tasks.\"deploy:batch_end\"]\nrun = \"rm {{{{ (deployfile_dir ~ '/out-' ~ host)|quote }}}}\"\n\
+         [tasks.slow]\nrun = \"touch {{{{ (deployfile_dir ~ '/started-' ~ host)|quote }}}} && sleep {SLEEP}\"\n\
+         after = \"deploy:update_code\"\n"
+    ));
+    let running = project.start_env(&["deploy", "test", "--rolling", "1"], &[("DEP_NOW", T1)]);
+    wait_for(
+        &project,
+        &["started-h1", "out-h1"],
+        "the first batch's slow task",
+    );
+    running.signal(libc::SIGINT);
+    ended(running)
+        .expect_status(1)
+        .stderr_has("interrupted before the switch: nothing was switched");
+    assert!(
+        !project.join("out-h1").exists(),
+        "h1 is still out of rotation"
+    );
+    assert!(!project.join("out-h2").exists(), "h2's batch never started");
+    for host in ["h1", "h2"] {
+        assert!(project.current(host).is_none(), "{host} was switched");
+        assert!(!project.locked(host), "{host} is still locked");
+    }
+}

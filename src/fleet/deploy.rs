@@ -47,6 +47,10 @@ impl Fleet<'_> {
         if result.is_err() {
             self.abandon().await;
         }
+        // Interrupted inside a batch: its hosts go back into rotation all the same.
+        if let Some((batch, hooks)) = self.batch_out.take() {
+            let _ = self.execute_regardless(&hooks, &batch).await;
+        }
         let result = if self.ctx.interrupts.forced() {
             Err(self.stopped_mid_switch().await)
         } else {

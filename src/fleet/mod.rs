@@ -78,6 +78,9 @@ pub struct Fleet<'p> {
     window: crate::watch::Window,
     /// Blue-green: the traffic switch this deploy made, undone by a rollback of its hosts.
     traffic: Option<traffic::TrafficSwitched>,
+    /// Rolling and canary: the batch `deploy:batch_start` took out (of a load balancer, say),
+    /// and the `deploy:batch_end` hooks that put it back, until they ran.
+    batch_out: Option<(Vec<usize>, Vec<std::sync::Arc<crate::plan::task::Task>>)>,
 }
 
 /// Two selected hosts deploying to one directory of one machine would take one lock twice (the
@@ -129,6 +132,7 @@ impl<'p> Fleet<'p> {
             started: Instant::now(),
             window,
             traffic: None,
+            batch_out: None,
         })
     }
 

@@ -39,6 +39,8 @@ async fn one_batch(
     keep: bool,
 ) -> std::result::Result<(), (Error, BatchEnd)> {
     let start = deploy.plan().batch_start.clone();
+    // Until `deploy:batch_end` ran, an interrupt puts the batch back too (see `Fleet::deploy`).
+    deploy.fleet.batch_out = Some((batch.to_vec(), deploy.plan().batch_end.clone()));
     let before_end = async {
         deploy.fleet.execute(&start, batch).await?;
         deploy.prepare(batch).await?;
@@ -48,11 +50,9 @@ async fn one_batch(
     };
     before_end.await.map_err(|e| (e, BatchEnd::NotRun))?;
     let end = deploy.plan().batch_end.clone();
-    deploy
-        .fleet
-        .execute(&end, batch)
-        .await
-        .map_err(|e| (e, BatchEnd::Ran))
+    let ended = deploy.fleet.execute(&end, batch).await;
+    deploy.fleet.batch_out = None;
+    ended.map_err(|e| (e, BatchEnd::Ran))
 }
 
 /// Whether a failed batch's hosts already ran `deploy:batch_end`.
@@ -87,5 +87,6 @@ async fn fail_batch(
         let hooks = deploy.plan().batch_end.clone();
         let _ = deploy.fleet.execute_regardless(&hooks, batch).await;
     }
+    deploy.fleet.batch_out = None;
     error
 }
