@@ -7,10 +7,9 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::process::Watchdog;
+use crate::support::process::{wait_for_file, Watchdog};
 use crate::support::project::{Output, TestProject, T1, T2, T3, T4};
 use crate::support::sshd::{Fleet, Key, KeyKind};
 
@@ -216,18 +215,6 @@ impl Setup {
         wait_for_file(&self.marker, Duration::from_secs(30));
         fault();
         running.wait()
-    }
-}
-
-fn wait_for_file(path: &Path, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not appear within {limit:?}",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -191,19 +191,7 @@ impl Setup {
         require_php_stack();
         let fleet = Fleet::start(hosts);
         let project = TestProject::empty();
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/laravel-app");
-        // What a developer's checkout may hold but the example does not ship.
-        project.copy_tree(&example, "", &["vendor", ".env", "composer.phar"]);
-        for cached in [
-            "config.php",
-            "routes-v7.php",
-            "events.php",
-            "packages.php",
-            "services.php",
-        ] {
-            let _ = fs::remove_file(project.join("bootstrap/cache").join(cached));
-        }
-        let _ = fs::remove_file(project.join("public/storage"));
+        project.copy_laravel_example();
         // The stage's layer of the .env, beside the Deployfile, never shipped with the code.
         project.write(
             ".env.test",

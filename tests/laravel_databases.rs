@@ -97,7 +97,6 @@ struct App {
 impl App {
     fn new(engine: Engine) -> App {
         let db = DatabaseServer::start(engine, DB_PASSWORD);
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/laravel-app");
         let project = TestProject::empty()
             .fleet(1)
             .top("import = [\"laravel\"]\nsecrets = [\"APP_KEY\", \"DB_PASSWORD\"]")
@@ -109,17 +108,7 @@ impl App {
                 r#"[".git", "vendor", "hosts", "Deployfile.toml", ".env"]"#,
             )
             .config("dotenv_render", "true");
-        project.copy_tree(&example, "", &["vendor", ".env", "composer.phar"]);
-        for cached in [
-            "config.php",
-            "routes-v7.php",
-            "events.php",
-            "packages.php",
-            "services.php",
-        ] {
-            let _ = fs::remove_file(project.join("bootstrap/cache").join(cached));
-        }
-        let _ = fs::remove_file(project.join("public/storage"));
+        project.copy_laravel_example();
         App { project, db }
     }
 

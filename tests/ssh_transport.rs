@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::support::net::ClosedPort;
+use crate::support::process::wait_for_file;
 use crate::support::project::{Output, TestProject};
 use crate::support::sshd::{Fleet, Key, KeyKind};
 
@@ -99,18 +100,6 @@ fn locked(fleet: &Fleet, index: usize) -> bool {
         .deploy_path()
         .join(".dep/deploy.lock")
         .exists()
-}
-
-fn wait_for_file(path: &Path, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not appear within {limit:?}",
-            path.display()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `ssh-keygen -lf`'s SHA256 fingerprint of a public key file.

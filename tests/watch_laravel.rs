@@ -12,7 +12,7 @@
 //! tests/laravel.rs and tests/zero_downtime.rs need (scripts/setup-test-deps).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::net::HookServer;
@@ -123,7 +123,6 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/laravel-app");
         let hook = HookServer::start();
         let project = TestProject::empty()
             .fleet(2)
@@ -141,17 +140,7 @@ impl Site {
                 "[[notify]]\nwebhook = {:?}\nkind = \"json\"\n",
                 hook.url("/hook")
             ));
-        project.copy_tree(&example, "", &["vendor", ".env", "composer.phar"]);
-        for cached in [
-            "config.php",
-            "routes-v7.php",
-            "events.php",
-            "packages.php",
-            "services.php",
-        ] {
-            let _ = fs::remove_file(project.join("bootstrap/cache").join(cached));
-        }
-        let _ = fs::remove_file(project.join("public/storage"));
+        project.copy_laravel_example();
         project.write("app/Http/Controllers/WatchController.php", WATCH_CONTROLLER);
         let routes = fs::read_to_string(project.join("routes/web.php")).unwrap();
         project.write("routes/web.php", &format!("{routes}{ROUTES}"));

@@ -162,3 +162,17 @@ pub fn wait_within(mut child: Child, label: &str, limit: Duration) -> Finished {
         stderr,
     }
 }
+
+/// Wait until `path` exists (a marker a host's task touches), at most `limit`.
+#[track_caller]
+pub fn wait_for_file(path: &std::path::Path, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not appear within {limit:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

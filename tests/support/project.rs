@@ -174,6 +174,24 @@ impl TestProject {
         }
     }
 
+    /// The Laravel app of examples/laravel-app, copied into the project as its checkout, without
+    /// what a developer's checkout of it may hold but the example does not ship (vendor/, .env,
+    /// Laravel's caches, the storage link).
+    pub fn copy_laravel_example(&self) {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/laravel-app");
+        self.copy_tree(&example, "", &["vendor", ".env", "composer.phar"]);
+        for cached in [
+            "config.php",
+            "routes-v7.php",
+            "events.php",
+            "packages.php",
+            "services.php",
+        ] {
+            let _ = fs::remove_file(self.join("bootstrap/cache").join(cached));
+        }
+        let _ = fs::remove_file(self.join("public/storage"));
+    }
+
     /// Copy the directory tree `from` into `rel` inside the project (`""`: the project itself),
     /// leaving out entries named in `skip` at any depth. Symlinks are copied as symlinks and
     /// file modes are kept (an executable stays executable).
