@@ -126,6 +126,14 @@ fn releases_log(project: &TestProject, host: &str) -> String {
     fs::read_to_string(project.deploy_path(host).join(".dep/releases.log")).unwrap_or_default()
 }
 
+/// Two deploys: v1 went to blue, then v2 to green, which is live; blue is the standby.
+fn green_live_on_v2(project: &TestProject) {
+    deploy(project, T1).success();
+    write_app(project, "v2", false);
+    deploy(project, T2).success();
+    assert_eq!(live_color(project).as_deref(), Some("green"));
+}
+
 /// A client polling `/` through the load balancer.
 fn poll(lb: &LoadBalancer) -> Poller {
     Poller::start_on(&[("lb".to_string(), lb.port)], "/")
@@ -237,10 +245,7 @@ fn a_broken_release_on_the_idle_color_gets_traffic_only_while_its_checks_run() {
     let _watchdog = Watchdog::arm("blue-green broken release", LIMIT);
     let setup = setup();
     let project = &setup.project;
-    deploy(project, T1).success();
-    write_app(project, "v2", false);
-    deploy(project, T2).success();
-    assert_eq!(live_color(project).as_deref(), Some("green"));
+    green_live_on_v2(project);
 
     let poller = poll(&setup.lb);
     poller.wait_for(&["lb"], "v2", 5, Instant::now());
@@ -296,9 +301,7 @@ fn a_watch_window_that_rolls_back_sends_the_traffic_back_to_the_standby() {
     let _watchdog = Watchdog::arm("blue-green watch window", LIMIT);
     let setup = setup();
     let project = &setup.project;
-    deploy(project, T1).success();
-    write_app(project, "v2", false);
-    deploy(project, T2).success();
+    green_live_on_v2(project);
     let poller = poll(&setup.lb);
     poller.wait_for(&["lb"], "v2", 20, Instant::now());
     write_app(project, "v3", false);
@@ -321,9 +324,7 @@ fn a_release_failing_its_pre_switch_check_never_gets_traffic() {
     let _watchdog = Watchdog::arm("blue-green pre_switch", LIMIT);
     let setup = setup();
     let project = &setup.project;
-    deploy(project, T1).success();
-    write_app(project, "v2", false);
-    deploy(project, T2).success();
+    green_live_on_v2(project);
     let poller = poll(&setup.lb);
     poller.wait_for(&["lb"], "v2", 20, Instant::now());
     write_app(project, "v3", true);

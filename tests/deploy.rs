@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::git::git;
 use crate::support::project::{TestProject, T1, T2, T3, T4};
 
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
@@ -479,28 +480,7 @@ after = "deploy:shared"
 fn git_repository(project: &TestProject) -> (String, String) {
     let repo = project.join("repo");
     fs::create_dir_all(&repo).unwrap();
-    let git = |args: &[&str]| -> String {
-        let output = Command::new("git")
-            .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-            .args([
-                "-c",
-                "commit.gpgsign=false",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(&repo)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", project.path())
-            .output()
-            .expect("cannot run git");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_string()
-    };
+    let git = |args: &[&str]| git(&repo, args);
     git(&["init", "-q", "-b", "main"]);
     fs::write(repo.join("index.html"), "main\n").unwrap();
     git(&["add", "."]);
@@ -611,13 +591,7 @@ fn git_revision_with_shell_metacharacters_is_refused() {
 
 /// Run git in the project's repository.
 fn git_in(project: &TestProject, args: &[&str]) {
-    let status = Command::new("git")
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .current_dir(project.join("repo"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
+    git(&project.join("repo"), args);
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! stage `staging` (s1, s2), two of stage `production` (p1, p2).
 
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 
+use crate::support::git::{commit, git};
 use crate::support::project::{TestProject, T1, T2, T3, T4};
 
 const STAGING: [&str; 2] = ["s1", "s2"];
@@ -227,32 +227,6 @@ fn refuses_promoting_a_stage_to_itself() {
         .status(2)
         .run()
         .stderr_has("promote from one stage to another");
-}
-
-/// Run git in `dir` with a fixed identity, and no user or system configuration.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-        .args(["-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("cannot run git");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn commit(repo: &Path, content: &str) -> String {
-    fs::write(repo.join("index.html"), content).unwrap();
-    git(repo, &["add", "."]);
-    git(repo, &["commit", "-q", "-m", content.trim()]);
-    git(repo, &["rev-parse", "HEAD"])
 }
 
 #[test]

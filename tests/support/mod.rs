@@ -10,9 +10,11 @@
 //! - `sshd`: a fleet of real OpenSSH servers on loopback (also used by `bench/fleet.rs`).
 //! - `web`: nginx and php-fpm serving test hosts, and a polling client.
 //! - `database`: MariaDB and PostgreSQL servers on loopback, for the recipe's backups.
+//! - `git`: git for the tests' own repositories (fixed identity and dates).
 
 pub mod database;
 pub mod events;
+pub mod git;
 pub mod net;
 pub mod process;
 pub mod project;
