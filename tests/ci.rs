@@ -136,9 +136,9 @@ fn script(job: &Value) -> String {
         .unwrap_or_default()
 }
 
-#[test]
-fn init_github_workflows_pass_actionlint_for_every_project_shape() {
-    let shapes = [
+/// The kinds of project `dep init` tells apart, each in a fresh directory.
+fn project_shapes() -> [(&'static str, TestProject); 4] {
+    [
         ("laravel, pint, npm", laravel_dir(true, true)),
         ("laravel", laravel_dir(false, false)),
         ("nothing detected", TestProject::empty().no_deployfile()),
@@ -148,8 +148,12 @@ fn init_github_workflows_pass_actionlint_for_every_project_shape() {
                 .no_deployfile()
                 .file("package.json", "{}"),
         ),
-    ];
-    for (shape, dir) in shapes {
+    ]
+}
+
+#[test]
+fn init_github_workflows_pass_actionlint_for_every_project_shape() {
+    for (shape, dir) in project_shapes() {
         dir.dep(&["init", "--yes"]).run();
         let workflow = dir.join(".github/workflows/deploy.yml");
         assert_actionlint_passes(&workflow);
@@ -364,18 +368,7 @@ fn assert_gitlab_jobs_fit_together(text: &str) {
 
 #[test]
 fn init_gitlab_pipelines_fit_together_for_every_project_shape() {
-    let shapes = [
-        ("laravel, pint, npm", laravel_dir(true, true)),
-        ("laravel", laravel_dir(false, false)),
-        ("nothing detected", TestProject::empty().no_deployfile()),
-        (
-            "npm without a lockfile",
-            TestProject::empty()
-                .no_deployfile()
-                .file("package.json", "{}"),
-        ),
-    ];
-    for (shape, dir) in shapes {
+    for (shape, dir) in project_shapes() {
         dir.dep(&["init", "--yes", "--ci", "gitlab"]).run();
         let text = dir.read(".gitlab-ci.yml").unwrap();
         assert_gitlab_jobs_fit_together(&text);
