@@ -44,16 +44,7 @@ fn sshd_project(fleet: &Fleet) -> (TestProject, String, String, String) {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
-        text.push_str(&format!(
-            "\n[hosts.host{index}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = \"test\"\n\
-             identity_file = {:?}\nknown_hosts_file = {:?}\nconfig = {{ deploy_path = {:?} }}\n",
-            host.ip().to_string(),
-            host.port(),
-            fleet.user(),
-            fleet.client_key().private.display().to_string(),
-            fleet.known_hosts().display().to_string(),
-            host.deploy_path().display().to_string(),
-        ));
+        text.push_str(&fleet.host_table(index, &format!("host{index}"), "test"));
     }
     let project = TestProject::new().deployfile(&text);
     let (repository, one, two) = repository(&project);

@@ -131,17 +131,8 @@ fn two_deploys_racing_on_local_hosts_exactly_one_wins_every_round() {
 fn two_deploys_racing_on_sshd_hosts_exactly_one_wins_every_round() {
     let fleet = Fleet::start(3);
     let mut text = String::from(TOGETHER);
-    for (i, host) in fleet.hosts().iter().enumerate() {
-        text.push_str(&format!(
-            "\n[hosts.host{i}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = \"test\"\n\
-             identity_file = {:?}\nknown_hosts_file = {:?}\nconfig = {{ deploy_path = {:?} }}\n",
-            host.ip().to_string(),
-            host.port(),
-            fleet.user(),
-            fleet.client_key().private.display().to_string(),
-            fleet.known_hosts().display().to_string(),
-            host.deploy_path().display().to_string(),
-        ));
+    for i in 0..fleet.hosts().len() {
+        text.push_str(&fleet.host_table(i, &format!("host{i}"), "test"));
     }
     let project = TestProject::new().deployfile(&text);
     let path = |h: &str| {

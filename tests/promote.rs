@@ -276,18 +276,9 @@ fn git_promotes_the_staging_revision_after_the_branch_moved_on() {
 fn over_ssh_the_staging_bytes_are_promoted_and_other_bytes_refused() {
     let fleet = crate::support::sshd::Fleet::start(4);
     let mut text = String::new();
-    for (index, host) in fleet.hosts().iter().enumerate() {
+    for index in 0..fleet.hosts().len() {
         let stage = if index < 2 { "staging" } else { "production" };
-        text.push_str(&format!(
-            "\n[hosts.host{index}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = \"{stage}\"\n\
-             identity_file = {:?}\nknown_hosts_file = {:?}\nconfig = {{ deploy_path = {:?} }}\n",
-            host.ip().to_string(),
-            host.port(),
-            fleet.user(),
-            fleet.client_key().private.display().to_string(),
-            fleet.known_hosts().display().to_string(),
-            host.deploy_path().display().to_string(),
-        ));
+        text.push_str(&fleet.host_table(index, &format!("host{index}"), stage));
     }
     let project = TestProject::new().deployfile(&text);
     let ssh_config = fleet.ssh_config().display().to_string();

@@ -371,17 +371,8 @@ max_value = 100
 metric = "load"
 "#,
     );
-    for (i, host) in fleet.hosts().iter().enumerate() {
-        text.push_str(&format!(
-            "\n[hosts.host{i}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = \"test\"\n\
-             identity_file = {:?}\nknown_hosts_file = {:?}\nconfig = {{ deploy_path = {:?} }}\n",
-            host.ip().to_string(),
-            host.port(),
-            fleet.user(),
-            fleet.client_key().private.display().to_string(),
-            fleet.known_hosts().display().to_string(),
-            host.deploy_path().display().to_string(),
-        ));
+    for i in 0..fleet.hosts().len() {
+        text.push_str(&fleet.host_table(i, &format!("host{i}"), "test"));
     }
     let project = TestProject::new().deployfile(&text);
     let env = [

@@ -261,6 +261,22 @@ impl Fleet {
         &self.known_hosts
     }
 
+    /// The Deployfile table of host `index`, named `name`, of stage `stage`: its address and
+    /// port, the fleet's user, client key and known_hosts, and its deploy path.
+    pub fn host_table(&self, index: usize, name: &str, stage: &str) -> String {
+        let host = self.host(index);
+        format!(
+            "\n[hosts.{name}]\nhostname = {:?}\nport = {}\nuser = {:?}\nstage = {stage:?}\n\
+             identity_file = {:?}\nknown_hosts_file = {:?}\nconfig = {{ deploy_path = {:?} }}\n",
+            host.ip().to_string(),
+            host.port(),
+            self.user(),
+            self.client_key().private.display().to_string(),
+            self.known_hosts().display().to_string(),
+            host.deploy_path().display().to_string(),
+        )
+    }
+
     /// The ssh_config file with a `Host hostN` block for every host, using the default identity.
     pub fn ssh_config(&self) -> &Path {
         &self.ssh_config
