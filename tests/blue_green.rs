@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::process::Watchdog;
 use crate::support::project::{Output, TestProject, T1, T2, T3, T4};
-use crate::support::web::{LoadBalancer, Poller, Samples, WebServer, HEALTH_PHP, INDEX_PHP};
+use crate::support::web::{write_app, LoadBalancer, Poller, Samples, WebServer};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -92,18 +92,6 @@ fn setup() -> Setup {
         .deployfile(DEPLOYFILE);
     write_app(&project, "v1", false);
     Setup { project, web, lb }
-}
-
-fn write_app(project: &TestProject, version: &str, broken: bool) {
-    project.write("app/VERSION", &format!("{version}\n"));
-    project.write("app/public/index.php", INDEX_PHP);
-    project.write("app/public/health.php", HEALTH_PHP);
-    let marker = project.join("app/BROKEN");
-    if broken {
-        project.write("app/BROKEN", "");
-    } else if marker.exists() {
-        fs::remove_file(marker).unwrap();
-    }
 }
 
 fn deploy(project: &TestProject, now: &str) -> Output {

@@ -17,7 +17,7 @@ use crate::support::net::{ClosedPort, HookServer};
 use crate::support::process::Watchdog;
 use crate::support::project::{Output, TestProject, T1, T2, T3};
 use crate::support::sshd::Fleet;
-use crate::support::web::{serve_hosts, Poller, Sample, Samples, WebServer, HEALTH_PHP, INDEX_PHP};
+use crate::support::web::{serve_hosts, write_app, Poller, Sample, Samples, WebServer};
 
 /// No test may run longer than this (each dep run is also bounded by the project harness).
 const LIMIT: Duration = Duration::from_secs(50);
@@ -45,19 +45,6 @@ if = "[ {{ host|quote }} = {{ break_host|quote }} ]"
 run = "touch {{ release_path|quote }}/BROKEN"
 after = "deploy:update_code"
 "#;
-
-/// Write version `version` of the app into `app/` (`broken`: its health check answers 500).
-fn write_app(project: &TestProject, version: &str, broken: bool) {
-    project.write("app/VERSION", &format!("{version}\n"));
-    project.write("app/public/index.php", INDEX_PHP);
-    project.write("app/public/health.php", HEALTH_PHP);
-    let marker = project.join("app/BROKEN");
-    if broken {
-        project.write("app/BROKEN", "");
-    } else if marker.exists() {
-        fs::remove_file(marker).unwrap();
-    }
-}
 
 /// Breaks, on the host named by `-o break_both=NAME`, the release that was live before too (as a
 /// broken shared database would): there the rollback cannot restore a healthy host.

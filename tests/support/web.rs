@@ -99,6 +99,20 @@ impl Drop for Server {
     }
 }
 
+/// Write version `version` of the two-page app into the project's `app/` (`broken`: its
+/// health page answers 500).
+pub fn write_app(project: &crate::support::project::TestProject, version: &str, broken: bool) {
+    project.write("app/VERSION", &format!("{version}\n"));
+    project.write("app/public/index.php", INDEX_PHP);
+    project.write("app/public/health.php", HEALTH_PHP);
+    let marker = project.join("app/BROKEN");
+    if broken {
+        project.write("app/BROKEN", "");
+    } else if marker.exists() {
+        fs::remove_file(marker).unwrap();
+    }
+}
+
 /// An app page that answers with the release's `VERSION` file (`public/index.php`).
 pub const INDEX_PHP: &str = r#"<?php
 header('Content-Type: text/plain');
