@@ -21,6 +21,26 @@ pub fn free_port(ip: Ipv4Addr) -> u16 {
         .port()
 }
 
+/// `n` different free ports on `ip`: each is held until all are chosen, since a port given
+/// back is free to be handed out again at once (two sites of one nginx on one port would
+/// answer for each other).
+pub fn free_ports(ip: Ipv4Addr, n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| {
+            TcpListener::bind((ip, 0))
+                .unwrap_or_else(|e| panic!("cannot find a free port on {ip}: {e}"))
+        })
+        .collect();
+    held.iter()
+        .map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound socket's address")
+                .port()
+        })
+        .collect()
+}
+
 /// A TCP port on `ip` that refuses every connection while this value lives: a socket bound to
 /// it that never listens (a connection attempt gets a reset, `connection refused`).
 pub struct ClosedPort {

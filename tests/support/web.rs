@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
 
-use super::net::{free_port, get, Response};
+use super::net::{free_port, free_ports, get, Response};
 use super::process;
 use super::project::TestProject;
 
@@ -182,11 +182,13 @@ impl WebServer {
         let root = dir.path().to_path_buf();
         let fpm = start_fpm(&root);
         for attempt in 1..=PORT_ATTEMPTS {
+            let ports = free_ports(Ipv4Addr::LOCALHOST, sites.len());
             let sites: Vec<Site> = sites
                 .iter()
-                .map(|(name, path)| Site {
+                .zip(ports)
+                .map(|((name, path), port)| Site {
                     name: name.to_string(),
-                    port: free_port(Ipv4Addr::LOCALHOST),
+                    port,
                     deploy_path: path.to_path_buf(),
                 })
                 .collect();
